@@ -1,0 +1,509 @@
+"""config.yaml, loaded once into frozen dataclasses; every error names its place and the reason."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import yaml
+
+from proxy.errors import ConfigError
+
+ENV_PREFIX = "CACHEGATE__"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    data_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    host: str
+    port: int
+    workers: int
+    admin_host: str
+    admin_port: int
+    admin_token: str | None
+    max_body: int
+    upstream_connect_timeout: float
+    upstream_timeout: float
+    access_log: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str
+    host: str
+    port: int
+    db: int
+    timeout: float
+    breaker_failures: int
+    breaker_reset: float
+
+
+@dataclass(frozen=True, slots=True)
+class MariaDBConfig:
+    host: str
+    port: int
+    database: str
+    user: str
+    password_file: Path | None
+    pool_min: int
+    pool_max: int
+    connect_timeout: float
+    password_env: str | None = field(default=None, repr=False)
+
+    def password(self) -> str:
+        """The environment wins over the file, so containers need no file at all."""
+        if self.password_env is not None:
+            return self.password_env
+        if self.password_file is None:
+            raise ConfigError("mariadb.password_file: no password given (set it or CACHEGATE_DB_PASSWORD)")
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"mariadb.password_file: cannot read {self.password_file}: {exc.strerror}"
+                              " (does `cachegate up` need to run first?)") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    algorithm: str
+    issuer: str
+    public_key: Path
+    private_key: Path
+    token_ttl: float
+    leeway: float
+
+    def public_key_pem(self) -> str:
+        return _read_key(self.public_key, "auth.public_key")
+
+    def private_key_pem(self) -> str:
+        return _read_key(self.private_key, "auth.private_key")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    enabled: bool
+    prefix: str
+    default_ttl: float
+    negative_ttl: float
+    jitter: float
+    grace: float
+    tombstone_ttl: float
+    fill_wait: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    index: int
+    methods: tuple[str, ...]
+    path: str
+    upstream: str
+    strategy: str
+    auth: str  # "required" | "none"
+    key: str | None
+    ttl: float | None
+    negative_ttl: float | None
+    grace: float | None
+    scope: str  # "shared" | "caller"
+    tags: tuple[str, ...]
+    invalidates: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{'|'.join(self.methods)} {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    base_dir: Path
+    stack: StackConfig
+    proxy: ProxyConfig
+    redis: RedisConfig
+    mariadb: MariaDBConfig
+    auth: AuthConfig
+    cache: CacheConfig
+    services: Mapping[str, ServiceConfig]
+    upstreams: Mapping[str, str]
+    routes: tuple[RouteConfig, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def default_path(env: Mapping[str, str] = os.environ) -> Path:
+    return Path(env.get("CACHEGATE_CONFIG", "config.yaml"))
+
+
+def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | None = None, *,
+                env: Mapping[str, str] = os.environ, base_dir: str | os.PathLike[str] | None = None) -> Config:
+    """Load from a file (default: $CACHEGATE_CONFIG or ./config.yaml) or from a mapping (tests)."""
+    if isinstance(source, Mapping):
+        data, path, label = _deep_copy(source), None, "<config>"
+        root = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        path = Path(source) if source is not None else default_path(env)
+        label = path.name
+        data = _read_yaml(path, label)
+        root = Path(base_dir) if base_dir is not None else path.resolve().parent
+    _apply_env(data, env, label)
+    return _Builder(data, label, root.resolve(), path, env).build()
+
+
+def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{label}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: expected a mapping of sections at the top, got {type(data).__name__}")
+    return data
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str], label: str) -> None:
+    """CACHEGATE__REDIS__URL=... sets redis.url; the value is read as a YAML scalar (so `false`, `8`)."""
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if not all(parts):
+            raise ConfigError(f"{label}: environment {name}: empty key part")
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{label}: environment {name}: {part} is not a section")
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            node[parts[-1]] = raw
+    switch = env.get("CACHEGATE_CACHE")
+    if switch is not None:
+        if switch.lower() not in ("on", "off", "true", "false", "1", "0"):
+            raise ConfigError(f"{label}: environment CACHEGATE_CACHE: expected on or off, got {switch!r}")
+        data.setdefault("cache", {})
+        if isinstance(data["cache"], dict):
+            data["cache"]["enabled"] = switch.lower() in ("on", "true", "1")
+
+
+def _read_key(path: Path, where: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror} (does `cachegate up` need to run first?)") from exc
+
+
+class _Section:
+    """One mapping being read: remembers its place and which keys were used, so unknown keys are refused."""
+
+    def __init__(self, data: Any, where: str, label: str) -> None:
+        self.where, self.label = where, label
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            self.fail(f"expected a mapping, got {_show(data)}")
+        self.data, self.used = data, set()
+
+    def fail(self, reason: str, key: str | None = None) -> None:
+        place = f"{self.where}.{key}" if key and self.where else (key or self.where)
+        raise ConfigError(f"{self.label}: {place}: {reason}")
+
+    def _get(self, key: str, default: Any) -> Any:
+        self.used.add(key)
+        if key in self.data and self.data[key] is not None:
+            return self.data[key]
+        if default is _REQUIRED:
+            self.fail("is required", key)
+        return default
+
+    def section(self, key: str) -> _Section:
+        self.used.add(key)
+        where = f"{self.where}.{key}" if self.where else key
+        return _Section(self.data.get(key), where, self.label)
+
+    def value(self, key: str, convert: Callable[[Any], Any], expected: str, default: Any = None) -> Any:
+        raw = self._get(key, default)
+        if raw is default and default is not _REQUIRED:
+            return default
+        try:
+            return convert(raw)
+        except (TypeError, ValueError):
+            self.fail(f"expected {expected}, got {_show(raw)}", key)
+
+    def string(self, key: str, default: Any = None) -> Any:
+        return self.value(key, _as_str, "a string", default)
+
+    def integer(self, key: str, default: Any = None, *, low: int = 0, high: int = 2**31) -> Any:
+        return self.value(key, lambda v: _as_int(v, low, high), f"an integer from {low} to {high}", default)
+
+    def port(self, key: str, default: Any = None) -> Any:
+        return self.value(key, lambda v: _as_int(v, 1, 65535), "a port number from 1 to 65535", default)
+
+    def duration(self, key: str, default: Any = None) -> Any:
+        return self.value(key, parse_duration, "a duration like 30s", default)
+
+    def size(self, key: str, default: Any = None) -> Any:
+        return self.value(key, parse_size, "a size like 1MiB", default)
+
+    def boolean(self, key: str, default: Any = None) -> Any:
+        return self.value(key, _as_bool, "true or false", default)
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = None) -> Any:
+        def convert(v: Any) -> str:
+            if v not in choices:
+                raise ValueError
+            return v
+        return self.value(key, convert, "one of " + ", ".join(choices), default)
+
+    def names(self, key: str) -> tuple[str, ...]:
+        def convert(v: Any) -> tuple[str, ...]:
+            if not isinstance(v, list) or not all(isinstance(x, str) and _NAME.match(x) for x in v):
+                raise ValueError
+            return tuple(v)
+        return self.value(key, convert, "a list of names (lowercase letters, digits, - _ .)", ())
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        def convert(v: Any) -> tuple[str, ...]:
+            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+                raise ValueError
+            return tuple(v)
+        return self.value(key, convert, "a list of strings", ())
+
+    def path(self, key: str, root: Path, default: Any = None) -> Any:
+        raw = self.string(key, default)
+        if raw is None:
+            return None
+        p = Path(raw).expanduser()
+        return p if p.is_absolute() else root / p
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used, key=str)
+        if unknown:
+            known = ", ".join(sorted(self.used))
+            self.fail(f"unknown key (known: {known})", str(unknown[0]))
+
+
+_REQUIRED = object()
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    return repr(value)
+
+
+def _as_str(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError
+    return v
+
+
+def _as_int(v: Any, low: int, high: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+        raise ValueError
+    return v
+
+
+def _as_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("on", "off"):
+        return v.lower() == "on"
+    raise ValueError
+
+
+def parse_duration(v: Any) -> float:
+    """'50ms', '30s', '5m', '1h' or a bare number of seconds -> seconds."""
+    if isinstance(v, bool):
+        raise ValueError
+    if isinstance(v, (int, float)):
+        if v < 0:
+            raise ValueError
+        return float(v)
+    m = _DURATION.match(v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError
+    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+
+
+def parse_size(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError
+    if isinstance(v, int):
+        if v <= 0:
+            raise ValueError
+        return v
+    m = _SIZE.match(v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError
+    return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+
+
+def _parse_percent(v: Any) -> float:
+    if isinstance(v, str) and v.strip().endswith("%"):
+        v = float(v.strip()[:-1]) / 100
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        raise ValueError
+    return float(v)
+
+
+class _Builder:
+    def __init__(self, data: dict[str, Any], label: str, root: Path, path: Path | None,
+                 env: Mapping[str, str]) -> None:
+        self.top = _Section(data, "", label)
+        self.label, self.root, self.path, self.env = label, root, path, env
+
+    def build(self) -> Config:
+        top = self.top
+        stack = self._stack(top.section("stack"))
+        proxy = self._proxy(top.section("proxy"))
+        redis = self._redis(top.section("redis"))
+        mariadb = self._mariadb(top.section("mariadb"))
+        auth = self._auth(top.section("auth"))
+        cache = self._cache(top.section("cache"))
+        services = self._services(top.section("services"))
+        upstreams = self._upstreams(top.section("upstreams"))
+        top.used.add("routes")
+        from proxy.routes_config import read_routes  # routes have their own reader: the largest section
+        routes = read_routes(top.data.get("routes"), self.label, upstreams, cache)
+        top.done()
+        return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis, mariadb=mariadb,
+                      auth=auth, cache=cache, services=MappingProxyType(services),
+                      upstreams=MappingProxyType(upstreams), routes=routes, raw=top.data)
+
+    def _stack(self, s: _Section) -> StackConfig:
+        cfg = StackConfig(data_dir=s.path("data_dir", self.root, ".stack"))
+        s.done()
+        return cfg
+
+    def _proxy(self, s: _Section) -> ProxyConfig:
+        admin = s.section("admin")
+        cfg = ProxyConfig(
+            host=s.string("host", "127.0.0.1"), port=s.port("port", 8888),
+            workers=s.integer("workers", 1, low=1, high=64),
+            admin_host=admin.string("host", "127.0.0.1"), admin_port=admin.port("port", 8889),
+            admin_token=admin.string("token", None) or self.env.get("CACHEGATE_ADMIN_TOKEN"),
+            max_body=s.size("max_body", 1024**2),
+            upstream_connect_timeout=s.duration("upstream_connect_timeout", 1.0),
+            upstream_timeout=s.duration("upstream_timeout", 5.0),
+            access_log=s.boolean("access_log", True))
+        admin.done()
+        s.done()
+        return cfg
+
+    def _redis(self, s: _Section) -> RedisConfig:
+        url = s.string("url", _REQUIRED)
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            s.fail(f'expected a redis:// URL, got "{url}"', "url")
+        try:
+            port = parts.port or 6379
+            db = int(parts.path.lstrip("/") or 0) if parts.scheme != "unix" else 0
+        except ValueError:
+            s.fail(f'expected redis://host:port/db, got "{url}"', "url")
+        breaker = s.section("breaker")
+        cfg = RedisConfig(url=url, host=parts.hostname or "127.0.0.1", port=port, db=db,
+                          timeout=s.duration("timeout", 0.05),
+                          breaker_failures=breaker.integer("failures", 5, low=1, high=1000),
+                          breaker_reset=breaker.duration("reset", 2.0))
+        breaker.done()
+        s.done()
+        return cfg
+
+    def _mariadb(self, s: _Section) -> MariaDBConfig:
+        pool = s.section("pool")
+        cfg = MariaDBConfig(
+            host=s.string("host", "127.0.0.1"), port=s.port("port", 3306),
+            database=s.string("database", _REQUIRED), user=s.string("user", _REQUIRED),
+            password_file=s.path("password_file", self.root, None),
+            pool_min=pool.integer("min", 1, low=0, high=1000), pool_max=pool.integer("max", 32, low=1, high=1000),
+            connect_timeout=s.duration("connect_timeout", 2.0),
+            password_env=self.env.get("CACHEGATE_DB_PASSWORD"))
+        if cfg.pool_min > cfg.pool_max:
+            pool.fail(f"must not exceed max ({cfg.pool_max}), got {cfg.pool_min}", "min")
+        pool.done()
+        s.done()
+        return cfg
+
+    def _auth(self, s: _Section) -> AuthConfig:
+        cfg = AuthConfig(
+            algorithm=s.choice("algorithm", ("ES256", "ES384", "RS256", "RS512", "EdDSA"), "ES256"),
+            issuer=s.string("issuer", "cachegate"),
+            public_key=s.path("public_key", self.root, _REQUIRED),
+            private_key=s.path("private_key", self.root, _REQUIRED),
+            token_ttl=s.duration("token_ttl", 900.0), leeway=s.duration("leeway", 10.0))
+        if cfg.token_ttl < 60:
+            s.fail(f"expected at least 60s, got {cfg.token_ttl:g}s", "token_ttl")
+        s.done()
+        return cfg
+
+    def _cache(self, s: _Section) -> CacheConfig:
+        cfg = CacheConfig(
+            enabled=s.boolean("enabled", True), prefix=s.value("prefix", _as_prefix, "a short name", "cg"),
+            default_ttl=s.duration("default_ttl", 60.0), negative_ttl=s.duration("negative_ttl", 10.0),
+            jitter=s.value("jitter", _parse_percent, "a fraction like 10%", 0.1),
+            grace=s.duration("grace", 300.0), tombstone_ttl=s.duration("tombstone_ttl", 30.0),
+            fill_wait=s.duration("fill_wait", 2.0))
+        if cfg.default_ttl <= 0:
+            s.fail("must be longer than 0s", "default_ttl")
+        s.done()
+        return cfg
+
+    def _services(self, s: _Section) -> dict[str, ServiceConfig]:
+        out = {}
+        for name in list(s.data):
+            sub = s.section(str(name))
+            out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"), port=sub.port("port", _REQUIRED))
+            sub.done()
+        return out
+
+    def _upstreams(self, s: _Section) -> dict[str, str]:
+        out = {}
+        for name in list(s.data):
+            url = s.string(str(name), _REQUIRED)
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+                s.fail(f'expected a base URL like http://127.0.0.1:8081, got "{url}"', str(name))
+            out[str(name)] = url.rstrip("/")
+        if not out:
+            s.fail("expected at least one upstream")
+        return out
+
+
+def _as_prefix(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
+        raise ValueError
+    return v

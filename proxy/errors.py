@@ -1,0 +1,72 @@
+"""The one exception tree of the gateway, and how each maps to an HTTP answer.
+
+    CachegateError                      base; .status, .code and a message safe to show a client
+    ├── ConfigError                     a bad config.yaml: refused at start and at reload (never served)
+    ├── RequestError (400)              a request the proxy itself refuses
+    │   ├── NotFound (404)              no route matches the path
+    │   ├── MethodNotAllowed (405)      the path matches, the method does not (carries Allow)
+    │   └── PayloadTooLarge (413)
+    ├── AuthError (401)                 missing, malformed, expired or badly signed credentials
+    ├── UpstreamError (502)             the backend could not be reached or broke the connection
+    │   └── UpstreamTimeout (504)       the backend did not answer in time
+    └── CacheUnavailable                Redis down, slow or behind an open breaker; never reaches a
+                                        client: strategies catch it and bypass the cache
+
+Foreign exceptions (aiohttp, redis-py, python-jose) are mapped in the one module that calls the
+library, with `raise Mapped(...) from exc`, so no other module needs to know them.
+"""
+from __future__ import annotations
+
+
+class CachegateError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class ConfigError(CachegateError):
+    code = "bad_config"
+
+
+class RequestError(CachegateError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class AuthError(CachegateError):
+    status = 401
+    code = "unauthorized"
+
+
+class UpstreamError(CachegateError):
+    status = 502
+    code = "bad_gateway"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "gateway_timeout"
+
+
+class CacheUnavailable(CachegateError):
+    status = 503
+    code = "cache_unavailable"

@@ -1,0 +1,216 @@
+"""Route table compiled once: first rule whose method and whole-path template match; keys rendered here."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+from urllib.parse import parse_qsl, quote
+
+from proxy.config import Config, RouteConfig
+from proxy.errors import MethodNotAllowed, NotFound
+
+_PARAM = re.compile(r"\{([^{}]*)\}")
+_PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_PARAM_TYPES = {"int": r"[0-9]{1,18}", "str": r"[^/]+"}
+_KEY_PLACEHOLDER = re.compile(r"^(?:[a-z_][a-z0-9_]*|query|query\.[A-Za-z0-9_.-]+|caller)$")
+_KEY_TEXT = re.compile(r"^[A-Za-z0-9_.:/-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class PathTemplate:
+    text: str
+    params: tuple[str, ...]
+    regex: re.Pattern[str] | None  # None for a static path, matched by equality
+
+    def match(self, path: str) -> dict[str, str] | None:
+        if self.regex is None:
+            return {} if path == self.text else None
+        m = self.regex.fullmatch(path)
+        return m.groupdict() if m else None
+
+
+def parse_path_template(text: str) -> PathTemplate:
+    """'/users/{id:int}' -> a whole-path matcher. ValueError says what is wrong."""
+    if not text.startswith("/"):
+        raise ValueError(f'expected a path starting with /, got "{text}"')
+    if "?" in text or "#" in text or "//" in text:
+        raise ValueError(f'expected a path without ?, # or //, got "{text}"')
+    pattern, params, pos = [], [], 0
+    for m in _PARAM.finditer(text):
+        literal = text[pos:m.start()]
+        if "{" in literal or "}" in literal:
+            raise ValueError(f'unbalanced braces in "{text}"')
+        name, _, kind = m.group(1).partition(":")
+        kind = kind or "str"
+        if not _PARAM_NAME.match(name):
+            raise ValueError(f'bad parameter name "{name}" in "{text}"')
+        if kind not in _PARAM_TYPES:
+            raise ValueError(f'unknown parameter type "{kind}" in "{text}" (known: int, str)')
+        if name in params:
+            raise ValueError(f'parameter "{name}" appears twice in "{text}"')
+        before, after = text[m.start() - 1], text[m.end():m.end() + 1]
+        if before != "/" or after not in ("", "/"):
+            raise ValueError(f'a parameter must fill a whole path segment in "{text}"')
+        pattern.append(re.escape(literal))
+        pattern.append(f"(?P<{name}>{_PARAM_TYPES[kind]})")
+        params.append(name)
+        pos = m.end()
+    tail = text[pos:]
+    if "{" in tail or "}" in tail:
+        raise ValueError(f'unbalanced braces in "{text}"')
+    if not params:
+        return PathTemplate(text, (), None)
+    pattern.append(re.escape(tail))
+    return PathTemplate(text, tuple(params), re.compile("".join(pattern)))
+
+
+KeyRenderer = Callable[[Mapping[str, str], str, "str | None"], str]
+
+
+def compile_key_template(text: str, path_params: Iterable[str]) -> tuple[KeyRenderer, frozenset[str]]:
+    """'user-search:{query}' -> (render(params, query_string, caller), placeholders). ValueError says why."""
+    known = set(path_params)
+    pieces: list[Callable[[Mapping[str, str], str, str | None], str]] = []
+    used: set[str] = set()
+    pos = 0
+    for m in _PARAM.finditer(text):
+        literal = text[pos:m.start()]
+        _check_key_text(literal, text)
+        pieces.append(lambda p, q, c, s=literal: s)
+        name = m.group(1)
+        if not _KEY_PLACEHOLDER.match(name):
+            raise ValueError(f'bad placeholder "{{{name}}}" in key "{text}"')
+        if name == "query":
+            pieces.append(lambda p, q, c: _all_query(q))
+        elif name.startswith("query."):
+            pieces.append(lambda p, q, c, n=name[6:]: _one_query(q, n))
+        elif name == "caller":
+            pieces.append(lambda p, q, c: _caller(c))
+        elif name in known:
+            pieces.append(lambda p, q, c, n=name: quote(p[n], safe=""))
+        else:
+            raise ValueError(f'placeholder "{{{name}}}" in key "{text}" is not a path parameter '
+                             f'(known: {", ".join(sorted(known)) or "none"}; or query, query.NAME, caller)')
+        used.add(name)
+        pos = m.end()
+    _check_key_text(text[pos:], text)
+    tail = text[pos:]
+    pieces.append(lambda p, q, c: tail)
+    if len(pieces) == 1:
+        return (lambda p, q, c: tail), frozenset()
+
+    def render(params: Mapping[str, str], query_string: str, caller: str | None) -> str:
+        return "".join(piece(params, query_string, caller) for piece in pieces)
+    return render, frozenset(used)
+
+
+def _check_key_text(literal: str, text: str) -> None:
+    if "{" in literal or "}" in literal:
+        raise ValueError(f'unbalanced braces in key "{text}"')
+    if not _KEY_TEXT.match(literal):
+        raise ValueError(f'key "{text}" may only use letters, digits and _ . : / - outside placeholders')
+
+
+def _all_query(query_string: str) -> str:
+    # Sorted and re-encoded, so ?a=1&b=2 and ?b=2&a=1 share one entry and no value can forge a separator.
+    pairs = sorted(parse_qsl(query_string, keep_blank_values=True))
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
+
+
+def _one_query(query_string: str, name: str) -> str:
+    values = [v for k, v in parse_qsl(query_string, keep_blank_values=True) if k == name]
+    return ",".join(quote(v, safe="") for v in values)
+
+
+def _caller(caller: str | None) -> str:
+    if caller is None:  # config validation forbids {caller} on auth: none routes; never key on "nobody"
+        raise LookupError("a caller-scoped key needs a verified caller")
+    return quote(caller, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    config: RouteConfig
+    template: PathTemplate
+    methods: frozenset[str]
+    key: KeyRenderer | None
+    invalidates: tuple[KeyRenderer | str, ...]  # "tag:NAME" stays a string; key templates are rendered
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    route: Route
+    params: dict[str, str]
+
+
+class Router:
+    """Frozen after construction: a reload builds a new Router and swaps it in one assignment."""
+
+    def __init__(self, routes: Iterable[RouteConfig]) -> None:
+        self.routes = tuple(compile_route(r) for r in routes)
+        self._static: dict[str, list[Route]] = {}
+        for route in self.routes:
+            if route.template.regex is None:
+                self._static.setdefault(route.template.text, []).append(route)
+        self._dynamic = tuple(r for r in self.routes if r.template.regex is not None)
+
+    def resolve(self, method: str, path: str) -> Match:
+        """First matching rule by config order; NotFound or MethodNotAllowed (with Allow) otherwise."""
+        best: Match | None = None
+        allowed: set[str] = set()
+        lookup = "GET" if method == "HEAD" else method
+        for route in self._static.get(path, ()):
+            if lookup in route.methods:
+                best = Match(route, {})
+                break
+            allowed |= route.methods
+        for route in self._dynamic:
+            if best is not None and route.config.index > best.route.config.index:
+                break
+            params = route.template.match(path)
+            if params is None:
+                continue
+            if lookup in route.methods:
+                best = Match(route, params)
+                break
+            allowed |= route.methods
+        if best is not None:
+            return best
+        if allowed:
+            allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {allow}", headers={"Allow": allow})
+        raise NotFound(f"no route for {path}")
+
+
+def compile_route(cfg: RouteConfig) -> Route:
+    template = parse_path_template(cfg.path)
+    key = compile_key_template(cfg.key, template.params)[0] if cfg.key else None
+    invalidates: list[KeyRenderer | str] = []
+    for item in cfg.invalidates:
+        invalidates.append(item if item.startswith("tag:") else compile_key_template(item, template.params)[0])
+    return Route(cfg, template, frozenset(cfg.methods), key, tuple(invalidates))
+
+
+def render_invalidations(route: Route, params: Mapping[str, str], query_string: str,
+                         caller: str | None) -> tuple[str, ...]:
+    return tuple(i if isinstance(i, str) else i(params, query_string, caller) for i in route.invalidates)
+
+
+def describe(config: Config) -> str:
+    """The compiled route table, as `cachegate check-config` prints it."""
+    rows = [("#", "methods", "path", "upstream", "strategy", "auth", "key", "ttl", "tags / invalidates")]
+    for r in config.routes:
+        ttl = "" if r.strategy != "read-through" else f"{r.ttl if r.ttl is not None else config.cache.default_ttl:g}s"
+        extra = " ".join([*(f"tag:{t}" for t in r.tags), *(f"drops {i}" for i in r.invalidates)])
+        rows.append((str(r.index), ",".join(r.methods), r.path, r.upstream, r.strategy, r.auth,
+                     (r.key or "") + (" (per caller)" if r.scope == "caller" else ""), ttl, extra))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    state = "on" if config.cache.enabled else "off"
+    head = (f"{len(config.routes)} routes, cache {state}, default ttl {config.cache.default_ttl:g}s, "
+            f"proxy {config.proxy.host}:{config.proxy.port}")
+    return "\n".join([head, *lines])

@@ -1,0 +1,119 @@
+"""The `routes:` section of config.yaml: each rule checked on its own, then the table as a whole."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from proxy.config import HTTP_METHODS, CacheConfig, RouteConfig, _Section
+from proxy.errors import ConfigError
+from proxy.router import compile_key_template, parse_path_template
+
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def read_routes(data: Any, label: str, upstreams: Mapping[str, str], cache: CacheConfig) -> tuple[RouteConfig, ...]:
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{label}: routes: expected a non-empty list of rules")
+    routes = tuple(_read_route(item, i, label, upstreams) for i, item in enumerate(data))
+    _refuse_duplicates(routes, label)
+    return routes
+
+
+def _read_route(item: Any, index: int, label: str, upstreams: Mapping[str, str]) -> RouteConfig:
+    s = _Section(item, f"routes[{index}]", label)
+    methods = s.value("methods", _methods, "a list of HTTP methods like [GET]", _required(s, "methods"))
+    path = s.string("path", _required(s, "path"))
+    try:
+        template = parse_path_template(path)
+    except ValueError as exc:
+        s.fail(str(exc), "path")
+    upstream = s.string("upstream", _required(s, "upstream"))
+    if upstream not in upstreams:
+        s.fail(f'unknown upstream "{upstream}" (known: {", ".join(sorted(upstreams))})', "upstream")
+    strategy = s.string("strategy", _required(s, "strategy"))
+    from strategies.base import get_strategy  # the registry lives with the strategies
+    try:
+        get_strategy(strategy)
+    except ConfigError as exc:
+        s.fail(exc.message, "strategy")
+    route = RouteConfig(
+        index=index, methods=methods, path=path, upstream=upstream, strategy=strategy,
+        auth=s.choice("auth", ("required", "none"), "required"), key=s.string("key", None),
+        ttl=s.duration("ttl", None), negative_ttl=s.duration("negative_ttl", None), grace=s.duration("grace", None),
+        scope=s.choice("scope", ("shared", "caller"), "shared"), tags=s.names("tags"),
+        invalidates=s.strings("invalidates"))
+    s.done()
+    _check_route(route, s, template.params)
+    return route
+
+
+def _required(s: _Section, key: str) -> Any:
+    if s.data.get(key) is None:
+        s.fail("is required", key)
+    return None
+
+
+def _methods(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not v:
+        raise ValueError
+    out = []
+    for m in v:
+        if not isinstance(m, str) or m.upper() not in HTTP_METHODS or m.upper() in out:
+            raise ValueError
+        out.append(m.upper())
+    return tuple(out)
+
+
+def _check_route(r: RouteConfig, s: _Section, params: tuple[str, ...]) -> None:
+    """Combinations that would make a rule unsafe or meaningless are refused, not guessed at."""
+    if r.key is not None:
+        try:
+            used = compile_key_template(r.key, params)[1]
+        except ValueError as exc:
+            s.fail(str(exc), "key")
+        if "caller" in used and r.scope != "caller":
+            s.fail('{caller} in the key needs scope: caller', "key")
+        if r.scope == "caller" and "caller" not in used:
+            s.fail("scope: caller needs {caller} in the key, so one caller's entry is never served to another", "key")
+    for i, item in enumerate(r.invalidates):
+        if item.startswith("tag:"):
+            if not item[4:] or not item[4:].replace("-", "").replace("_", "").replace(".", "").isalnum():
+                s.fail(f'expected "tag:NAME", got "{item}"', f"invalidates[{i}]")
+            continue
+        try:
+            compile_key_template(item, params)
+        except ValueError as exc:
+            s.fail(str(exc), f"invalidates[{i}]")
+    if r.scope == "caller" and r.auth == "none":
+        s.fail("scope: caller needs an authenticated route (auth: required)", "scope")
+    if r.strategy == "read-through":
+        if set(r.methods) - {"GET", "HEAD"}:
+            s.fail(f"read-through serves only GET and HEAD, got {', '.join(r.methods)}", "methods")
+        if r.key is None:
+            s.fail("read-through needs a key template", "key")
+        if r.invalidates:
+            s.fail("a read-through rule invalidates nothing; put invalidates on the write rule", "invalidates")
+    elif r.strategy == "write-through":
+        if not set(r.methods) <= UNSAFE:
+            s.fail(f"write-through takes unsafe methods (POST, PUT, PATCH, DELETE), got {', '.join(r.methods)}",
+                   "methods")
+    elif r.strategy == "passthrough":
+        for name in ("key", "ttl", "negative_ttl", "grace", "tags", "invalidates"):
+            if getattr(r, name):
+                s.fail("passthrough stores and drops nothing; remove it", name)
+    if r.strategy != "read-through":
+        for name in ("ttl", "negative_ttl", "grace", "tags"):
+            if getattr(r, name):
+                s.fail(f"only read-through rules store entries with {name}", name)
+    if r.ttl is not None and r.ttl <= 0:
+        s.fail("must be longer than 0s", "ttl")
+
+
+def _refuse_duplicates(routes: tuple[RouteConfig, ...], label: str) -> None:
+    """Two rules with the same path template and a shared method: the second could never match."""
+    seen: dict[tuple[str, str], int] = {}
+    for r in routes:
+        for m in r.methods:
+            first = seen.setdefault((m, r.path), r.index)
+            if first != r.index:
+                raise ConfigError(f"{label}: routes[{r.index}]: duplicates routes[{first}] ({m} {r.path}); "
+                                  "the second rule could never match")
