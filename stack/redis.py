@@ -1,0 +1,145 @@
+"""A redis-server run as a plain process with its own config, data folder, pid file and log."""
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from stack.net import port_open
+from stack.process import (StackError, log_tail, pid_alive, pid_cmdline, read_pid_file, send_signal,
+                           spawn, terminate, wait_gone, wait_until)
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+class RedisServer:
+    """One redis-server on host:port with everything (conf, pid, log) under `data_dir`."""
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 6390) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.conf_path = self.data_dir / "redis.conf"
+        self.pid_path = self.data_dir / "redis.pid"
+        self.log_path = self.data_dir / "redis.log"
+        self._popen: subprocess.Popen | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisServer({self.host}:{self.port}, pid={self.pid})"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        """The live server's pid: ours if we started it, else the pid file's (if it is a redis-server)."""
+        if self._popen is not None and self._popen.poll() is None:
+            return self._popen.pid
+        pid = read_pid_file(self.pid_path)
+        if pid_alive(pid) and "redis-server" in pid_cmdline(pid):
+            return pid
+        return None
+
+    def is_running(self) -> bool:
+        return self.pid is not None
+
+    def ping(self, timeout: float = 0.5) -> bool:
+        try:
+            return self._command(b"PING", timeout) == b"+PONG"
+        except OSError:
+            return False
+
+    def start(self) -> None:
+        """Start the server and wait until it answers PING; a no-op when it already runs."""
+        if self.is_running():
+            return
+        if port_open(self.host, self.port):
+            raise StackError(f"redis: {self.host}:{self.port} is already taken by another process")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise StackError("redis-server is not installed (apt-get install redis-server)")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.conf_path.write_text(self._conf())
+        self._popen = spawn([binary, str(self.conf_path)], self.log_path, cwd=self.data_dir)
+
+        def ready() -> bool:
+            return self._popen.poll() is not None or self.ping(timeout=0.2)
+
+        wait_until(ready, START_TIMEOUT)
+        if self._popen.poll() is not None:
+            raise StackError(f"redis-server exited with code {self._popen.returncode}:\n"
+                             f"{log_tail(self.log_path)}")
+        if not self.ping():
+            self.kill()
+            raise StackError(f"redis-server did not answer PING on {self.host}:{self.port} within "
+                             f"{START_TIMEOUT:.0f}s:\n{log_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        """Stop by pid: SHUTDOWN NOSAVE, else SIGTERM then SIGKILL; returns once the process is gone."""
+        pid = self.pid
+        if pid is None:
+            self._popen = None
+            return
+        send_signal(pid, signal.SIGCONT)  # a paused server cannot answer SHUTDOWN
+        try:
+            self._command(b"SHUTDOWN NOSAVE", timeout=1.0)
+        except OSError:
+            pass  # the server closes the connection as it exits: no reply is the normal case
+        if not wait_gone(pid, STOP_TIMEOUT, self._popen):
+            terminate(pid, timeout=STOP_TIMEOUT, popen=self._popen)
+        self.pid_path.unlink(missing_ok=True)
+        self._popen = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown, nothing saved."""
+        pid = self.pid
+        if pid is None:
+            return
+        send_signal(pid, signal.SIGKILL)
+        if not wait_gone(pid, STOP_TIMEOUT, self._popen):
+            raise StackError(f"redis-server {pid} survived SIGKILL")
+        self._popen = None
+
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): its port still accepts connections but nothing answers."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        pid = self.pid
+        if pid is None:
+            raise StackError(f"redis on port {self.port} is not running")
+        send_signal(pid, sig)
+
+    def _command(self, command: bytes, timeout: float) -> bytes:
+        """Send one inline command and return the first reply line (enough for PING and SHUTDOWN)."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+            sock.sendall(command + b"\r\n")
+            reply = b""
+            while not reply.endswith(b"\r\n"):
+                chunk = sock.recv(256)
+                if not chunk:
+                    raise ConnectionResetError("redis closed the connection")
+                reply += chunk
+        return reply.strip()
+
+    def _conf(self) -> str:
+        return "\n".join([
+            f"bind {self.host}",
+            f"port {self.port}",
+            "protected-mode yes",
+            "daemonize no",
+            f"dir {self.data_dir}",
+            f"pidfile {self.pid_path}",
+            f"logfile {self.log_path}",
+            'save ""',
+            "appendonly no",
+            "maxmemory 0",
+            "",
+        ])
