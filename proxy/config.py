@@ -85,6 +85,8 @@ class AuthConfig:
     private_key: Path
     token_ttl: float
     leeway: float
+    exchange_upstream: str  # where the proxy trades Basic credentials for a token
+    exchange_path: str
 
     def public_key_pem(self) -> str:
         return _read_key(self.public_key, "auth.public_key")
@@ -396,6 +398,9 @@ class _Builder:
         cache = self._cache(top.section("cache"))
         services = self._services(top.section("services"))
         upstreams = self._upstreams(top.section("upstreams"))
+        if auth.exchange_upstream not in upstreams:
+            raise ConfigError(f"{self.label}: auth.exchange_upstream: unknown upstream "
+                              f'"{auth.exchange_upstream}" (known: {", ".join(sorted(upstreams))})')
         top.used.add("routes")
         from proxy.routes_config import read_routes  # routes have their own reader: the largest section
         routes = read_routes(top.data.get("routes"), self.label, upstreams, cache)
@@ -464,7 +469,9 @@ class _Builder:
             issuer=s.string("issuer", "cachegate"),
             public_key=s.path("public_key", self.root, _REQUIRED),
             private_key=s.path("private_key", self.root, _REQUIRED),
-            token_ttl=s.duration("token_ttl", 900.0), leeway=s.duration("leeway", 10.0))
+            token_ttl=s.duration("token_ttl", 900.0), leeway=s.duration("leeway", 10.0),
+            exchange_upstream=s.string("exchange_upstream", "users"),
+            exchange_path=s.string("exchange_path", "/auth/token"))
         if cfg.token_ttl < 60:
             s.fail(f"expected at least 60s, got {cfg.token_ttl:g}s", "token_ttl")
         s.done()

@@ -1,0 +1,141 @@
+"""create_app(config): the gateway's aiohttp application, owning every client it uses."""
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from proxy.auth import Authenticator
+from proxy.config import Config, load_config
+from proxy.errors import CacheUnavailable, ConfigError
+from proxy.handler import Gateway, Generation
+from proxy.metrics import Metrics
+from proxy.router import Router
+from proxy.store import CacheStore
+from proxy.upstream import Upstream, make_session
+from strategies.base import Strategy, get_strategy
+
+log = logging.getLogger("cachegate.proxy")
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+REDIS = web.AppKey("redis", aioredis.Redis)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+STORE = web.AppKey("store", CacheStore)
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Application:
+    app = web.Application(client_max_size=config.proxy.max_body)
+    app[CONFIG] = config
+    app[METRICS] = metrics or Metrics()
+    app.cleanup_ctx.append(_clients)
+    app.router.add_get("/-/health", health)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/-/metrics", metrics_view)
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+async def _clients(app: web.Application) -> AsyncIterator[None]:
+    config, metrics = app[CONFIG], app[METRICS]
+    redis = aioredis.Redis.from_url(
+        config.redis.url, socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout,
+        retry_on_timeout=False, max_connections=64)
+    session = make_session(connect_timeout=config.proxy.upstream_connect_timeout,
+                           total_timeout=config.proxy.upstream_timeout)
+    app[REDIS], app[SESSION] = redis, session
+    store = CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
+                       breaker_failures=config.redis.breaker_failures, breaker_reset=config.redis.breaker_reset,
+                       metrics=metrics)
+    app[STORE] = store
+    upstream = Upstream(session, config.upstreams, metrics, max_body=config.proxy.max_body)
+    exchange_to = config.auth.exchange_upstream, config.auth.exchange_path
+
+    async def exchange(credentials: str) -> str:
+        return await app[GATEWAY].generation.upstream.exchange_basic(*exchange_to, credentials)
+
+    auth = Authenticator(config.auth, exchange)
+    app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics)
+    metrics.config_generation.set(1)
+    try:
+        yield
+    finally:
+        await session.close()
+        await redis.aclose()
+
+
+def build_generation(number: int, config: Config, store: CacheStore, upstream: Upstream,
+                     metrics: Metrics) -> Generation:
+    strategies: dict[str, Strategy] = {}
+    for route in config.routes:
+        if route.strategy not in strategies:
+            strategies[route.strategy] = get_strategy(route.strategy)(
+                store=store, upstream=upstream, metrics=metrics, cache=config.cache)
+    return Generation(number, config, Router(config.routes), strategies, upstream)
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    return await request.app[GATEWAY].handle(request)
+
+
+async def reload(app: web.Application, source=None) -> Generation:
+    """Load the config again and swap it in whole; an invalid file raises ConfigError and changes nothing."""
+    gateway = app[GATEWAY]
+    current = gateway.generation.config
+    config = load_config(source if source is not None else current.path)
+    for what, old, new in (("proxy.port", current.proxy.port, config.proxy.port),
+                           ("redis.url", current.redis.url, config.redis.url),
+                           ("auth.public_key", current.auth.public_key, config.auth.public_key)):
+        if old != new:
+            raise ConfigError(f"{what}: changed from {old} to {new}; that needs a restart, not a reload")
+    upstream = gateway.generation.upstream.with_bases(config.upstreams)
+    generation = build_generation(gateway.generation.number + 1, config, app[STORE], upstream, app[METRICS])
+    gateway.generation = generation
+    await set_cache_enabled(app, config.cache.enabled)
+    app[METRICS].config_generation.set(generation.number)
+    log.info("config generation %d loaded: %d routes, cache %s", generation.number, len(config.routes),
+             "on" if gateway.cache_enabled else "off")
+    return generation
+
+
+async def set_cache_enabled(app: web.Application, enabled: bool) -> None:
+    """Turning the cache back on starts a new key epoch: writes made while it was off never touched Redis."""
+    gateway = app[GATEWAY]
+    if enabled and not gateway.cache_enabled:
+        try:
+            await app[STORE].new_epoch()
+        except CacheUnavailable as exc:
+            raise CacheUnavailable(f"cache stays off: Redis is unavailable ({exc.message})") from None
+    gateway.cache_enabled = enabled
+    app[METRICS].cache_enabled.set(1 if enabled else 0)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "generation": request.app[GATEWAY].generation.number})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Ready when Redis answers (or the cache is off) and every upstream answers HTTP at all."""
+    app = request.app
+    gateway = app[GATEWAY]
+    checks: dict[str, str] = {}
+    if gateway.cache_enabled:
+        checks["redis"] = "ok" if await app[STORE].ping() else "unavailable"
+    session = app[SESSION]
+    for name, base in gateway.generation.config.upstreams.items():
+        try:
+            async with session.get(base + "/-/health", timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                checks[f"upstream:{name}"] = "ok" if resp.status < 500 else f"status {resp.status}"
+        except (aiohttp.ClientError, TimeoutError):
+            checks[f"upstream:{name}"] = "unreachable"
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response({"status": "ok" if ok else "not ready", "checks": checks}, status=200 if ok else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -1,0 +1,123 @@
+"""One path for every request: match route -> authenticate -> strategy.handle(ctx) -> response."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Mapping
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy.auth import Authenticator
+from proxy.config import Config
+from proxy.errors import CachegateError, PayloadTooLarge
+from proxy.metrics import Metrics
+from proxy.router import Router, render_invalidations
+from proxy.upstream import REQUEST_DROP, Upstream, strip_hop_by_hop
+from strategies.base import Context, Reply, Request, Strategy
+
+log = logging.getLogger("cachegate.proxy")
+access_log = logging.getLogger("cachegate.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """Everything a request reads from the config; a reload swaps the whole object in one assignment, so an
+    in-flight request finishes with the generation it started with."""
+    number: int
+    config: Config
+    router: Router
+    strategies: Mapping[str, Strategy]
+    upstream: Upstream
+
+
+class Gateway:
+    def __init__(self, generation: Generation, auth: Authenticator, metrics: Metrics) -> None:
+        self.generation = generation
+        self.auth = auth
+        self.metrics = metrics
+        self.cache_enabled = generation.config.cache.enabled
+        self.access_log = generation.config.proxy.access_log
+        metrics.cache_enabled.set(1 if self.cache_enabled else 0)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        gen = self.generation
+        request_id = request.headers.get("X-Request-Id", "")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        route_name, strategy_name = "-", "-"
+        try:
+            match = gen.router.resolve(request.method, request.path)
+            route = match.route
+            cfg = route.config
+            route_name, strategy_name = route.name, cfg.strategy
+            caller = None
+            authorization = None
+            if cfg.auth == "required":
+                # Before any cache lookup: a cached response is never a way around authentication.
+                identity = await self.auth.authenticate(request.headers.get("Authorization"))
+                caller, authorization = identity.sub, "Bearer " + identity.token
+            elif "Authorization" in request.headers:
+                authorization = request.headers["Authorization"]
+            body = await _read_body(request)
+            qs = request.query_string
+            ctx = Context(
+                request=Request(request.method, request.raw_path.split("?", 1)[0], qs,
+                                _forward_headers(request, authorization, request_id), body),
+                route=cfg, route_name=route_name, caller=caller,
+                key=route.key(match.params, qs, caller) if route.key else None,
+                invalidates=render_invalidations(route, match.params, qs, caller) if route.invalidates else (),
+                bypass=None if self.cache_enabled else "CACHE-OFF")
+            reply = await gen.strategies[cfg.strategy].handle(ctx)
+        except CachegateError as exc:
+            reply = error_reply(exc)
+        except Exception:  # a bug must still answer in JSON, and never show a traceback to the client
+            log.exception("unexpected error on %s %s (request %s)", request.method, request.path, request_id)
+            reply = Reply(500, [("Content-Type", JSON)],
+                          b'{"error": {"code": "internal_error", "message": "internal error"}}',
+                          "cachegate; fwd=bypass; detail=ERROR")
+        headers = CIMultiDict(reply.headers)
+        headers["Cache-Status"] = reply.cache_status
+        headers["X-Request-Id"] = request_id
+        self.metrics.requests.labels(route_name, strategy_name, request.method, str(reply.status)).inc()
+        if self.access_log:
+            access_log.info("%s %s %s %d route=%r cache=%r %.1fms", request_id, request.method, request.path_qs,
+                            reply.status, route_name, reply.cache_status, (time.perf_counter() - started) * 1000)
+        return web.Response(status=reply.status, body=reply.body if request.method != "HEAD" else None,
+                            headers=headers)
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if not request.body_exists:
+        return b""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"request body over {exc.max_size} bytes") from None
+
+
+def _forward_headers(request: web.Request, authorization: str | None, request_id: str) -> CIMultiDict[str]:
+    headers = strip_hop_by_hop(request.headers, REQUEST_DROP)
+    headers.popall("Authorization", None)
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    peer = request.remote or ""
+    previous = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Request-Id"] = request_id
+    return headers
+
+
+def error_reply(exc: CachegateError) -> Reply:
+    import json
+    body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
+    headers = [("Content-Type", JSON), *exc.headers.items()]
+    return Reply(exc.status, headers, body, f"cachegate; fwd=bypass; detail={exc.code.upper().replace('_', '-')}")

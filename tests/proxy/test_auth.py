@@ -1,0 +1,123 @@
+"""Token checks at the proxy: pinned algorithm, exp required, remembered verifications, Basic exchanged once."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import time
+from pathlib import Path
+
+import pytest
+from jose import jwt
+
+from proxy.auth import Authenticator
+from proxy.config import AuthConfig
+from proxy.errors import AuthError
+from stack.keys import ensure_jwt_keys
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> tuple[AuthConfig, str, str]:
+    folder: Path = tmp_path_factory.mktemp("keys")
+    ensure_jwt_keys(folder / "a.pem", folder / "a.pub")
+    ensure_jwt_keys(folder / "b.pem", folder / "b.pub")
+    cfg = AuthConfig("ES256", "cachegate", folder / "a.pub", folder / "a.pem", 900, 5, "users", "/auth/token")
+    return cfg, (folder / "a.pem").read_text(), (folder / "b.pem").read_text()
+
+
+def token(key: str, **claims) -> str:
+    now = int(time.time())
+    body = {"sub": "7", "iat": now, "exp": now + 600, "iss": "cachegate", **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="ES256")
+
+
+async def refuse(auth: Authenticator, header: str | None) -> str:
+    with pytest.raises(AuthError) as info:
+        await auth.authenticate(header)
+    assert info.value.status == 401 and "WWW-Authenticate" in info.value.headers
+    return info.value.message
+
+
+async def no_exchange(credentials: str) -> str:
+    raise AssertionError("no exchange expected")
+
+
+async def test_valid_token(keys):
+    cfg, private, _ = keys
+    identity = await Authenticator(cfg, no_exchange).authenticate("Bearer " + token(private))
+    assert identity.sub == "7"
+
+
+async def test_bad_tokens_are_refused(keys):
+    cfg, private, other = keys
+    auth = Authenticator(cfg, no_exchange)
+    assert "expired" in await refuse(auth, "Bearer " + token(private, exp=int(time.time()) - 60))
+    await refuse(auth, "Bearer " + token(other))                      # signed by another key
+    await refuse(auth, "Bearer " + token(private, iss="someone-else"))
+    await refuse(auth, "Bearer " + token(private, exp=None))          # exp is required
+    await refuse(auth, "Bearer " + token(private, sub=None))
+    await refuse(auth, None)
+    await refuse(auth, "Bearer ")
+    await refuse(auth, "Digest abc")
+    head, payload, sig = token(private).split(".")
+    forged = base64.urlsafe_b64encode(b'{"sub":"1","exp":9999999999,"iss":"cachegate"}').rstrip(b"=").decode()
+    await refuse(auth, f"Bearer {head}.{forged}.{sig}")                 # tampered payload
+    none_head = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    await refuse(auth, f"Bearer {none_head}.{payload}.")                # alg: none
+    # algorithm confusion: HS256 "signed" with the public key as the HMAC secret
+    hs_head = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=").decode()
+    mac = hmac.digest(cfg.public_key.read_bytes(), f"{hs_head}.{payload}".encode(), hashlib.sha256)
+    await refuse(auth, f"Bearer {hs_head}.{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}")
+
+
+async def test_verification_is_remembered_only_until_exp(keys, monkeypatch):
+    cfg, private, _ = keys
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr("proxy.auth.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    now = [time.time()]
+    auth = Authenticator(cfg, no_exchange, clock=lambda: now[0])
+    t = token(private, exp=int(now[0]) + 120)
+    for _ in range(3):
+        assert (await auth.authenticate("Bearer " + t)).sub == "7"
+    assert len(decoded) == 1   # a repeated token does not pay the verification again
+    now[0] += 121              # past exp: the remembered verification no longer counts
+    auth.verify(t)
+    assert len(decoded) == 2
+
+
+async def test_basic_is_exchanged_once_and_credentials_not_kept(keys):
+    cfg, private, _ = keys
+    calls: list[str] = []
+
+    async def exchange(credentials: str) -> str:
+        calls.append(credentials)
+        await asyncio.sleep(0.01)
+        return token(private)
+
+    auth = Authenticator(cfg, exchange)
+    creds = base64.b64encode(b"alice:s3cret-password").decode()
+    results = await asyncio.gather(*(auth.authenticate("Basic " + creds) for _ in range(20)))
+    assert {r.sub for r in results} == {"7"}
+    assert len(calls) == 1  # concurrent callers shared one exchange, later ones reuse the token
+    await auth.authenticate("Basic " + creds)
+    assert len(calls) == 1
+    remembered = repr(auth._exchanged) + repr(list(auth._exchanged))
+    assert creds not in remembered and "s3cret" not in remembered
+
+
+async def test_basic_bad_credentials_are_not_remembered(keys):
+    cfg, private, _ = keys
+    calls = 0
+
+    async def exchange(credentials: str) -> str:
+        nonlocal calls
+        calls += 1
+        raise AuthError("invalid credentials")
+
+    auth = Authenticator(cfg, exchange)
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await auth.authenticate("Basic " + base64.b64encode(b"a:b").decode())
+    assert calls == 2

@@ -1,0 +1,166 @@
+"""config.yaml loading: the shipped file loads, and each bad input is refused with its place and reason."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from proxy.config import load_config, parse_duration, parse_size
+from proxy.errors import ConfigError
+from proxy.router import describe
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def shipped() -> dict:
+    return copy.deepcopy(SHIPPED)
+
+
+def refused(data: dict, env: dict | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(data, env=env or {}, base_dir=REPO)
+    return str(info.value)
+
+
+def test_shipped_config_loads_with_every_route():
+    config = load_config(REPO / "config.yaml", env={})
+    assert len(config.routes) == len(SHIPPED["routes"])
+    assert config.redis.port == 6390 and config.mariadb.port == 3316
+    assert config.cache.jitter == pytest.approx(0.1)
+    assert config.stack.data_dir == REPO / ".stack"
+    users = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "read-through")
+    assert users.key == "user:{id}" and users.ttl == 300.0 and users.negative_ttl == 10.0
+
+
+def test_check_config_table_names_every_route():
+    config = load_config(REPO / "config.yaml", env={})
+    table = describe(config)
+    for route in SHIPPED["routes"]:
+        assert route["path"] in table
+
+
+@pytest.mark.parametrize("text, seconds", [("50ms", 0.05), ("30s", 30), ("5m", 300), ("1h", 3600), (2, 2.0)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["soon", "10 secs", "-1s", True, "", None])
+def test_bad_durations(text):
+    with pytest.raises((ValueError, TypeError)):
+        parse_duration(text)
+
+
+def test_sizes():
+    assert parse_size("1MiB") == 1024 * 1024 and parse_size("512KiB") == 512 * 1024 and parse_size(10) == 10
+
+
+def test_bad_duration_names_route_and_value():
+    data = shipped()
+    data["routes"][3]["ttl"] = "soon"
+    assert refused(data) == '<config>: routes[3].ttl: expected a duration like 30s, got "soon"'
+
+
+def test_file_errors_name_the_file(tmp_path):
+    data = shipped()
+    data["routes"][4]["ttl"] = "10 secs"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r'^config\.yaml: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'):
+        load_config(path, env={})
+
+
+def test_unknown_key_refused_at_every_level():
+    data = shipped()
+    data["redis"]["timout"] = "50ms"
+    assert "redis.timout: unknown key" in refused(data)
+    data = shipped()
+    data["routes"][0]["ttll"] = "5s"
+    assert "routes[0].ttll: unknown key" in refused(data)
+    data = shipped()
+    data["extra"] = {}
+    assert "extra: unknown key" in refused(data)
+
+
+def test_unknown_strategy_lists_the_known_ones():
+    data = shipped()
+    data["routes"][4]["strategy"] = "read-thru"
+    message = refused(data)
+    assert "routes[4].strategy: unknown strategy 'read-thru'" in message
+    assert "passthrough, read-through, write-through" in message
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/users/{id:float}", "unknown parameter type"),
+    ("/users/{id", "unbalanced braces"),
+    ("users/{id}", "starting with /"),
+    ("/users/x{id}", "whole path segment"),
+    ("/users/{id}/{id}", "appears twice"),
+])
+def test_bad_path_template(path, reason):
+    data = shipped()
+    data["routes"][4]["path"] = path
+    assert reason in refused(data)
+
+
+def test_key_placeholder_must_exist():
+    data = shipped()
+    data["routes"][4]["key"] = "user:{uid}"
+    assert 'routes[4].key: placeholder "{uid}"' in refused(data)
+
+
+def test_duplicate_route_refused():
+    data = shipped()
+    data["routes"].append(copy.deepcopy(data["routes"][4]))
+    assert f"routes[{len(data['routes']) - 1}]: duplicates routes[4]" in refused(data)
+
+
+def test_caller_scope_needs_caller_in_key_and_auth():
+    data = shipped()
+    data["routes"][4]["scope"] = "caller"
+    assert "needs {caller} in the key" in refused(data)
+    data = shipped()
+    data["routes"][2]["auth"] = "none"
+    assert "scope: caller needs an authenticated route" in refused(data)
+
+
+def test_strategy_specific_rules():
+    data = shipped()
+    data["routes"][0]["key"] = "token"
+    assert "routes[0].key: passthrough stores and drops nothing" in refused(data)
+    data = shipped()
+    data["routes"][4]["methods"] = ["GET", "POST"]
+    assert "read-through serves only GET and HEAD" in refused(data)
+    data = shipped()
+    del data["routes"][4]["key"]
+    assert "read-through needs a key template" in refused(data)
+
+
+def test_unknown_upstream_and_missing_sections():
+    data = shipped()
+    data["routes"][4]["upstream"] = "userz"
+    assert 'routes[4].upstream: unknown upstream "userz"' in refused(data)
+    data = shipped()
+    del data["redis"]
+    assert "redis.url: is required" in refused(data)
+
+
+def test_environment_overrides(tmp_path):
+    config = load_config(shipped(), base_dir=tmp_path, env={
+        "CACHEGATE__REDIS__URL": "redis://redis:6379/0", "CACHEGATE__PROXY__PORT": "9999",
+        "CACHEGATE_CACHE": "off", "CACHEGATE_DB_PASSWORD": "from-env"})
+    assert config.redis.host == "redis" and config.redis.port == 6379
+    assert config.proxy.port == 9999
+    assert config.cache.enabled is False
+    assert config.mariadb.password() == "from-env"
+    assert "CACHEGATE_CACHE: expected on or off" in refused(shipped(), env={"CACHEGATE_CACHE": "maybe"})
+    assert "proxy.port: expected a port number" in refused(shipped(), env={"CACHEGATE__PROXY__PORT": "http"})
+
+
+def test_not_yaml_is_refused(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("routes: [\n")
+    with pytest.raises(ConfigError, match=r"^config\.yaml: not valid YAML at line"):
+        load_config(path, env={})
