@@ -1,0 +1,54 @@
+"""`make_app`: the shape every service shares (middlewares, body limit, db pool, Bearer auth)."""
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from backends.common.db import pool_ctx
+from backends.common.errors import error_middleware
+from backends.common.tokens import TokenVerifier, bearer_token
+from proxy.config import Config
+
+CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+CALLER: web.RequestKey[int] = web.RequestKey("caller", int)
+
+
+def auth_middleware(verifier: TokenVerifier, *, public: Collection[tuple[str, str]] = ()) -> Middleware:
+    """Require a valid Bearer token on every route except the (method, path template) pairs in `public`.
+
+    The service checks the token itself even though the proxy does too: a service must be safe to
+    reach without the proxy in front of it.
+    """
+    public_routes = frozenset(public)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        match = request.match_info
+        resource = match.route.resource
+        # Unrouted requests (404/405) fall through to aiohttp's own answer, rendered as JSON.
+        if match.http_exception is None and resource is not None:
+            if (request.method, resource.canonical) not in public_routes:
+                request[CALLER] = verifier.verify(bearer_token(request.headers.get("Authorization")))
+        return await handler(request)
+
+    return middleware
+
+
+def make_app(config: Config, routes: Iterable[web.AbstractRouteDef], *, auth: bool = True,
+             public: Collection[tuple[str, str]] = ()) -> web.Application:
+    """A service app: JSON errors, `client_max_size` from proxy.max_body, the pool, and (by default) auth."""
+    middlewares: list[Middleware] = [error_middleware]
+    if auth:
+        middlewares.append(auth_middleware(TokenVerifier(config.auth), public=public))
+    app = web.Application(middlewares=middlewares, client_max_size=config.proxy.max_body)
+    app[CONFIG] = config
+    app.cleanup_ctx.append(pool_ctx(config.mariadb))
+    app.add_routes(routes)
+    return app
+
+
+def caller(request: web.Request) -> int:
+    """The verified user id of the request's Bearer token."""
+    return request[CALLER]

@@ -1,0 +1,1 @@
+"""The paths service: start point -> end point, owned by their creator, immutable once made."""

@@ -1,0 +1,1 @@
+"""The trips service: a trip follows a path between two times, and users join it as members."""

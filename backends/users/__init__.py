@@ -1,0 +1,1 @@
+"""The users service: registration, tokens, profiles and name search."""

@@ -1,0 +1,18 @@
+"""The users service app."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from backends.common.app import make_app
+from backends.common.tokens import TokenIssuer
+from backends.users import auth, handlers
+from proxy.config import Config
+
+# Registering and exchanging credentials are the only calls without a Bearer token.
+PUBLIC = (("POST", "/users"), ("POST", "/auth/token"))
+
+
+def create_app(config: Config) -> web.Application:
+    app = make_app(config, [*auth.routes, *handlers.routes], public=PUBLIC)
+    app[auth.ISSUER] = TokenIssuer(config.auth)
+    return app
