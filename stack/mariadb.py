@@ -31,16 +31,18 @@ def _binary(name: str) -> str:
 class MariaDBServer:
     """One mariadbd on host:port; root reaches it over the unix socket, applications over TCP."""
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 3316) -> None:
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 3316, *,
+                 pid_path: Path | None = None, log_path: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
         self.cnf_path = self.data_dir / "my.cnf"
         self.datadir = self.data_dir / "data"
         self.socket_path = self.data_dir / "mysqld.sock"
-        self.pid_path = self.data_dir / "mysqld.pid"
-        self.log_path = self.data_dir / "error.log"
-        self.stdout_path = self.data_dir / "mariadbd.stdout"
+        # The launcher keeps every pid file in one run/ folder and every log in one logs/ folder.
+        self.pid_path = Path(pid_path) if pid_path else self.data_dir / "mysqld.pid"
+        self.log_path = Path(log_path) if log_path else self.data_dir / "error.log"
+        self.stdout_path = self.log_path.with_name(self.log_path.stem + ".stdout")
         self._popen: subprocess.Popen | None = None
 
     def __repr__(self) -> str:
@@ -68,7 +70,7 @@ class MariaDBServer:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_cnf()
-        init_log = self.data_dir / "install-db.log"
+        init_log = self.log_path.with_name(self.log_path.stem + "-install-db.log")
         with open(init_log, "wb") as log:
             result = subprocess.run(
                 [_binary("mariadb-install-db"), f"--defaults-file={self.cnf_path}", "--user=root",
@@ -77,12 +79,17 @@ class MariaDBServer:
         if result.returncode != 0 or not self.is_initialized():
             raise StackError(f"mariadb-install-db failed (exit {result.returncode}):\n{log_tail(init_log)}")
 
-    def start(self) -> None:
-        """Start mariadbd (initialising it first if needed) and wait until root can connect; no-op if running."""
+    def start(self) -> bool:
+        """Start mariadbd (initialising it first if needed) and wait until root can connect.
+
+        Returns False, having done nothing, when it already runs.
+        """
         if self.is_running():
-            return
+            return False
         if port_open(self.host, self.port):
             raise StackError(f"mariadb: {self.host}:{self.port} is already taken by another process")
+        if len(str(self.socket_path).encode()) > 107:
+            raise StackError(f"mariadb: socket path too long for a unix socket (max 107 bytes): {self.socket_path}")
         self.init()
         self._write_cnf()
         # --defaults-file must come first, or mariadbd also reads /etc/mysql.
@@ -95,12 +102,14 @@ class MariaDBServer:
         if not self.ping():
             self.stop()
             raise StackError(f"mariadbd was not ready within {START_TIMEOUT:.0f}s:\n{log_tail(self.log_path)}")
+        return True
 
     def stop(self) -> None:
         """SIGTERM the pid, wait for a clean shutdown, SIGKILL as a last resort; returns once it is gone."""
         pid = self.pid
         if pid is not None:
             terminate(pid, timeout=STOP_TIMEOUT, popen=self._popen)
+        self.pid_path.unlink(missing_ok=True)  # mariadbd removes it itself, unless SIGKILL was needed
         self._popen = None
 
     def kill(self) -> None:
@@ -146,6 +155,8 @@ class MariaDBServer:
 
     def _write_cnf(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "tmp").mkdir(exist_ok=True)
         self.cnf_path.write_text(f"""\
 [client]

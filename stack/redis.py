@@ -18,13 +18,15 @@ STOP_TIMEOUT = 5.0
 class RedisServer:
     """One redis-server on host:port with everything (conf, pid, log) under `data_dir`."""
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 6390) -> None:
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 6390, *,
+                 pid_path: Path | None = None, log_path: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
         self.conf_path = self.data_dir / "redis.conf"
-        self.pid_path = self.data_dir / "redis.pid"
-        self.log_path = self.data_dir / "redis.log"
+        # The launcher keeps every pid file in one run/ folder and every log in one logs/ folder.
+        self.pid_path = Path(pid_path) if pid_path else self.data_dir / "redis.pid"
+        self.log_path = Path(log_path) if log_path else self.data_dir / "redis.log"
         self._popen: subprocess.Popen | None = None
 
     def __repr__(self) -> str:
@@ -53,16 +55,17 @@ class RedisServer:
         except OSError:
             return False
 
-    def start(self) -> None:
-        """Start the server and wait until it answers PING; a no-op when it already runs."""
+    def start(self) -> bool:
+        """Start the server and wait until it answers PING; False (a no-op) when it already runs."""
         if self.is_running():
-            return
+            return False
         if port_open(self.host, self.port):
             raise StackError(f"redis: {self.host}:{self.port} is already taken by another process")
         binary = shutil.which("redis-server")
         if binary is None:
             raise StackError("redis-server is not installed (apt-get install redis-server)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         self.conf_path.write_text(self._conf())
         self._popen = spawn([binary, str(self.conf_path)], self.log_path, cwd=self.data_dir)
 
@@ -77,6 +80,7 @@ class RedisServer:
             self.kill()
             raise StackError(f"redis-server did not answer PING on {self.host}:{self.port} within "
                              f"{START_TIMEOUT:.0f}s:\n{log_tail(self.log_path)}")
+        return True
 
     def stop(self) -> None:
         """Stop by pid: SHUTDOWN NOSAVE, else SIGTERM then SIGKILL; returns once the process is gone."""
@@ -135,11 +139,16 @@ class RedisServer:
             f"port {self.port}",
             "protected-mode yes",
             "daemonize no",
-            f"dir {self.data_dir}",
-            f"pidfile {self.pid_path}",
-            f"logfile {self.log_path}",
+            f"dir {_quote(self.data_dir)}",
+            f"pidfile {_quote(self.pid_path)}",
+            f"logfile {_quote(self.log_path)}",
             'save ""',
             "appendonly no",
             "maxmemory 0",
             "",
         ])
+
+
+def _quote(path: Path) -> str:
+    """A path as a redis.conf string, so folders with spaces work."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,22 @@
+# One image for every cachegate process of compose.yaml (backends, proxy, migrations, key generation).
+FROM python:3.11-slim
+
+WORKDIR /app
+COPY pyproject.toml setup.cfg README.md ./
+COPY proxy ./proxy
+COPY strategies ./strategies
+COPY backends ./backends
+COPY stack ./stack
+COPY loadtest ./loadtest
+RUN pip install --no-cache-dir . && find /app -name __pycache__ -prune -exec rm -rf {} +
+COPY config.yaml ./
+
+# Not root: the processes need no privilege, only the key folders (volumes inherit this ownership).
+RUN useradd --system --no-create-home cachegate \
+    && mkdir -p /run/cachegate/public /run/cachegate/private \
+    && chown cachegate /run/cachegate/public /run/cachegate/private \
+    && chmod 700 /run/cachegate/private
+USER cachegate
+ENV CACHEGATE_CONFIG=/app/config.yaml
+EXPOSE 8888 8081 8082 8083
+CMD ["cachegate", "proxy"]

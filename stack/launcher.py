@@ -1,0 +1,212 @@
+"""`cachegate up/down/status`: the whole stack as plain processes, tracked by pid files under stack.data_dir."""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+import pymysql
+
+from stack.keys import ensure_jwt_keys, ensure_secret
+from stack.managed import ManagedProcess
+from stack.mariadb import MariaDBServer
+from stack.net import http_ok, port_open
+from stack.process import StackError
+from stack.redis import RedisServer
+
+if TYPE_CHECKING:
+    from proxy.config import Config
+
+Say = Callable[[str], None]
+DEFAULT_SEED_USERS = 1000
+
+
+class Unit(Protocol):
+    pid: int | None
+    port: int
+
+    def start(self) -> bool: ...
+    def stop(self) -> None: ...
+    def is_running(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    pid: int | None
+    host: str
+    port: int
+
+    @property
+    def up(self) -> bool:
+        return self.pid is not None
+
+    def __str__(self) -> str:
+        return f"{self.name:<8} pid {self.pid or '-':>7}  {self.host}:{self.port:<5}  {'up' if self.up else 'down'}"
+
+
+def _probe_host(host: str) -> str:
+    # A service bound to every interface is still reached over loopback.
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def _dirs(config: Config) -> tuple[Path, Path, Path]:
+    data = config.stack.data_dir
+    return data, data / "logs", data / "run"
+
+
+def redis_server(config: Config) -> RedisServer:
+    data, logs, run = _dirs(config)
+    return RedisServer(data / "redis", config.redis.host, config.redis.port,
+                       pid_path=run / "redis.pid", log_path=logs / "redis.log")
+
+
+def mariadb_server(config: Config) -> MariaDBServer:
+    data, logs, run = _dirs(config)
+    return MariaDBServer(data / "mariadb", config.mariadb.host, config.mariadb.port,
+                         pid_path=run / "mariadb.pid", log_path=logs / "mariadb.log")
+
+
+def _command(config: Config, *args: str) -> list[str]:
+    if config.path is None:
+        raise StackError("the launcher needs a config loaded from a file (its processes read it again)")
+    return [sys.executable, "-m", "stack.cli", *args, "--config", str(config.path)]
+
+
+def service_process(config: Config, name: str) -> ManagedProcess:
+    _, logs, run = _dirs(config)
+    svc = config.services[name]
+    host = _probe_host(svc.host)
+    return ManagedProcess(name, _command(config, "backend", name), port=svc.port, pid_path=run / f"{name}.pid",
+                          log_path=logs / f"{name}.log", cwd=config.base_dir,
+                          ready=lambda: port_open(host, svc.port, timeout=0.2))
+
+
+def proxy_process(config: Config) -> ManagedProcess:
+    _, logs, run = _dirs(config)
+    host, port = _probe_host(config.proxy.host), config.proxy.port
+    return ManagedProcess("proxy", _command(config, "proxy"), port=port, pid_path=run / "proxy.pid",
+                          log_path=logs / "proxy.log", cwd=config.base_dir,
+                          ready=lambda: http_ok(host, port, "/-/health", timeout=0.5))
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ModuleNotFoundError:
+        return True
+
+
+def units(config: Config) -> list[tuple[str, str, Unit]]:
+    """Every process of the stack in start order, as (name, host, unit)."""
+    found: list[tuple[str, str, Unit]] = [("redis", config.redis.host, redis_server(config)),
+                                          ("mariadb", config.mariadb.host, mariadb_server(config))]
+    found += [(name, svc.host, service_process(config, name)) for name, svc in config.services.items()]
+    found.append(("proxy", config.proxy.host, proxy_process(config)))
+    return found
+
+
+def _run(result: Any) -> Any:
+    """Run a coroutine to completion; pass plain values through (seed may be sync or async)."""
+    return asyncio.run(result) if inspect.isawaitable(result) else result
+
+
+def ensure_secrets(config: Config) -> None:
+    ensure_jwt_keys(config.auth.private_key, config.auth.public_key)
+    if config.mariadb.password_file is not None:
+        ensure_secret(config.mariadb.password_file)
+
+
+def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print) -> None:
+    """Start what is not running yet, in dependency order, each waited for by a probe."""
+    ensure_secrets(config)
+    mariadb = mariadb_server(config)
+    for name, host, unit in units(config):
+        module = {"proxy": "proxy.server"}.get(name, "backends.runner" if name in config.services else "")
+        if module and _missing(module):
+            say(f"{name:<8} skipped: {module} is not written yet")
+            continue
+        state = "started" if unit.start() else "already running"
+        say(f"{name:<8} {state:<15} pid {unit.pid}  {host}:{unit.port}")
+        if name == "mariadb":
+            mariadb.ensure_database(config.mariadb.database, config.mariadb.user, config.mariadb.password())
+            _migrate(config, say)
+    if seed_users > 0:
+        _seed_if_empty(config, seed_users, say)
+    _print_try(config, say)
+
+
+def _migrate(config: Config, say: Say) -> None:
+    if _missing("backends.migrate"):
+        say("schema   skipped: backends.migrate is not written yet")
+        return
+    from backends.migrate import migrate
+    applied = _run(migrate(config))
+    if applied:
+        say(f"schema   applied {', '.join(applied)}")
+
+
+def _users_empty(config: Config) -> bool:
+    db = config.mariadb
+    conn = pymysql.connect(host=_probe_host(db.host), port=db.port, user=db.user, password=db.password(),
+                           database=db.database, connect_timeout=int(max(1, db.connect_timeout)))
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT EXISTS(SELECT 1 FROM users)")
+        return not cur.fetchone()[0]
+
+
+def _seed_if_empty(config: Config, users: int, say: Say) -> None:
+    if _missing("backends.seed"):
+        say("seed     skipped: backends.seed is not written yet")
+        return
+    try:
+        empty = _users_empty(config)
+    except pymysql.MySQLError as exc:
+        say(f"seed     skipped: cannot read the users table ({exc.args[-1]})")
+        return
+    if not empty:
+        return
+    from backends.seed import seed
+    say(f"seed     {users} demo users (credentials in {config.stack.data_dir / 'seed-users.json'})")
+    _run(seed(config, users=users))
+
+
+def _demo_user(config: Config) -> dict[str, Any] | None:
+    """The first seeded user ({"id", "login", "password"}) from seed-users.json, if there is one."""
+    try:
+        data = json.loads((config.stack.data_dir / "seed-users.json").read_text())
+        first = data["users"][0]
+        return {"id": int(first["id"]), "login": str(first["login"]), "password": str(first["password"])}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _print_try(config: Config, say: Say) -> None:
+    _, logs, _ = _dirs(config)
+    base = f"http://{_probe_host(config.proxy.host)}:{config.proxy.port}"
+    say(f"logs in {logs}; stop everything with: cachegate down")
+    user = _demo_user(config)
+    if user is None:
+        return
+    body = json.dumps({"login": user["login"], "password": user["password"]})
+    say("try it (a demo user from seed-users.json):")
+    say(f"  TOKEN=$(curl -s -X POST {base}/auth/token -H 'Content-Type: application/json' -d '{body}'"
+        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')")
+    say(f'  curl -i {base}/users/{user["id"]} -H "Authorization: Bearer $TOKEN"')
+
+
+def down(config: Config, *, say: Say = print) -> None:
+    """Stop what up started, by pid file, in reverse order; each is gone when its line is printed."""
+    for name, host, unit in reversed(units(config)):
+        pid = unit.pid
+        unit.stop()
+        say(f"{name:<8} stopped (pid {pid})" if pid else f"{name:<8} was not running")
+
+
+def status(config: Config) -> list[Row]:
+    return [Row(name, unit.pid, host, unit.port) for name, host, unit in units(config)]

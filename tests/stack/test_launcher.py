@@ -1,0 +1,64 @@
+"""cachegate up / status / down on a test config: idempotent start, stop leaves no process behind."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from stack import launcher
+from stack.net import free_port, port_open
+from stack.process import pid_alive
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def stack_config(make_config):
+    """A config file with its own ports and data_dir, for a stack the test starts itself."""
+    config = make_config.file({
+        # Its own Redis and MariaDB: up starts them, down must stop them, the session's servers stay untouched.
+        "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"},
+        "mariadb": {"port": free_port()},
+        # The route table is not under test here; one passthrough route keeps the test independent of it.
+        "routes": [{"methods": ["GET"], "path": "/users/{id:int}", "upstream": "users", "strategy": "passthrough"}],
+    })
+    yield config
+    launcher.down(config, say=lambda line: None)  # even when the test failed half-way
+
+
+def test_up_status_second_up_and_down(stack_config) -> None:
+    config = stack_config
+    lines: list[str] = []
+    launcher.up(config, seed_users=20, say=lines.append)
+
+    rows = {row.name: row for row in launcher.status(config)}
+    assert rows["redis"].up and rows["mariadb"].up
+    running = {name: row.pid for name, row in rows.items() if row.up}
+    for name, pid in running.items():
+        assert pid_alive(pid), name
+        assert port_open("127.0.0.1", rows[name].port), name
+    assert (config.stack.data_dir / "logs" / "redis.log").is_file()
+    assert (config.stack.data_dir / "run" / "mariadb.pid").read_text().strip() == str(running["mariadb"])
+    assert config.auth.private_key.is_file() and config.mariadb.password_file.is_file()
+
+    again: list[str] = []
+    launcher.up(config, seed_users=20, say=again.append)
+    assert {row.name: row.pid for row in launcher.status(config) if row.up} == running
+    assert not any(" started " in line for line in again), again
+
+    launcher.down(config, say=lambda line: None)
+    for name, pid in running.items():
+        assert not pid_alive(pid), name
+        assert not port_open("127.0.0.1", rows[name].port), name
+    assert not any(row.up for row in launcher.status(config))
+    assert list((config.stack.data_dir / "run").glob("*.pid")) == []
+
+
+def test_cli_status_reports_down_and_exits_nonzero(stack_config) -> None:
+    result = subprocess.run([sys.executable, "-m", "stack.cli", "status", "--config", str(stack_config.path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["redis", "mariadb", *stack_config.services, "proxy"]
+    assert all(line.rstrip().endswith("down") for line in result.stdout.splitlines())

@@ -1,0 +1,122 @@
+"""compose.yaml agrees with config.yaml: the same services, ports and addresses, and no committed secret."""
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from proxy.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+BACKENDS = ("users", "paths", "trips")
+APP_SERVICES = ("keys", "migrate", *BACKENDS, "proxy")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_config(REPO / "config.yaml", env={})
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def config_in(service: dict[str, Any]):
+    """The Config a container of this service would load: config.yaml plus its environment."""
+    env = env_of(service)
+    env["CACHEGATE_DB_PASSWORD"] = "not-a-real-password"  # interpolated from .env by compose
+    return load_config(REPO / "config.yaml", env=env)
+
+
+def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"redis", "mariadb", *APP_SERVICES}
+    for name in APP_SERVICES:
+        assert compose["services"][name].get("build") == ".", name
+
+
+def test_app_containers_reach_redis_and_mariadb_by_service_name(compose: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        config = config_in(compose["services"][name])
+        assert (config.redis.host, config.redis.port) == ("redis", 6379), name
+        assert (config.mariadb.host, config.mariadb.port) == ("mariadb", 3306), name
+        assert config.mariadb.database == env_of(compose["services"]["mariadb"])["MARIADB_DATABASE"]
+        assert config.mariadb.user == env_of(compose["services"]["mariadb"])["MARIADB_USER"]
+
+
+def test_backends_listen_where_config_yaml_says_and_the_proxy_finds_them(compose: dict[str, Any], shipped) -> None:
+    proxy = config_in(compose["services"]["proxy"])
+    for name in BACKENDS:
+        service = compose["services"][name]
+        assert service["command"] == ["cachegate", "backend", name]
+        inside = config_in(service)
+        port = shipped.services[name].port
+        assert inside.services[name].host == "0.0.0.0"  # reachable from the proxy container
+        assert inside.services[name].port == port
+        assert [int(p) for p in service["expose"]] == [port]
+        assert proxy.upstreams[name] == f"http://{name}:{port}"
+
+
+def test_proxy_publishes_its_configured_port_on_loopback_only(compose: dict[str, Any], shipped) -> None:
+    service = compose["services"]["proxy"]
+    inside = config_in(service)
+    assert inside.proxy.host == "0.0.0.0" and inside.proxy.port == shipped.proxy.port
+    assert service["ports"] == [f"127.0.0.1:{shipped.proxy.port}:{shipped.proxy.port}"]
+    # The admin listener stays on the container's loopback: an unauthenticated admin must not be published.
+    assert inside.proxy.admin_host == "127.0.0.1"
+
+
+def test_no_secret_is_written_in_compose(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for key, value in env_of(service).items():
+            if re.search(r"PASSWORD|SECRET|TOKEN", key) and key != "MARIADB_RANDOM_ROOT_PASSWORD":
+                assert value.startswith("${"), f"{name}: {key} must come from .env, not compose.yaml"
+
+
+def test_only_the_users_service_gets_the_private_key(compose: dict[str, Any]) -> None:
+    holders = {name for name, service in compose["services"].items()
+               if any(str(v).startswith("jwt-private:") for v in service.get("volumes", []))}
+    assert holders == {"keys", "users"}
+    private = config_in(compose["services"]["users"]).auth.private_key
+    assert str(private).startswith("/run/cachegate/private/")
+
+
+def test_dockerfile_copies_every_package_setup_cfg_installs() -> None:
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    packages = {line.strip() for line in setup["options.packages.find"]["include"].split() if "." not in line}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (REPO / "Dockerfile").read_text(), re.M))
+    assert packages and packages <= copied
+
+
+def _compose_command() -> list[str] | None:
+    for command in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(command[0]) is None:
+            continue
+        probe = subprocess.run([*command, "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return command
+    return None
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no working `docker compose` or `docker-compose` here")
+    result = subprocess.run([*command, "-f", str(REPO / "compose.yaml"), "config", "-q"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "CACHEGATE_DB_PASSWORD": "x"})
+    assert result.returncode == 0, result.stderr
