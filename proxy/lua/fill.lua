@@ -1,0 +1,32 @@
+-- A read-through fill, stored only if nothing moved since the lookup that missed (a lease, as in
+-- "Scaling Memcache at Facebook"): the same epoch, the same generation of every tag, the same record
+-- still on the key (its token), and never a version older than one the key has already seen.
+-- KEYS: entry, epoch, generation of each tag..., index set of each tag...
+-- ARGV: seen epoch, seen token ('' when the key held nothing), new token, version (0: none), ttl ms,
+--       tail (the encoded entry after its prefix), tag count, seen generation of each tag...
+local PREFIX, FORMAT, ENTRY, TOMBSTONE = '>BBI8I8c8', 1, 1, 2
+local tags = tonumber(ARGV[7])
+local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+if epoch ~= tonumber(ARGV[1]) then return 'epoch' end
+for i = 1, tags do
+  if tonumber(redis.call('GET', KEYS[2 + i]) or '0') ~= tonumber(ARGV[7 + i]) then return 'fenced' end
+end
+local floor, kind = 0, 0
+local current = redis.call('GET', KEYS[1])
+-- A record gone since the lookup has expired: nothing was written over it, so the fill may proceed.
+if current and #current >= 26 then
+  local _, k, _, f, token = struct.unpack(PREFIX, current)
+  if token ~= ARGV[2] then return 'raced' end
+  floor, kind = f, k
+end
+local version = tonumber(ARGV[4])
+if version > 0 and version < floor then return 'older' end
+if version > 0 and version == floor and kind == TOMBSTONE then return 'deleted' end
+if version > floor then floor = version end
+redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, ENTRY, epoch, floor, ARGV[3]) .. ARGV[6], 'PX', ARGV[5])
+for i = 1, tags do
+  local index = KEYS[2 + tags + i]
+  redis.call('SADD', index, KEYS[1])
+  if redis.call('PTTL', index) < tonumber(ARGV[5]) then redis.call('PEXPIRE', index, ARGV[5]) end
+end
+return 'stored'

@@ -1,0 +1,21 @@
+-- The entity a write returned (write-through), stored unless the key has already seen a newer version
+-- or a delete of this one: versions never go back.
+-- KEYS: entry, epoch, index set of each tag...
+-- ARGV: new token, version, ttl ms, tail (the encoded entry after its prefix)
+local PREFIX, FORMAT, ENTRY, TOMBSTONE = '>BBI8I8c8', 1, 1, 2
+local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+local floor, kind = 0, 0
+local current = redis.call('GET', KEYS[1])
+if current and #current >= 26 then
+  local _, k, _, f = struct.unpack(PREFIX, current)
+  floor, kind = f, k
+end
+local version = tonumber(ARGV[2])
+if version < floor then return 'older' end
+if version == floor and kind == TOMBSTONE then return 'deleted' end
+redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, ENTRY, epoch, version, ARGV[1]) .. ARGV[4], 'PX', ARGV[3])
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+end
+return 'stored'

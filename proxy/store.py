@@ -1,0 +1,270 @@
+"""The Redis cache store: compact entries, batched lookups, versioned writes by Lua, tag fences, epochs, a breaker."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from proxy.breaker import CircuitBreaker
+from proxy.errors import CacheUnavailable
+from proxy.metrics import Metrics
+
+log = logging.getLogger("cachegate.store")
+T = TypeVar("T")
+
+# Record layout: a fixed prefix the Lua scripts read and rewrite, then the entry itself (the "tail"),
+# then header lines and the raw body. No JSON of the body: a hit is one slice, not a parse.
+FORMAT, ENTRY, TOMBSTONE, DROPPED = 1, 1, 2, 3
+_PREFIX = struct.Struct(">BBQQ8s")  # format, kind, epoch, floor (highest version seen), token
+_META = struct.Struct(">QHdddI")    # version, status, stored_at, fresh_until, stale_until, header bytes
+STORED = "stored"
+_FAILURES = (RedisError, OSError, TimeoutError)
+_LUA = Path(__file__).with_name("lua")
+PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A cached response. Times are Unix seconds: fresh until `fresh_until`, servable stale until `stale_until`."""
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    version: int
+    stored_at: float
+    fresh_until: float
+    stale_until: float
+
+    def age(self, now: float) -> int:
+        return max(0, int(now - self.stored_at))
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What one lookup saw; a later fill hands it back so the store can refuse it if anything moved since."""
+    entry: Entry | None          # a servable entry of the current epoch, or None (a miss)
+    token: bytes                 # the record the key held (b"" for none), compared by the fill
+    epoch: int
+    generations: tuple[int, ...]  # of the tags asked for, in order
+
+
+def make_entry(status: int, headers: Iterable[tuple[str, str]], body: bytes, *, version: int, now: float,
+               ttl: float, grace: float) -> Entry:
+    return Entry(status, tuple(headers), body, version, now, now + ttl, now + ttl + grace)
+
+
+def _tail(entry: Entry) -> bytes:
+    lines = "\r\n".join(f"{name}: {value}" for name, value in entry.headers).encode("utf-8", "surrogateescape")
+    meta = _META.pack(entry.version, entry.status, entry.stored_at, entry.fresh_until, entry.stale_until,
+                      len(lines))
+    return meta + lines + entry.body
+
+
+def _decode(raw: bytes | None, epoch: int) -> tuple[Entry | None, bytes]:
+    """(the entry if servable in this epoch, the record's token)."""
+    if raw is None or len(raw) < _PREFIX.size:
+        return None, b""
+    fmt, kind, record_epoch, _floor, token = _PREFIX.unpack_from(raw)
+    if fmt != FORMAT or kind != ENTRY or record_epoch != epoch or len(raw) < _PREFIX.size + _META.size:
+        return None, token
+    version, status, stored_at, fresh_until, stale_until, size = _META.unpack_from(raw, _PREFIX.size)
+    start = _PREFIX.size + _META.size
+    headers = []
+    if size:
+        for line in raw[start:start + size].decode("utf-8", "surrogateescape").split("\r\n"):
+            name, _, value = line.partition(": ")
+            headers.append((name, value))
+    return Entry(status, tuple(headers), raw[start + size:], version, stored_at, fresh_until, stale_until), token
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class CacheStore:
+    """Every Redis call of the cache. Any failure, timeout or open breaker raises CacheUnavailable.
+
+    The client must return bytes (no decode_responses). Lookups issued in the same event-loop tick go out
+    as one MGET together with the epoch key. Writes that may have missed Redis are remembered, and the
+    first call that reaches Redis again moves the key namespace to a new epoch before anything else runs.
+    """
+
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, timeout: float, breaker_failures: int,
+                 breaker_reset: float, metrics: Metrics) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._timeout = timeout
+        self._metrics = metrics
+        self._breaker = CircuitBreaker(failures=breaker_failures, reset=breaker_reset, on_change=metrics.set_breaker)
+        metrics.set_breaker(self._breaker.state)
+        self._epoch_key = f"{prefix}:epoch"
+        self._scripts = {name: redis.register_script((_LUA / f"{name}.lua").read_text())
+                         for name in ("fill", "write", "mark", "invalidate")}
+        self._batch: list[tuple[tuple[str, ...], asyncio.Future[tuple[int, list[bytes | None]]]]] = []
+        self._senders: set[asyncio.Task[None]] = set()
+        self._missed = 0    # writes that may not have reached Redis...
+        self._settled = 0   # ...of which this many are covered by an epoch move
+        self._epoch_lock = asyncio.Lock()
+        self._healthy = True
+
+    @property
+    def breaker_state(self) -> str:
+        return self._breaker.state
+
+    def entry_key(self, key: str) -> str:
+        return f"{self._prefix}:e:{key}"
+
+    def _generation_key(self, tag: str) -> str:
+        return f"{self._prefix}:g:{tag}"
+
+    def _index_key(self, tag: str) -> str:
+        return f"{self._prefix}:t:{tag}"
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    async def lookup(self, key: str, tags: Sequence[str] = ()) -> Lookup:
+        """One round trip, shared with every other lookup of this loop tick (auto-pipelining)."""
+        names = (self.entry_key(key), *(self._generation_key(t) for t in tags))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, list[bytes | None]]] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._send_batch)
+        self._batch.append((names, future))
+        epoch, values = await future
+        entry, token = _decode(values[0], epoch)
+        return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]))
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.get_running_loop().create_task(self._mget(batch))
+        self._senders.add(task)
+        task.add_done_callback(self._senders.discard)
+
+    async def _mget(self, batch: list[tuple[tuple[str, ...], asyncio.Future[tuple[int, list[bytes | None]]]]]) -> None:
+        names = list(dict.fromkeys(name for wanted, _ in batch for name in wanted))
+        failure: BaseException = CacheUnavailable("lookup abandoned")
+        try:
+            values = await self._call("mget", lambda: self._redis.mget([self._epoch_key, *names]))
+            epoch = int(values[0] or 0)
+            found = dict(zip(names, values[1:]))
+            for wanted, future in batch:
+                if not future.done():
+                    future.set_result((epoch, [found[name] for name in wanted]))
+        except Exception as exc:  # handed to every waiter, none of whom may hang
+            failure = exc
+        finally:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call("ping", self._redis.ping))
+        except CacheUnavailable:
+            return False
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = ()) -> str:
+        """Store a read-through response unless anything moved since `seen`: 'stored' or why not."""
+        keys = [self.entry_key(key), self._epoch_key, *(self._generation_key(t) for t in tags),
+                *(self._index_key(t) for t in tags)]
+        args = [seen.epoch, seen.token, os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at),
+                _tail(entry), len(tags), *seen.generations]
+        return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
+
+    async def write(self, key: str, entry: Entry, *, tags: Sequence[str] = ()) -> str:
+        """Store the entity a write returned: 'stored', or 'older'/'deleted' when the key saw newer."""
+        keys = [self.entry_key(key), self._epoch_key, *(self._index_key(t) for t in tags)]
+        args = [os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at), _tail(entry)]
+        return self._judge(await self._call("write", lambda: self._scripts["write"](keys=keys, args=args),
+                                            writes=True))
+
+    async def tombstone(self, key: str, version: int, *, ttl: float) -> None:
+        """After a DELETE: nothing older than `version` may be stored under `key` for `ttl` seconds."""
+        await self._mark(key, TOMBSTONE, version, ttl)
+        self._metrics.tombstones.inc()
+
+    async def drop(self, key: str, *, fence: float) -> None:
+        """Forget `key`, and refuse for `fence` seconds any fill that started before now."""
+        await self._mark(key, DROPPED, 0, fence)
+
+    async def _mark(self, key: str, kind: int, version: int, ttl: float) -> None:
+        keys, args = [self.entry_key(key), self._epoch_key], [kind, os.urandom(8), version, _ms(ttl)]
+        await self._call("mark", lambda: self._scripts["mark"](keys=keys, args=args), writes=True)
+
+    async def invalidate_tag(self, tag: str) -> int:
+        """Bump the tag's generation and remove the entries indexed under it; returns the new generation."""
+        keys = [self._generation_key(tag), self._index_key(tag)]
+        return int(await self._call("invalidate", lambda: self._scripts["invalidate"](keys=keys, args=[]),
+                                    writes=True))
+
+    async def purge_key(self, key: str) -> None:
+        await self.drop(key, fence=PURGE_FENCE)
+
+    async def purge_tag(self, tag: str) -> None:
+        await self.invalidate_tag(tag)
+
+    async def new_epoch(self) -> int:
+        """Move the whole key namespace to a new epoch: every entry stored before becomes a miss."""
+        epoch = int(await self._call("epoch", lambda: self._redis.incr(self._epoch_key), writes=True))
+        self._metrics.epoch_bumps.inc()
+        return epoch
+
+    def _judge(self, outcome: bytes | str) -> str:
+        result = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if result != STORED:
+            self._metrics.store_rejected.labels(result).inc()
+        return result
+
+    # -- every call goes through here ----------------------------------------------------------------------
+
+    async def _call(self, op: str, make: Callable[[], Awaitable[T]], *, writes: bool = False) -> T:
+        """Breaker, timeout, epoch settling and error mapping for one Redis call."""
+        if not self._breaker.allow():
+            if writes:
+                self._missed += 1
+            raise CacheUnavailable("Redis is unavailable (circuit breaker open)")
+        try:
+            async with asyncio.timeout(self._timeout):
+                if self._missed != self._settled:
+                    await self._settle_epoch()
+                result = await make()
+        except asyncio.CancelledError:
+            self._breaker.abandon()
+            if writes:  # the outcome of a cancelled write is unknown
+                self._missed += 1
+            raise
+        except _FAILURES as exc:
+            if writes:
+                self._missed += 1
+            self._metrics.redis_errors.labels(op).inc()
+            self._breaker.failure()
+            if self._healthy:
+                self._healthy = False
+                log.warning("Redis unavailable (%s: %s); bypassing the cache until it answers again",
+                            type(exc).__name__, exc)
+            raise CacheUnavailable(f"Redis {op} failed ({type(exc).__name__})") from exc
+        self._breaker.success()
+        if not self._healthy:
+            self._healthy = True
+            log.warning("Redis answers again; cache back in use")
+        return result
+
+    async def _settle_epoch(self) -> None:
+        """Writes may have missed Redis: no entry written before now may be served, so start a new epoch."""
+        async with self._epoch_lock:
+            missed = self._missed
+            if missed == self._settled:
+                return
+            epoch = await self._redis.incr(self._epoch_key)
+            count, self._settled = missed - self._settled, missed
+            self._metrics.epoch_bumps.inc()
+            log.warning("cache epoch moved to %s: %d write(s) may have missed Redis", epoch, count)
