@@ -1,0 +1,64 @@
+"""Fixtures of the strategy tests: a real backend on a socket, the real upstream client, stores on a real Redis."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from strategy_helpers import Backend, World, WorldFactory
+
+from proxy.metrics import Metrics
+from proxy.store import CacheStore
+from proxy.upstream import Upstream, make_session
+from stack.redis import RedisServer
+
+
+@pytest.fixture
+def backend() -> Backend:
+    return Backend()
+
+
+@pytest.fixture
+async def make_world(aiohttp_server: Any, backend: Backend, redis_server: RedisServer) -> AsyncIterator[WorldFactory]:
+    """Worlds around one backend; `redis_url` points a world at a private (killable) server instead."""
+    server = await aiohttp_server(backend.app())
+    base = str(server.make_url("")).rstrip("/")
+    session = make_session(connect_timeout=1.0, total_timeout=2.0)
+    clients: list[aioredis.Redis] = []
+    worlds: list[World] = []
+
+    async def make(*, redis_url: str | None = None, timeout: float = 1.0, failures: int = 3,
+                   reset: float = 0.3) -> World:
+        client = aioredis.Redis.from_url(redis_url or redis_server.url, socket_timeout=5.0,
+                                         socket_connect_timeout=1.0)
+        clients.append(client)
+        metrics = Metrics()
+        prefix = f"s{uuid.uuid4().hex[:12]}"
+        store = CacheStore(client, prefix=prefix, timeout=timeout, breaker_failures=failures, breaker_reset=reset,
+                           metrics=metrics)
+        world = World(backend, Upstream(session, {"items": base}, metrics, max_body=1 << 20), store, metrics, prefix)
+        worlds.append(world)
+        return world
+
+    yield make
+    backend.stop.set()
+    if backend.gate is not None:
+        backend.gate.set()
+    for world in worlds:
+        for strategy in world.made:
+            await strategy.close()
+    await session.close()
+    shared = aioredis.Redis.from_url(redis_server.url)
+    for world in worlds:
+        keys = [key async for key in shared.scan_iter(match=f"{world.prefix}:*", count=500)]
+        if keys:
+            await shared.delete(*keys)
+    await shared.aclose()
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def world(make_world: WorldFactory) -> World:
+    return await make_world()
