@@ -35,7 +35,7 @@ async def _credentials(request: web.Request) -> tuple[str, str]:
     authorization = request.headers.get("Authorization")
     if authorization is not None:
         return _basic(authorization)
-    if not request.can_read_body and not request.headers.get("Content-Type"):
+    if not request.body_exists:
         raise _invalid("send HTTP Basic credentials or a JSON body {login, password}")
     fields = validate(await read_json(request), CREDENTIALS)
     return fields["login"], fields["password"]

@@ -1,0 +1,55 @@
+"""`run_service(name, config)`: serve one backend service with uvloop until SIGINT or SIGTERM.
+
+`python -m backends.runner users [config.yaml]`. aiohttp's run_app turns SIGTERM into a graceful
+shutdown: the listener closes, requests in flight finish (up to SHUTDOWN_TIMEOUT_S), then cleanup_ctx
+closes the pool.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import uvloop
+from aiohttp import web
+
+from proxy.config import Config, load_config
+
+SERVICES = ("users", "paths", "trips")
+SHUTDOWN_TIMEOUT_S = 10.0
+log = logging.getLogger("backends.runner")
+
+
+def run_service(name: str, config: Config, *, access_log: bool = False) -> None:
+    """Serve `backends.<name>.app.create_app(config)` on config.services[name].
+
+    The access log is off unless asked for: under load it costs more CPU than the handlers do.
+    """
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}; known: {', '.join(SERVICES)}")
+    if name not in config.services:
+        raise ValueError(f"config has no services.{name}")
+    where = config.services[name]
+    app = importlib.import_module(f"backends.{name}.app").create_app(config)
+    log.info("serving %s on %s:%d", name, where.host, where.port)
+    web.run_app(
+        app,
+        host=where.host,
+        port=where.port,
+        loop=uvloop.new_event_loop(),
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        print=None,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in SERVICES:
+        sys.exit(f"usage: python -m backends.runner {{{'|'.join(SERVICES)}}} [config.yaml]")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run_service(args[0], load_config(args[1] if len(args) > 1 else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Fixtures of the service tests: the three apps on one migrated database, and users with tokens."""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from backends.migrate import migrate
+from backends.paths.app import create_app as paths_app
+from backends.trips.app import create_app as trips_app
+from backends.users.app import create_app as users_app
+from proxy.config import Config
+from service_helpers import PASSWORD, Account, profile
+
+_logins = itertools.count(1)
+
+# The services never read `routes`; one passthrough rule keeps these tests independent of the proxy's
+# strategy registry (a config must have at least one rule).
+SERVICE_ONLY = {"routes": [{"methods": ["POST"], "path": "/auth/token", "upstream": "users",
+                            "strategy": "passthrough", "auth": "none"}]}
+
+
+@pytest.fixture
+async def db_config(make_config: Callable[..., Config]) -> Config:
+    """Like the shared db_config (a fresh, migrated database) but with the route table above."""
+    config = make_config(SERVICE_ONLY)
+    await migrate(config)
+    return config
+
+
+@pytest.fixture
+async def users(aiohttp_client: Callable[..., Awaitable[TestClient]], db_config: Config) -> TestClient:
+    return await aiohttp_client(users_app(db_config))
+
+
+@pytest.fixture
+async def paths(aiohttp_client: Callable[..., Awaitable[TestClient]], db_config: Config) -> TestClient:
+    return await aiohttp_client(paths_app(db_config))
+
+
+@pytest.fixture
+async def trips(aiohttp_client: Callable[..., Awaitable[TestClient]], db_config: Config) -> TestClient:
+    return await aiohttp_client(trips_app(db_config))
+
+
+@pytest.fixture
+def register(users: TestClient) -> Callable[..., Awaitable[Account]]:
+    """Register a user (unique login unless given) and get a token for it."""
+
+    async def make(login: str | None = None, **overrides: Any) -> Account:
+        login = login or f"user{next(_logins):04d}x"
+        resp = await users.post("/users", json=profile(login, **overrides))
+        assert resp.status == 201, await resp.text()
+        user = await resp.json()
+        password = overrides.get("password", PASSWORD)
+        resp = await users.post("/auth/token", json={"login": login, "password": password})
+        assert resp.status == 200, await resp.text()
+        return Account(user, (await resp.json())["access_token"])
+
+    return make
+
+
+@pytest.fixture
+async def account(register: Callable[..., Awaitable[Account]]) -> Account:
+    return await register()
