@@ -1,0 +1,167 @@
+"""The guarantees of DESIGN.md, each shown end to end: real proxy, real Redis, real services over MariaDB."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+
+def etag_version(resp) -> int:
+    return int(resp.headers["ETag"].strip('W/"'))
+
+
+async def test_miss_then_hit_and_age(world):
+    uid, auth = await world.user("alice")
+    first = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    assert first.status == 200
+    assert "fwd=miss" in first.headers["Cache-Status"] and "stored" in first.headers["Cache-Status"]
+    second = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    assert second.status == 200 and second.headers["Cache-Status"].startswith("cachegate; hit")
+    assert "Age" in second.headers
+    assert await second.json() == await first.json()
+    assert "password" not in await second.text()
+    assert world.backends.served("GET", f"/users/{uid}") == 1
+
+
+async def test_if_none_match_answers_304_from_the_cache(world):
+    uid, auth = await world.user("inm")
+    first = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    again = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth,
+                                                            "If-None-Match": first.headers["ETag"]})
+    assert again.status == 304 and again.headers["ETag"] == first.headers["ETag"]
+    assert world.backends.served("GET", f"/users/{uid}") == 1
+
+
+async def test_write_through_serves_the_new_version_as_a_hit(world):
+    uid, auth = await world.user("bob")
+    before = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    put = await world.proxy.patch(f"/users/{uid}", json={"title": "captain"}, headers={"Authorization": auth})
+    assert put.status == 200
+    assert etag_version(put) == etag_version(before) + 1
+    after = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    assert after.headers["Cache-Status"].startswith("cachegate; hit")
+    assert (await after.json())["title"] == "captain" and etag_version(after) == etag_version(put)
+    assert world.backends.served("GET", f"/users/{uid}") == 1
+
+
+async def test_delete_leaves_no_entry_to_serve(world):
+    uid, auth = await world.user("gone")
+    await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    deleted = await world.proxy.delete(f"/users/{uid}", headers={"Authorization": auth})
+    assert deleted.status == 200
+    _, other = await world.user("witness")
+    after = await world.proxy.get(f"/users/{uid}", headers={"Authorization": other})
+    assert after.status == 404
+
+
+async def test_nothing_is_answered_from_the_cache_without_a_valid_token(world):
+    uid, auth = await world.user("carol")
+    assert (await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})).status == 200
+    for header in (None, "Bearer not-a-token", auth[:-4] + "AAAA", "Basic " + "Y2Fyb2w6d3Jvbmc="):
+        headers = {"Authorization": header} if header else {}
+        resp = await world.proxy.get(f"/users/{uid}", headers=headers)
+        assert resp.status == 401, header
+        body = await resp.json()
+        assert body["error"]["code"] == "unauthorized"
+        assert "hit" not in resp.headers["Cache-Status"]
+
+
+async def test_basic_credentials_are_exchanged_once(world):
+    import base64
+    uid, _ = await world.user("dave", "dave-password-1")
+    basic = "Basic " + base64.b64encode(b"dave:dave-password-1").decode()
+    for _ in range(5):
+        resp = await world.proxy.get(f"/users/{uid}", headers={"Authorization": basic})
+        assert resp.status == 200
+    assert world.backends.served("POST", "/auth/token") == 2  # one by world.user(), one by the proxy
+
+
+async def test_caller_scope_is_never_served_to_another_caller(world):
+    a_id, a = await world.user("erin")
+    b_id, b = await world.user("frank")
+    me_a = await world.proxy.get("/users/me", headers={"Authorization": a})
+    me_b = await world.proxy.get("/users/me", headers={"Authorization": b})
+    assert (await me_a.json())["id"] == a_id and (await me_b.json())["id"] == b_id
+    again_b = await world.proxy.get("/users/me", headers={"Authorization": b})
+    assert again_b.headers["Cache-Status"].startswith("cachegate; hit")
+    assert (await again_b.json())["id"] == b_id
+
+
+async def test_concurrent_misses_make_one_upstream_request(world):
+    uid, auth = await world.user("gina")
+    world.backends.max_delay = 0.05  # keep the first fill in flight while the others arrive
+    answers = await asyncio.gather(*(world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+                                     for _ in range(40)))
+    assert {r.status for r in answers} == {200}
+    assert world.backends.served("GET", f"/users/{uid}") == 1
+
+
+async def test_search_is_invalidated_by_a_user_write(world):
+    uid, auth = await world.user("hank")
+    first = await world.proxy.get("/users/search?first_name=Han", headers={"Authorization": auth})
+    assert first.status == 200
+    cached = await world.proxy.get("/users/search?first_name=Han", headers={"Authorization": auth})
+    assert cached.headers["Cache-Status"].startswith("cachegate; hit")
+    assert (await world.proxy.patch(f"/users/{uid}", json={"first_name": "Hannah"},
+                                    headers={"Authorization": auth})).status == 200
+    after = await world.proxy.get("/users/search?first_name=Han", headers={"Authorization": auth})
+    assert "hit" not in after.headers["Cache-Status"].split(";")[1]
+    assert "Hannah" in await after.text()
+
+
+async def test_cache_off_at_run_time_is_passthrough(world):
+    uid, auth = await world.user("ivy")
+    await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    resp = await world.admin.post("/-/admin/cache", json={"enabled": False})
+    assert resp.status == 200
+    off = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    assert off.headers["Cache-Status"] == "cachegate; fwd=bypass; detail=CACHE-OFF"
+    # a write while the cache is off must not leave the old entry to be served once it is on again
+    assert (await world.proxy.patch(f"/users/{uid}", json={"title": "off-write"},
+                                    headers={"Authorization": auth})).status == 200
+    assert (await world.admin.post("/-/admin/cache", json={"enabled": True})).status == 200
+    on = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    assert (await on.json())["title"] == "off-write"
+
+
+@pytest.mark.slow
+async def test_read_your_writes_and_monotonic_versions_under_concurrency(world):
+    """Writers and readers race with random upstream delays; the recorded history must never go backwards
+    and every read that starts after a write's 2xx must see at least that version."""
+    users = [await world.user(f"rw{i}") for i in range(3)]
+    world.backends.max_delay = 0.01
+    acked: dict[int, int] = {uid: 0 for uid, _ in users}   # highest version acknowledged to a writer
+    seen: dict[int, list[int]] = {uid: [] for uid, _ in users}
+    violations: list[str] = []
+
+    async def writer(uid: int, auth: str) -> None:
+        for n in range(8):
+            resp = await world.proxy.patch(f"/users/{uid}", json={"title": f"t{n}"}, headers={"Authorization": auth})
+            assert resp.status == 200, await resp.text()
+            acked[uid] = max(acked[uid], etag_version(resp))
+
+    async def reader(uid: int, auth: str) -> None:
+        last = 0
+        for _ in range(25):
+            floor = acked[uid]
+            resp = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+            assert resp.status == 200
+            version = etag_version(resp)
+            if version < floor:
+                violations.append(f"user {uid}: read v{version} after v{floor} was acknowledged")
+            if version < last:
+                violations.append(f"user {uid}: one reader saw v{last} then v{version}")
+            last = version
+            seen[uid].append(version)
+            await asyncio.sleep(random.uniform(0, 0.005))
+
+    tasks = []
+    for uid, auth in users:
+        tasks.append(writer(uid, auth))
+        tasks.extend(reader(uid, auth) for _ in range(3))
+    await asyncio.gather(*tasks)
+    assert not violations, violations
+    for uid, _ in users:
+        final = await world.proxy.get(f"/users/{uid}", headers={"Authorization": users[0][1]})
+        assert etag_version(final) == acked[uid]  # the cache ends on the last write, not an older fill
