@@ -2,23 +2,30 @@
 from __future__ import annotations
 
 import copy
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
-import pytest
-import yaml
+REPO = Path(__file__).resolve().parents[1]
+# pytest puts tests/ on sys.path (rootdir-relative imports), and tests/proxy, tests/strategies, tests/stack, ...
+# have no __init__.py: found first, they would shadow the real packages as empty namespace packages (the
+# editable install's finder comes after sys.path), so e.g. strategies/__init__.py would never register the
+# built-in strategies. The repository root must come first.
+if sys.path[:1] != [str(REPO)]:
+    sys.path.insert(0, str(REPO))
 
-from stack.keys import ensure_jwt_keys, ensure_secret
-from stack.mariadb import MariaDBServer
-from stack.net import free_port
-from stack.redis import RedisServer
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from stack.keys import ensure_jwt_keys, ensure_secret  # noqa: E402
+from stack.mariadb import MariaDBServer  # noqa: E402
+from stack.net import free_port  # noqa: E402
+from stack.redis import RedisServer  # noqa: E402
 
 if TYPE_CHECKING:
     from proxy.config import Config
-
-REPO = Path(__file__).resolve().parents[1]
 TEST_DB_USER = "cachegate_test"
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pymysql
-import pytest
 
 from stack.mariadb import MariaDBServer
 from stack.redis import RedisServer
@@ -49,10 +48,21 @@ def test_overrides_are_deep_merged_and_lists_replaced(make_config) -> None:
 
 
 def test_config_loads_and_file_variant_has_a_path(make_config, redis_server: RedisServer) -> None:
-    pytest.importorskip("strategies.base", reason="proxy.config validates strategy names against it")
     config = make_config({"proxy": {"workers": 2}})
     assert config.redis.port == redis_server.port and config.proxy.workers == 2
     assert config.path is None
     from_file = make_config.file({"proxy": {"workers": 3}})
     assert from_file.path is not None and from_file.path.is_file() and from_file.proxy.workers == 3
     assert from_file.stack.data_dir.is_dir()
+
+
+def test_regression_tests_folders_do_not_shadow_the_real_packages() -> None:
+    """tests/proxy, tests/strategies, ... once made `strategies` an empty namespace package (no strategies)."""
+    import importlib
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("proxy", "strategies", "backends", "stack", "loadtest"):
+        module = importlib.import_module(name)
+        assert module.__file__ == str(repo / name / "__init__.py"), name
+    from strategies import STRATEGIES
+    assert {"passthrough", "read-through", "write-through"} <= set(STRATEGIES)
