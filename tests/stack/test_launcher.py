@@ -1,8 +1,10 @@
 """cachegate up / status / down on a test config: idempotent start, stop leaves no process behind."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
@@ -20,8 +22,6 @@ def stack_config(make_config):
         # Its own Redis and MariaDB: up starts them, down must stop them, the session's servers stay untouched.
         "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"},
         "mariadb": {"port": free_port()},
-        # The route table is not under test here; one passthrough route keeps the test independent of it.
-        "routes": [{"methods": ["GET"], "path": "/users/{id:int}", "upstream": "users", "strategy": "passthrough"}],
     })
     yield config
     launcher.down(config, say=lambda line: None)  # even when the test failed half-way
@@ -33,14 +33,15 @@ def test_up_status_second_up_and_down(stack_config) -> None:
     launcher.up(config, seed_users=20, say=lines.append)
 
     rows = {row.name: row for row in launcher.status(config)}
-    assert rows["redis"].up and rows["mariadb"].up
-    running = {name: row.pid for name, row in rows.items() if row.up}
+    assert [name for name, row in rows.items() if not row.up] == [], lines
+    running = {name: row.pid for name, row in rows.items()}
     for name, pid in running.items():
         assert pid_alive(pid), name
         assert port_open("127.0.0.1", rows[name].port), name
     assert (config.stack.data_dir / "logs" / "redis.log").is_file()
     assert (config.stack.data_dir / "run" / "mariadb.pid").read_text().strip() == str(running["mariadb"])
     assert config.auth.private_key.is_file() and config.mariadb.password_file.is_file()
+    assert_demo_user_reads_itself_through_the_proxy(config)
 
     again: list[str] = []
     launcher.up(config, seed_users=20, say=again.append)
@@ -62,3 +63,17 @@ def test_cli_status_reports_down_and_exits_nonzero(stack_config) -> None:
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert names == ["redis", "mariadb", *stack_config.services, "proxy"]
     assert all(line.rstrip().endswith("down") for line in result.stdout.splitlines())
+
+
+def assert_demo_user_reads_itself_through_the_proxy(config) -> None:
+    """What `up` prints as the thing to try: a seeded user's token, then GET /users/{id} through the proxy."""
+    user = json.loads((config.stack.data_dir / "seed-users.json").read_text())["users"][0]
+    base = f"http://127.0.0.1:{config.proxy.port}"
+    request = urllib.request.Request(f"{base}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"login": user["login"], "password": user["password"]}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        token = json.load(response)["access_token"]
+    request = urllib.request.Request(f"{base}/users/{user['id']}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        assert json.load(response)["id"] == user["id"]
