@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from store_helpers import StoreFactory, client_for, entity, sample
+from store_helpers import NO_RETRY, StoreFactory, client_for, entity, sample
 
 from proxy.errors import CacheUnavailable
 from proxy.metrics import Metrics
@@ -28,7 +28,7 @@ async def _wait_for_state(store: CacheStore, state: str, limit: float = 10.0) ->
 
 async def test_nothing_listening_means_cache_unavailable_then_fail_fast(make_store: StoreFactory,
                                                                          metrics: Metrics) -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    client = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, retry=NO_RETRY)
     store = make_store(client, failures=3, reset=60)
     try:
         for _ in range(3):

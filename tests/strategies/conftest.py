@@ -4,13 +4,17 @@ from __future__ import annotations
 import uuid
 from typing import Any, AsyncIterator
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from strategy_helpers import Backend, World, WorldFactory
 
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
 from proxy.upstream import Upstream, make_session
+from stack.net import free_port
 from stack.redis import RedisServer
 
 
@@ -24,20 +28,24 @@ async def make_world(aiohttp_server: Any, backend: Backend, redis_server: RedisS
     """Worlds around one backend; `redis_url` points a world at a private (killable) server instead."""
     server = await aiohttp_server(backend.app())
     base = str(server.make_url("")).rstrip("/")
-    session = make_session(connect_timeout=1.0, total_timeout=2.0)
+    sessions: list[aiohttp.ClientSession] = []
     clients: list[aioredis.Redis] = []
     worlds: list[World] = []
 
     async def make(*, redis_url: str | None = None, timeout: float = 1.0, failures: int = 3,
-                   reset: float = 0.3) -> World:
+                   reset: float = 0.3, upstream_timeout: float = 2.0) -> World:
+        session = make_session(connect_timeout=1.0, total_timeout=upstream_timeout)
+        sessions.append(session)
         client = aioredis.Redis.from_url(redis_url or redis_server.url, socket_timeout=5.0,
-                                         socket_connect_timeout=1.0)
+                                         socket_connect_timeout=1.0,
+                                         retry=Retry(NoBackoff(), 0))
         clients.append(client)
         metrics = Metrics()
         prefix = f"s{uuid.uuid4().hex[:12]}"
         store = CacheStore(client, prefix=prefix, timeout=timeout, breaker_failures=failures, breaker_reset=reset,
                            metrics=metrics)
-        world = World(backend, Upstream(session, {"items": base}, metrics, max_body=1 << 20), store, metrics, prefix)
+        bases = {"items": base, "dead": f"http://127.0.0.1:{free_port()}"}  # nothing listens on "dead"
+        world = World(backend, Upstream(session, bases, metrics, max_body=1 << 20), store, metrics, prefix)
         worlds.append(world)
         return world
 
@@ -48,7 +56,8 @@ async def make_world(aiohttp_server: Any, backend: Backend, redis_server: RedisS
     for world in worlds:
         for strategy in world.made:
             await strategy.close()
-    await session.close()
+    for session in sessions:
+        await session.close()
     shared = aioredis.Redis.from_url(redis_server.url)
     for world in worlds:
         keys = [key async for key in shared.scan_iter(match=f"{world.prefix}:*", count=500)]

@@ -122,9 +122,9 @@ def cache_config(prefix: str, **changes: Any) -> CacheConfig:
 
 
 def route(strategy: str, *, methods: tuple[str, ...] = ("GET",), path: str = "/items/{id:int}",
-          key: str | None = None, ttl: float | None = None, negative_ttl: float | None = None,
+          upstream: str = "items", key: str | None = None, ttl: float | None = None, negative_ttl: float | None = None,
           grace: float | None = None, tags: tuple[str, ...] = (), invalidates: tuple[str, ...] = ()) -> RouteConfig:
-    return RouteConfig(index=0, methods=methods, path=path, upstream="items", strategy=strategy, auth="none",
+    return RouteConfig(index=0, methods=methods, path=path, upstream=upstream, strategy=strategy, auth="none",
                        key=key, ttl=ttl, negative_ttl=negative_ttl, grace=grace, scope="shared", tags=tags,
                        invalidates=invalidates)
 
