@@ -1,0 +1,135 @@
+"""Seeded users for the load test: seeding, their ids, real tokens from POST /auth/token, the scripts' input files.
+
+The files hold tokens and Basic credentials: they go to a private temporary folder (0700), never to results/.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pymysql
+
+if TYPE_CHECKING:
+    from proxy.config import Config
+
+# scrypt verification costs ~70 ms of CPU per token: two at a time keep both cores busy, no more.
+TOKEN_PARALLELISM = 2
+PROFILE_FIELDS = ("first_name", "last_name", "email", "title")
+
+
+class CredentialsError(RuntimeError):
+    """The seeded users or their credentials could not be obtained."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """A seeded user whose password we know, with the token obtained for it."""
+
+    id: int
+    login: str
+    password: str
+    token: str = ""
+    profile: dict[str, Any] | None = None
+
+    @property
+    def basic(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.login}:{self.password}".encode()).decode()
+
+
+def seed(config: Config, users: int, progress: Callable[[int, int], None]) -> Any:
+    from backends.seed import seed as seed_users
+    return asyncio.run(seed_users(config, users, progress))
+
+
+def seeded_ids(config: Config, users: int) -> list[int]:
+    """Ids of seeded users 1..N, in seed order (the Zipf script makes the first ones the hottest)."""
+    from backends.seed import login_of
+    db = config.mariadb
+    host = "127.0.0.1" if db.host in ("0.0.0.0", "") else db.host
+    conn = pymysql.connect(host=host, port=db.port, user=db.user, password=db.password(), database=db.database,
+                           connect_timeout=int(max(1, db.connect_timeout)))
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM users WHERE login BETWEEN %s AND %s AND login REGEXP %s ORDER BY login",
+                    (login_of(1), login_of(users), "^user[0-9]{6}$"))
+        ids = [int(row[0]) for row in cur.fetchall()]
+    if len(ids) != users:
+        raise CredentialsError(f"expected {users} seeded users, found {len(ids)}")
+    return ids
+
+
+def known_users(config: Config) -> list[Known]:
+    from backends.seed import credentials_path
+    path = credentials_path(config)
+    try:
+        data = json.loads(path.read_text())
+        return [Known(int(u["id"]), str(u["login"]), str(u["password"])) for u in data["users"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CredentialsError(f"cannot read the seeded credentials in {path}: {exc}") from None
+
+
+def _call(method: str, url: str, *, body: dict[str, Any] | None = None,
+          headers: dict[str, str] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        **({"Content-Type": "application/json"} if data else {}), **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise CredentialsError(f"{method} {url}: {exc.code} {exc.read()[:200]!r}") from None
+    except (OSError, ValueError) as exc:
+        raise CredentialsError(f"{method} {url}: {exc}") from None
+
+
+def with_tokens(proxy_url: str, users: list[Known], progress: Callable[[int], None]) -> list[Known]:
+    """A real token for each user, through the proxy's POST /auth/token, and the user's current profile."""
+    done = 0
+
+    def one(user: Known) -> Known:
+        nonlocal done
+        token = _call("POST", f"{proxy_url}/auth/token", body={"login": user.login, "password": user.password})
+        access = str(token["access_token"])
+        profile = _call("GET", f"{proxy_url}/users/{user.id}", headers={"Authorization": f"Bearer {access}"})
+        done += 1
+        progress(done)
+        return Known(user.id, user.login, user.password, access, {k: profile[k] for k in PROFILE_FIELDS})
+
+    with ThreadPoolExecutor(TOKEN_PARALLELISM) as pool:
+        return list(pool.map(one, users))
+
+
+@dataclass(frozen=True)
+class ScriptFiles:
+    ids: Path
+    bearer: Path
+    basic: Path
+
+
+def write_files(folder: Path, ids: list[int], users: list[Known]) -> ScriptFiles:
+    """ids.txt, bearer.tsv (with the mixed script's PUT and PATCH bodies) and basic.tsv, all mode 0600."""
+    os.chmod(folder, 0o700)
+    files = ScriptFiles(folder / "ids.txt", folder / "bearer.tsv", folder / "basic.tsv")
+    _private(files.ids, "".join(f"{i}\n" for i in ids))
+    lines = []
+    for user in users:
+        profile = user.profile or {}
+        put = json.dumps({k: profile[k] for k in PROFILE_FIELDS}, ensure_ascii=True)
+        patch = json.dumps({"title": profile["title"]}, ensure_ascii=True)
+        lines.append(f"{user.id}\tBearer {user.token}\t{put}\t{patch}\n")
+    _private(files.bearer, "".join(lines))
+    _private(files.basic, "".join(f"{u.id}\t{u.basic}\n" for u in users))
+    return files
+
+
+def _private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)

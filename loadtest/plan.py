@@ -1,0 +1,80 @@
+"""What a run measures: the full plan, the --quick plan, and the command line that picks and adjusts them."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIXED_CONNECTIONS = 64  # where the latency of the two modes is compared
+
+
+@dataclass(frozen=True)
+class Plan:
+    users: int
+    sweep: tuple[int, ...]             # connections, for cache off and cache on
+    reference_sweep: tuple[int, ...]   # connections, for the bare handler and the backend called directly
+    variants: tuple[str, ...]          # extra cache-on scripts at FIXED_CONNECTIONS: zipf, basic, mixed
+    warmup_s: int
+    duration_s: int
+    overhead_check: bool               # measure what counting statuses in Lua costs the client
+    warm_limit_s: int                  # bound on filling the cache with every seeded id
+
+
+FULL = Plan(users=100_000, sweep=(1, 8, 32, 64, 128, 256), reference_sweep=(8, 64, 256),
+            variants=("zipf", "basic", "mixed"), warmup_s=3, duration_s=10, overhead_check=True,
+            warm_limit_s=300)
+QUICK = Plan(users=2_000, sweep=(8, 64), reference_sweep=(64,), variants=("mixed",), warmup_s=1, duration_s=2,
+             overhead_check=False, warm_limit_s=60)
+
+
+def _connections(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,8,64, got {text!r}") from None
+    if not values or any(v < 1 or v > 10_000 for v in values):
+        raise argparse.ArgumentTypeError(f"connections must be 1..10000, got {text!r}")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cachegate loadtest", description=(
+        "Load test GET /users/{id} through the proxy with the cache off and on (wrk), and write performance.md."))
+    p.add_argument("--config", default=None, help="config file (default: $CACHEGATE_CONFIG or ./config.yaml)")
+    p.add_argument("--quick", action="store_true", help="about 20 s: a couple of points per mode, 2,000 users")
+    p.add_argument("--users", type=int, default=None, help="seeded users to read (full: 100000)")
+    p.add_argument("--connections", type=_connections, default=None, help="sweep, e.g. 1,8,32,64,128,256")
+    p.add_argument("--duration", type=int, default=None, help="seconds measured per point (full: 10)")
+    p.add_argument("--warmup", type=int, default=None, help="seconds of warm-up before each point (full: 3)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="folder for results.json and raw wrk output (full: loadtest/results/full)")
+    p.add_argument("--report", type=Path, default=None,
+                   help="performance.md to write; plots go next to it (full: ./performance.md of the repo)")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="do not pin wrk to CPU 0 and the proxy to the other CPUs")
+    p.add_argument("--status-count", choices=("lua", "wrk"), default="lua",
+                   help="non-2xx counted by the scripts' response() (lua) or by wrk's own status errors (wrk)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile the proxy with py-spy during one extra cache-on point")
+    p.add_argument("--keep-stack", action="store_true", help="leave running what this run started")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> tuple[Plan, Path, Path]:
+    """The plan after the options, the results folder and the report path."""
+    plan = QUICK if args.quick else FULL
+    if args.users is not None:
+        plan = replace(plan, users=args.users)
+    if args.connections is not None:
+        plan = replace(plan, sweep=args.connections)
+    if args.duration is not None:
+        plan = replace(plan, duration_s=args.duration)
+    if args.warmup is not None:
+        plan = replace(plan, warmup_s=args.warmup)
+    if plan.users < 1 or plan.duration_s < 1 or plan.warmup_s < 0:
+        raise ValueError("--users and --duration must be at least 1, --warmup at least 0")
+    default_results = REPO / "loadtest" / "results" / ("tmp/quick" if args.quick else "full")
+    results = (args.results or default_results).resolve()
+    report = (args.report or (results / "performance.md" if args.quick else REPO / "performance.md")).resolve()
+    return plan, results, report

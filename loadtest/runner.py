@@ -1,0 +1,240 @@
+"""`cachegate loadtest`: cache off versus on through the same proxy processes, swept with wrk, into performance.md.
+
+Order of a run: stack (used or started) -> seed -> tokens -> references (bare aiohttp handler, users backend
+called directly) -> cache off (admin toggle) sweep -> cache on (new epoch) -> warm every seeded id -> sweep ->
+variants (zipf, basic, mixed). Every step has a progress bar on stderr. Any socket error or non-2xx anywhere
+marks the run INVALID in the report and the exit code is 1.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from loadtest import credentials, procstat, promstats, wrk
+from loadtest.measure import Measurer, PointSpec
+from loadtest.plan import FIXED_CONNECTIONS, Plan, parser, resolve
+from loadtest.progress import Bar, say
+from loadtest.target import BareServer, Stack, TargetError, close_stack, open_stack
+
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    try:
+        plan, results_dir, report_path = resolve(args)
+    except ValueError as exc:
+        say(f"cachegate loadtest: {exc}")
+        return EXIT_USAGE
+    from proxy.config import load_config
+    from proxy.errors import ConfigError
+    try:
+        config = load_config(Path(args.config) if args.config else None)
+        wrk_version = wrk.version()
+    except (ConfigError, wrk.WrkError) as exc:
+        say(f"cachegate loadtest: {exc}")
+        return EXIT_USAGE
+    run: dict[str, Any] = {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
+        "command": shlex.join(["cachegate", "loadtest", *argv]), "plan": asdict(plan),
+        "status_count": args.status_count, "machine": procstat.machine(), "software": procstat.software(wrk_version),
+        "config": _config_record(config), "report": str(report_path), "results_dir": str(results_dir)}
+    _clear(results_dir)
+    started = time.monotonic()
+    try:
+        measurer = _execute(run, config, plan, results_dir, args)
+    except (TargetError, credentials.CredentialsError, wrk.WrkError, OSError) as exc:
+        say(f"cachegate loadtest: FAILED: {exc}")
+        return EXIT_FAILED
+    run["points"], run["problems"] = measurer.points, measurer.problems
+    run["valid"] = not measurer.problems
+    run["elapsed_s"] = time.monotonic() - started
+    from loadtest import report
+    report.write(run, results_dir, report_path)
+    say(f"report: {report_path}\nresults: {results_dir / 'results.json'}")
+    if not run["valid"]:
+        say("INVALID run:\n  " + "\n  ".join(measurer.problems))
+        return EXIT_INVALID
+    return EXIT_VALID
+
+
+def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, args: Any) -> Measurer:
+    stack = open_stack(config, say)
+    secrets_dir = Path(tempfile.mkdtemp(prefix="cachegate-loadtest-"))
+    pinned: dict[int, set[int]] = {}
+    cache_was: bool | None = None
+    try:
+        seed_bar = Bar(f"seed {plan.users} users", plan.users)
+        seeded = credentials.seed(config, plan.users, lambda done, total: seed_bar.update(done))
+        seed_bar.finish("already seeded" if getattr(seeded, "skipped", False) else "")
+        run["seed"] = {"users": plan.users, "skipped": getattr(seeded, "skipped", None),
+                       "seconds": getattr(seeded, "seconds", None)}
+        ids = credentials.seeded_ids(config, plan.users)
+        known = credentials.known_users(config)
+        token_bar = Bar("tokens (POST /auth/token)", len(known))
+        known = credentials.with_tokens(stack.proxy_url, known, token_bar.update)
+        token_bar.finish()
+        files = credentials.write_files(secrets_dir, ids, known)
+        probe = (known[0].id, f"Bearer {known[0].token}")
+        count = {"count": "1"} if args.status_count == "lua" else {}
+        bearer = {"ids": str(files.ids), "creds": str(files.bearer), **count}
+        basic = {"ids": str(files.ids), "creds": str(files.basic), **count}
+
+        cpus = sorted(os.sched_getaffinity(0))
+        pin = args.pin and len(cpus) >= 2
+        wrk_cpu = cpus[0] if pin else None
+        server_cpus = set(cpus[1:]) if pin else set(cpus)
+        run["pinning"] = {"enabled": pin, "wrk_cpus": [wrk_cpu] if pin else cpus, "server_cpus": sorted(server_cpus),
+                          "pinned": "wrk and the proxy (or the reference server)" if pin else "nothing"}
+        proxy_pids = stack.pids()["proxy"]
+        run["proxy_pids"] = {"before": proxy_pids}
+        if pin:
+            pinned = procstat.pin(proxy_pids, server_cpus)
+
+        measurer = Measurer(results_dir, plan.warmup_s, plan.duration_s, wrk_cpu, stack.pids,
+                            stack.proxy_url + "/-/metrics", stack.route)
+        _references(measurer, plan, run, secrets_dir, stack, bearer, server_cpus if pin else None)
+
+        cache_was = stack.cache_enabled()
+        run["cache_toggles"] = [{"enabled": False, "cache_status": stack.set_cache(False, probe)}]
+        all_procs = ("proxy", "users", "mariadb", "redis")
+        for conns in plan.sweep:
+            measurer.measure(PointSpec("cache-off", stack.proxy_url, "get_uniform", conns, bearer, all_procs))
+
+        run["cache_toggles"].append({"enabled": True, "cache_status": stack.set_cache(True, probe)})
+        run["warm"] = _warm(measurer, stack, plan, ids, bearer)
+        for conns in plan.sweep:
+            measurer.measure(PointSpec("cache-on", stack.proxy_url, "get_uniform", conns, bearer, all_procs))
+        scripts = {"zipf": ("get_zipf", bearer), "basic": ("get_basic", basic), "mixed": ("mixed", bearer)}
+        for variant in plan.variants:
+            script, script_args = scripts[variant]
+            measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args, all_procs))
+        if args.profile:
+            from loadtest import profile
+            run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)
+        run["proxy_pids"]["after"] = stack.pids()["proxy"]
+        if sorted(run["proxy_pids"]["after"]) != sorted(proxy_pids):
+            measurer.problems.append("the proxy processes changed during the run (a restart or a crashed worker)")
+        return measurer
+    finally:
+        procstat.unpin(pinned)
+        if cache_was is not None and probe_alive(stack):
+            try:
+                stack.admin("POST", "/-/admin/cache", {"enabled": cache_was})
+            except TargetError as exc:
+                say(f"could not restore the cache switch: {exc}")
+        shutil.rmtree(secrets_dir, ignore_errors=True)
+        if not args.keep_stack:
+            close_stack(stack, say)
+
+
+def probe_alive(stack: Stack) -> bool:
+    try:
+        stack.admin("GET", "/-/admin/state")
+        return True
+    except TargetError:
+        return False
+
+
+def _references(measurer: Measurer, plan: Plan, run: dict[str, Any], scratch: Path, stack: Stack,
+                bearer: dict[str, str], cpus: set[int] | None) -> None:
+    """The bare aiohttp handler and the users backend called directly, measured on the same machine and run."""
+    bare = BareServer(scratch / "bare-server.log")
+    pid = bare.start()
+    try:
+        if cpus is not None:
+            procstat.pin([pid], cpus)
+        measurer.pids = _with_bare(stack, pid)
+        if plan.overhead_check:
+            run["client_overhead"] = _overhead(measurer, bare.url, bearer)
+        for conns in plan.reference_sweep:
+            measurer.measure(PointSpec("bare", bare.url, "get_uniform", conns, bearer, ("bare",),
+                                       through_proxy=False))
+    finally:
+        measurer.pids = stack.pids
+        bare.stop()
+    for conns in plan.reference_sweep:
+        measurer.measure(PointSpec("backend", stack.users_url, "get_uniform", conns, bearer, ("users", "mariadb"),
+                                   through_proxy=False))
+
+
+def _with_bare(stack: Stack, pid: int):
+    return lambda: {**stack.pids(), "bare": [pid]}
+
+
+def _overhead(measurer: Measurer, url: str, bearer: dict[str, str]) -> dict[str, Any]:
+    """The same point with and without response() in Lua: what counting statuses costs wrk's core."""
+    out: dict[str, Any] = {}
+    plain = {k: v for k, v in bearer.items() if k != "count"}
+    for name, script_args in (("lua", {**plain, "count": "1"}), ("wrk", plain)):
+        point = measurer.measure(PointSpec(f"overhead-{name}", url, "get_uniform", FIXED_CONNECTIONS, script_args,
+                                           ("bare",), through_proxy=False, warmup=False))
+        out[name] = {"rps": point["rps"], "wrk_cpu_us_per_request": point["cpu_us_per_request"]["wrk"],
+                     "id": point["id"]}
+    return out
+
+
+def _warm(measurer: Measurer, stack: Stack, plan: Plan, ids: list[int], bearer: dict[str, str]) -> dict[str, Any]:
+    """GET every seeded id once through the proxy (sequentially, 64 connections) until each went upstream."""
+    url = stack.proxy_url + "/-/metrics"
+    base = promstats.upstream_total(promstats.scrape(url), "users")
+    bar = Bar(f"warm {len(ids)} keys", len(ids))
+    last = {"at": 0.0, "filled": 0.0}
+
+    def filled() -> bool:
+        now = time.monotonic()
+        if now - last["at"] >= 0.5:
+            last["at"], last["filled"] = now, promstats.upstream_total(promstats.scrape(url), "users") - base
+            bar.update(last["filled"])
+        return last["filled"] >= len(ids)
+
+    argv = wrk.command(stack.proxy_url, "warm", connections=FIXED_CONNECTIONS, duration_s=plan.warm_limit_s,
+                       script_args={k: v for k, v in bearer.items() if k != "count"}, cpu=measurer.wrk_cpu)
+    raw = measurer.raw_path("warm")
+    result = wrk.run(argv, raw, stop_when=filled, limit_s=plan.warm_limit_s)
+    filled()
+    complete = last["filled"] >= len(ids)
+    bar.finish(f"{result.requests} requests" + ("" if complete else "  INCOMPLETE"))
+    problems = list(result.problems)
+    # SIGINT is how we stop it: wrk's exit code after it is not a failure.
+    problems = [p for p in problems if not p.startswith("wrk exited")]
+    if not complete:
+        problems.append(f"only {last['filled']:.0f} of {len(ids)} ids went upstream within {plan.warm_limit_s}s")
+    measurer.problems.extend(f"warm: {p}" for p in problems)
+    return {"command": result.command, "raw": measurer.relative(raw), "requests": result.requests,
+            "seconds": result.wall_s, "upstream_requests": last["filled"], "problems": problems}
+
+
+def _config_record(config: Any) -> dict[str, Any]:
+    def plain(section: Any) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(section).items()}
+
+    proxy = plain(config.proxy)
+    if proxy.get("admin_token"):
+        proxy["admin_token"] = "(set, not shown)"
+    return {"path": str(config.path) if config.path else None, "proxy": proxy, "cache": plain(config.cache),
+            "redis": {k: v for k, v in plain(config.redis).items() if k != "url"},
+            "env_overrides": sorted(k for k in os.environ if k.startswith("CACHEGATE"))}
+
+
+def _clear(results_dir: Path) -> None:
+    """Raw files of an earlier run would be mistaken for this one's."""
+    raw = results_dir / "raw"
+    if raw.is_dir():
+        for path in raw.glob("*.txt"):
+            path.unlink()
+    (results_dir / "results.json").unlink(missing_ok=True)
+    raw.mkdir(parents=True, exist_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
