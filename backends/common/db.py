@@ -11,11 +11,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiomysql
+import pymysql
 from aiohttp import web
 
 from proxy.config import MariaDBConfig
 
 Row = dict[str, Any]
+# CR_SERVER_GONE_ERROR, CR_SERVER_LOST, ER_CONNECTION_KILLED
+_CONNECTION_LOST = frozenset({2006, 2013, 1927})
 Args = Sequence[Any] | None
 
 DB_POOL: web.AppKey[aiomysql.Pool] = web.AppKey("db_pool", aiomysql.Pool)
@@ -68,15 +71,44 @@ def pool_ctx(db: MariaDBConfig) -> Callable[[web.Application], AsyncIterator[Non
 
 
 async def fetch_one(pool: aiomysql.Pool, sql: str, args: Args = None) -> Row | None:
-    async with pool.acquire() as conn, conn.cursor(aiomysql.DictCursor) as cur:
-        await cur.execute(sql, args)
-        return await cur.fetchone()
+    rows = await _read(pool, sql, args, one=True)
+    return rows[0] if rows else None
 
 
 async def fetch_all(pool: aiomysql.Pool, sql: str, args: Args = None) -> list[Row]:
+    return await _read(pool, sql, args, one=False)
+
+
+async def _read(pool: aiomysql.Pool, sql: str, args: Args, *, one: bool) -> list[Row]:
+    """A read, tried a second time on a fresh connection when the pooled one turns out to be dead.
+
+    Only reads are retried: they are idempotent. A write on a lost connection has an unknown outcome
+    and surfaces as an error (503) for the client to decide.
+    """
+    try:
+        return await _read_once(pool, sql, args, one=one)
+    except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        if not connection_lost(exc):
+            raise
+    # One dead connection usually means the server restarted: its idle siblings are dead as well.
+    await pool.clear()
+    return await _read_once(pool, sql, args, one=one)
+
+
+async def _read_once(pool: aiomysql.Pool, sql: str, args: Args, *, one: bool) -> list[Row]:
     async with pool.acquire() as conn, conn.cursor(aiomysql.DictCursor) as cur:
         await cur.execute(sql, args)
+        if one:
+            row = await cur.fetchone()
+            return [] if row is None else [row]
         return list(await cur.fetchall())
+
+
+def connection_lost(exc: Exception) -> bool:
+    """The connection died (server restart, node gone, killed): the statement may be tried elsewhere."""
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    return bool(exc.args) and exc.args[0] in _CONNECTION_LOST
 
 
 async def execute(pool: aiomysql.Pool, sql: str, args: Args = None) -> tuple[int, int]:
