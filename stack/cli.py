@@ -180,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `cachegate status | head`: the reader left, nothing more to say
+        sys.stderr.close()
+        return 141
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in _OURS:
             raise
