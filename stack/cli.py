@@ -115,10 +115,12 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cachegate", description="A caching API gateway and its local stack.")
+    parser = argparse.ArgumentParser(prog="cachegate",
+                                     description="A caching API gateway and its local stack.")
     parser.add_argument("--config", default=None,
                         help="config file (default: $CACHEGATE_CONFIG or ./config.yaml)")
-    # Subcommands accept --config too (`cachegate backend users --config X`), without clobbering the global one.
+    # Subcommands accept --config too (`cachegate backend users --config X`),
+    # without clobbering the global one.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

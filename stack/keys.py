@@ -1,4 +1,4 @@
-"""Generated secrets of the local stack: the ES256 key pair for tokens and random tokens such as the DB password."""
+"""Generated secrets of the local stack: the ES256 key pair for tokens, random tokens (the DB password)."""
 from __future__ import annotations
 
 import os
@@ -18,7 +18,10 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def ensure_jwt_keys(private_path: Path, public_path: Path) -> None:
-    """Create an ES256 (P-256) key pair as PEM files unless the private key exists; restore a missing public key."""
+    """Create an ES256 (P-256) key pair as PEM files unless the private key exists.
+
+    A missing public key is derived again from the private one.
+    """
     private_path, public_path = Path(private_path), Path(public_path)
     if private_path.exists():
         key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)

@@ -1,4 +1,4 @@
-"""`cachegate up/down/status`: the whole stack as plain processes, tracked by pid files under stack.data_dir."""
+"""`cachegate up/down/status`: the whole stack as plain processes, tracked by pid files in stack.data_dir."""
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +47,8 @@ class Row:
         return self.pid is not None
 
     def __str__(self) -> str:
-        return f"{self.name:<8} pid {self.pid or '-':>7}  {self.host}:{self.port:<5}  {'up' if self.up else 'down'}"
+        state = "up" if self.up else "down"
+        return f"{self.name:<8} pid {self.pid or '-':>7}  {self.host}:{self.port:<5}  {state}"
 
 
 def _probe_host(host: str) -> str:
@@ -82,8 +83,8 @@ def service_process(config: Config, name: str) -> ManagedProcess:
     _, logs, run = _dirs(config)
     svc = config.services[name]
     host = _probe_host(svc.host)
-    return ManagedProcess(name, _command(config, "backend", name), port=svc.port, pid_path=run / f"{name}.pid",
-                          log_path=logs / f"{name}.log", cwd=config.base_dir,
+    return ManagedProcess(name, _command(config, "backend", name), port=svc.port,
+                          pid_path=run / f"{name}.pid", log_path=logs / f"{name}.log", cwd=config.base_dir,
                           ready=lambda: port_open(host, svc.port, timeout=0.2))
 
 

@@ -1,4 +1,4 @@
-"""One of our own Python processes (a backend service or the proxy), tracked by a pid file and probed until ready."""
+"""One of our own processes (a backend service or the proxy), tracked by a pid file, probed until ready."""
 from __future__ import annotations
 
 import os
@@ -60,7 +60,7 @@ class ManagedProcess:
         return True
 
     def stop(self) -> None:
-        """SIGTERM the process group (the proxy's workers too), SIGKILL what is left; gone when this returns."""
+        """SIGTERM the process group (the proxy's workers too), SIGKILL what is left; all gone on return."""
         pid = self.pid
         if pid is not None:
             # start_new_session made the process a group leader: its group is exactly what we started.

@@ -89,7 +89,8 @@ class MariaDBServer:
         if port_open(self.host, self.port):
             raise StackError(f"mariadb: {self.host}:{self.port} is already taken by another process")
         if len(str(self.socket_path).encode()) > 107:
-            raise StackError(f"mariadb: socket path too long for a unix socket (max 107 bytes): {self.socket_path}")
+            raise StackError(f"mariadb: socket path too long for a unix socket (max 107 bytes): "
+                             f"{self.socket_path}")
         self.init()
         self._write_cnf()
         # --defaults-file must come first, or mariadbd also reads /etc/mysql.
@@ -101,7 +102,8 @@ class MariaDBServer:
                              f"\n{log_tail(self.stdout_path, 5)}")
         if not self.ping():
             self.stop()
-            raise StackError(f"mariadbd was not ready within {START_TIMEOUT:.0f}s:\n{log_tail(self.log_path)}")
+            raise StackError(f"mariadbd was not ready within {START_TIMEOUT:.0f}s:\n"
+                             f"{log_tail(self.log_path)}")
         return True
 
     def stop(self) -> None:

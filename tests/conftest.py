@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-# pytest puts tests/ on sys.path (rootdir-relative imports), and tests/proxy, tests/strategies, tests/stack, ...
-# have no __init__.py: found first, they would shadow the real packages as empty namespace packages (the
-# editable install's finder comes after sys.path), so e.g. strategies/__init__.py would never register the
-# built-in strategies. The repository root must come first.
+# pytest puts tests/ on sys.path, and tests/proxy, tests/strategies, tests/stack, ... have no __init__.py.
+# Found first, they would shadow the real packages as empty namespace packages (the editable install's
+# finder comes after sys.path), so strategies/__init__.py would never register the built-in strategies.
+# The repository root must come first.
 if sys.path[:1] != [str(REPO)]:
     sys.path.insert(0, str(REPO))
 
@@ -70,7 +70,7 @@ def test_secrets(tmp_path_factory: pytest.TempPathFactory) -> TestSecrets:
 
 @pytest.fixture
 def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """A private, started RedisServer per call, for tests that kill or pause it; all stopped after the test."""
+    """A private, started RedisServer per call, for tests that kill or pause it; stopped after the test."""
     made: list[RedisServer] = []
 
     def factory(*, start: bool = True) -> RedisServer:
@@ -86,7 +86,7 @@ def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `base` with `overrides` merged in: mappings recursively, anything else (lists too) replaced."""
+    """A copy of `base` with `overrides` merged in: mappings recursively, anything else (lists) replaced."""
     out = copy.deepcopy(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -97,9 +97,10 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 
 
 class ConfigBuilder:
-    """Builds configs from the repo's config.yaml that point at the test world, one fresh database per call."""
+    """Configs from the repo's config.yaml pointing at the test world, one fresh database per call."""
 
-    def __init__(self, tmp_path: Path, redis: RedisServer, mariadb: MariaDBServer, secrets: TestSecrets) -> None:
+    def __init__(self, tmp_path: Path, redis: RedisServer, mariadb: MariaDBServer,
+                 secrets: TestSecrets) -> None:
         self.tmp_path = tmp_path
         self.redis = redis
         self.mariadb = mariadb
@@ -122,7 +123,8 @@ class ConfigBuilder:
             "redis": {"url": self.redis.url},
             "mariadb": {"host": self.mariadb.host, "port": self.mariadb.port, "database": database,
                         "user": TEST_DB_USER, "password_file": str(self.secrets.db_password_file)},
-            "auth": {"public_key": str(self.secrets.jwt_public), "private_key": str(self.secrets.jwt_private)},
+            "auth": {"public_key": str(self.secrets.jwt_public),
+                     "private_key": str(self.secrets.jwt_private)},
             # A prefix of its own per config, so tests sharing the session Redis never see each other's keys.
             "cache": {"prefix": f"t{unique}"},
             "services": services,

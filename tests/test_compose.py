@@ -58,7 +58,8 @@ def test_app_containers_reach_redis_and_mariadb_by_service_name(compose: dict[st
         assert config.mariadb.user == env_of(compose["services"]["mariadb"])["MARIADB_USER"]
 
 
-def test_backends_listen_where_config_yaml_says_and_the_proxy_finds_them(compose: dict[str, Any], shipped) -> None:
+def test_backends_listen_where_config_yaml_says_and_the_proxy_finds_them(
+        compose: dict[str, Any], shipped) -> None:
     proxy = config_in(compose["services"]["proxy"])
     for name in BACKENDS:
         service = compose["services"][name]

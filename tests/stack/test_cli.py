@@ -27,9 +27,10 @@ def test_check_config_prints_the_route_table(capsys: pytest.CaptureFixture[str])
     assert "/users/{id:int}" in out and "read-through" in out
 
 
-def test_check_config_refuses_a_bad_file_with_its_place_and_exit_2(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    index = next(i for i, r in enumerate(yaml.safe_load((REPO / "config.yaml").read_text())["routes"]) if "ttl" in r)
+def test_check_config_refuses_a_bad_file_with_its_place_and_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    routes = yaml.safe_load((REPO / "config.yaml").read_text())["routes"]
+    index = next(i for i, r in enumerate(routes) if "ttl" in r)
     path = write_config(tmp_path, lambda d: d["routes"][index].update(ttl="soon"))
     assert main(["check-config", str(path)]) == 2
     err = capsys.readouterr().err

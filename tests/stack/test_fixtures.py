@@ -1,4 +1,4 @@
-"""The make_config fixture: every config points at the test servers, with its own database, prefix and ports."""
+"""The make_config fixture: each config points at the test servers, with its own database, prefix, ports."""
 from __future__ import annotations
 
 import pymysql
@@ -34,7 +34,8 @@ def test_each_mapping_is_its_own_world(make_config) -> None:
     assert first["mariadb"]["database"] != second["mariadb"]["database"]
     assert first["cache"]["prefix"] != second["cache"]["prefix"]
     assert first["stack"]["data_dir"] != second["stack"]["data_dir"]
-    ports = [m["proxy"]["port"] for m in (first, second)] + [m["proxy"]["admin"]["port"] for m in (first, second)]
+    ports = [m["proxy"]["port"] for m in (first, second)]
+    ports += [m["proxy"]["admin"]["port"] for m in (first, second)]
     ports += [s["port"] for m in (first, second) for s in m["services"].values()]
     assert len(set(ports)) == len(ports)
 
@@ -57,7 +58,7 @@ def test_config_loads_and_file_variant_has_a_path(make_config, redis_server: Red
 
 
 def test_regression_tests_folders_do_not_shadow_the_real_packages() -> None:
-    """tests/proxy, tests/strategies, ... once made `strategies` an empty namespace package (no strategies)."""
+    """tests/proxy, tests/strategies, ... once made `strategies` an empty namespace package."""
     import importlib
     from pathlib import Path
     repo = Path(__file__).resolve().parents[2]

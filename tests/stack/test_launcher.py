@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def stack_config(make_config):
     """A config file with its own ports and data_dir, for a stack the test starts itself."""
     config = make_config.file({
-        # Its own Redis and MariaDB: up starts them, down must stop them, the session's servers stay untouched.
+        # Its own Redis and MariaDB: up starts them, down stops them, the session's servers stay untouched.
         "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"},
         "mariadb": {"port": free_port()},
     })
@@ -69,11 +69,13 @@ def assert_demo_user_reads_itself_through_the_proxy(config) -> None:
     """What `up` prints as the thing to try: a seeded user's token, then GET /users/{id} through the proxy."""
     user = json.loads((config.stack.data_dir / "seed-users.json").read_text())["users"][0]
     base = f"http://127.0.0.1:{config.proxy.port}"
-    request = urllib.request.Request(f"{base}/auth/token", method="POST", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"login": user["login"], "password": user["password"]}).encode())
+    body = json.dumps({"login": user["login"], "password": user["password"]}).encode()
+    request = urllib.request.Request(f"{base}/auth/token", method="POST", data=body,
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         token = json.load(response)["access_token"]
-    request = urllib.request.Request(f"{base}/users/{user['id']}", headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(f"{base}/users/{user['id']}",
+                                     headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         assert json.load(response)["id"] == user["id"]

@@ -22,7 +22,8 @@ def bound_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def test_redis_start_answers_ping_and_stop_leaves_no_process(redis_factory: Callable[..., RedisServer]) -> None:
+def test_redis_start_answers_ping_and_stop_leaves_no_process(
+        redis_factory: Callable[..., RedisServer]) -> None:
     server = redis_factory()
     pid = server.pid
     assert pid is not None and pid_alive(pid)
@@ -47,14 +48,15 @@ def test_redis_second_start_is_a_no_op(redis_factory: Callable[..., RedisServer]
     pid = server.pid
     server.start()
     assert server.pid == pid
-    # Another handle on the same folder (a second `cachegate up`) sees the running server through its pid file.
+    # Another handle on the same folder (a second `cachegate up`) sees the running server by its pid file.
     other = RedisServer(server.data_dir, server.host, server.port)
     assert other.pid == pid
     other.start()
     assert server.pid == pid and server.ping()
 
 
-def test_redis_refuses_a_port_someone_listens_on(redis_factory: Callable[..., RedisServer], tmp_path: Path) -> None:
+def test_redis_refuses_a_port_someone_listens_on(
+        redis_factory: Callable[..., RedisServer], tmp_path: Path) -> None:
     server = redis_factory()
     intruder = RedisServer(tmp_path / "intruder", "127.0.0.1", server.port)
     with pytest.raises(StackError, match="already taken"):
@@ -98,7 +100,8 @@ def test_redis_kill_then_start_again_on_the_same_port(redis_factory: Callable[..
 
 
 def test_session_mariadb_root_runs_sql(mariadb_server: MariaDBServer) -> None:
-    rows = mariadb_server.root_execute("SELECT @@port, @@max_connections, @@innodb_buffer_pool_size, %s", ("x",))
+    rows = mariadb_server.root_execute(
+        "SELECT @@port, @@max_connections, @@innodb_buffer_pool_size, %s", ("x",))
     assert rows == [(mariadb_server.port, 500, 64 * 1024 * 1024, "x")]
 
 
@@ -169,7 +172,8 @@ def test_mariadb_start_stop_restart_keeps_data(private_mariadb: MariaDBServer) -
 
 
 @pytest.mark.slow
-def test_mariadb_that_exits_at_start_fails_with_its_log(private_mariadb: MariaDBServer, bound_port: int) -> None:
+def test_mariadb_that_exits_at_start_fails_with_its_log(
+        private_mariadb: MariaDBServer, bound_port: int) -> None:
     server = MariaDBServer(private_mariadb.data_dir, "127.0.0.1", bound_port)
     with pytest.raises(StackError, match="exited with code"):
         server.start()
