@@ -121,17 +121,17 @@ class CacheStore:
     def entry_key(self, key: str) -> str:
         return f"{self._prefix}:e:{key}"
 
-    def _generation_key(self, tag: str) -> str:
+    def generation_key(self, tag: str) -> str:
         return f"{self._prefix}:g:{tag}"
 
-    def _index_key(self, tag: str) -> str:
+    def index_key(self, tag: str) -> str:
         return f"{self._prefix}:t:{tag}"
 
     # -- reads -------------------------------------------------------------------------------------------
 
     async def lookup(self, key: str, tags: Sequence[str] = ()) -> Lookup:
         """One round trip, shared with every other lookup of this loop tick (auto-pipelining)."""
-        names = (self.entry_key(key), *(self._generation_key(t) for t in tags))
+        names = (self.entry_key(key), *(self.generation_key(t) for t in tags))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, list[bytes | None]]] = loop.create_future()
         if not self._batch:
@@ -174,15 +174,15 @@ class CacheStore:
 
     async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = ()) -> str:
         """Store a read-through response unless anything moved since `seen`: 'stored' or why not."""
-        keys = [self.entry_key(key), self._epoch_key, *(self._generation_key(t) for t in tags),
-                *(self._index_key(t) for t in tags)]
+        keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in tags),
+                *(self.index_key(t) for t in tags)]
         args = [seen.epoch, seen.token, os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at),
                 _tail(entry), len(tags), *seen.generations]
         return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
 
     async def write(self, key: str, entry: Entry, *, tags: Sequence[str] = ()) -> str:
         """Store the entity a write returned: 'stored', or 'older'/'deleted' when the key saw newer."""
-        keys = [self.entry_key(key), self._epoch_key, *(self._index_key(t) for t in tags)]
+        keys = [self.entry_key(key), self._epoch_key, *(self.index_key(t) for t in tags)]
         args = [os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at), _tail(entry)]
         return self._judge(await self._call("write", lambda: self._scripts["write"](keys=keys, args=args),
                                             writes=True))
@@ -202,7 +202,7 @@ class CacheStore:
 
     async def invalidate_tag(self, tag: str) -> int:
         """Bump the tag's generation and remove the entries indexed under it; returns the new generation."""
-        keys = [self._generation_key(tag), self._index_key(tag)]
+        keys = [self.generation_key(tag), self.index_key(tag)]
         return int(await self._call("invalidate", lambda: self._scripts["invalidate"](keys=keys, args=[]),
                                     writes=True))
 

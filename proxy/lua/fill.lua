@@ -1,7 +1,7 @@
 -- A read-through fill, stored only if nothing moved since the lookup that missed (a lease, as in
 -- "Scaling Memcache at Facebook"): the same epoch, the same generation of every tag, the same record
 -- still on the key (its token), and never a version older than one the key has already seen.
--- KEYS: entry, epoch, generation of each tag..., index set of each tag...
+-- KEYS: entry, epoch, generation of each tag..., index of each tag...
 -- ARGV: seen epoch, seen token ('' when the key held nothing), new token, version (0: none), ttl ms,
 --       tail (the encoded entry after its prefix), tag count, seen generation of each tag...
 local PREFIX, FORMAT, ENTRY, TOMBSTONE = '>BBI8I8c8', 1, 1, 2
@@ -24,9 +24,14 @@ if version > 0 and version < floor then return 'older' end
 if version > 0 and version == floor and kind == TOMBSTONE then return 'deleted' end
 if version > floor then floor = version end
 redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, ENTRY, epoch, floor, ARGV[3]) .. ARGV[6], 'PX', ARGV[5])
+-- Each tag's index is a sorted set scored by expiry time, trimmed as it grows: many distinct search
+-- keys under a busy tag must not pile up in it forever.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for i = 1, tags do
   local index = KEYS[2 + tags + i]
-  redis.call('SADD', index, KEYS[1])
+  redis.call('ZADD', index, now + tonumber(ARGV[5]), KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
   if redis.call('PTTL', index) < tonumber(ARGV[5]) then redis.call('PEXPIRE', index, ARGV[5]) end
 end
 return 'stored'

@@ -1,6 +1,6 @@
 -- The entity a write returned (write-through), stored unless the key has already seen a newer version
 -- or a delete of this one: versions never go back.
--- KEYS: entry, epoch, index set of each tag...
+-- KEYS: entry, epoch, index of each tag...
 -- ARGV: new token, version, ttl ms, tail (the encoded entry after its prefix)
 local PREFIX, FORMAT, ENTRY, TOMBSTONE = '>BBI8I8c8', 1, 1, 2
 local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -14,8 +14,11 @@ local version = tonumber(ARGV[2])
 if version < floor then return 'older' end
 if version == floor and kind == TOMBSTONE then return 'deleted' end
 redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, ENTRY, epoch, version, ARGV[1]) .. ARGV[4], 'PX', ARGV[3])
-for i = 3, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+for i = 3, #KEYS do  -- tag indexes, as in fill.lua: scored by expiry, trimmed as they grow
+  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[3]), KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
   if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 end
 return 'stored'

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+
+import redis.asyncio as aioredis
 
 from store_helpers import entity, sample
 
@@ -126,3 +129,18 @@ async def test_an_entry_of_an_older_epoch_is_a_miss_and_its_fills_are_refused(st
     assert await store.fill("user:2", entity(1), seen=fresh) == "stored"
     assert (await store.lookup("user:2")).entry.version == 1
     assert sample(metrics, "cachegate_epoch_bumps_total") == 1
+
+
+async def test_a_tag_index_forgets_entries_that_expired(store: CacheStore, redis_client: aioredis.Redis) -> None:
+    """Many distinct search keys under one busy tag must not pile up in its index."""
+    for n in range(5):
+        seen = await store.lookup(f"user-search:{n}", ["user-lists"])
+        await store.fill(f"user-search:{n}", entity(0, b"[]", ttl=0.05, grace=0.0), seen=seen, tags=["user-lists"])
+    index = store.index_key("user-lists")
+    assert await redis_client.zcard(index) == 5
+    deadline = time.monotonic() + 5
+    while (await store.lookup("user-search:0")).token and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    seen = await store.lookup("user-search:new", ["user-lists"])
+    await store.fill("user-search:new", entity(0, b"[]"), seen=seen, tags=["user-lists"])
+    assert await redis_client.zrange(index, 0, -1) == [store.entry_key("user-search:new").encode()]
