@@ -39,7 +39,8 @@ def serve(config: Config, workers: int | None = None) -> None:
         runner = _serve_single(config)
     else:
         runner = _serve_master(config, workers)
-    asyncio.run(runner, loop_factory=uvloop.new_event_loop)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
+        loop_runner.run(runner)
 
 
 def _setup_logging() -> None:
