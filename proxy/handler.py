@@ -1,10 +1,12 @@
 """One path for every request: match route -> authenticate -> strategy.handle(ctx) -> response."""
 from __future__ import annotations
 
+import itertools
+import json
 import logging
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -16,7 +18,8 @@ from proxy.config import Config
 from proxy.errors import CachegateError, PayloadTooLarge
 from proxy.metrics import Metrics
 from proxy.router import Router, render_invalidations
-from proxy.upstream import REQUEST_DROP, Upstream, strip_hop_by_hop
+from proxy.forwarding import OutgoingHeaders
+from proxy.upstream import Upstream
 from strategies.base import Context, Reply, Request, Strategy
 
 log = logging.getLogger("cachegate.proxy")
@@ -24,6 +27,9 @@ access_log = logging.getLogger("cachegate.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JSON = "application/json"
+# Request ids made here: a random per-process prefix and a counter, unique without a uuid per request.
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +51,14 @@ class Gateway:
         self.cache_enabled = generation.config.cache.enabled
         self.access_log = generation.config.proxy.access_log
         metrics.cache_enabled.set(1 if self.cache_enabled else 0)
+        self._counters: dict[tuple[str, str, str, int], object] = {}  # labels() is slow; children are few
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         gen = self.generation
-        request_id = request.headers.get("X-Request-Id", "")
-        if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+        request_id = request.headers.get("X-Request-Id")
+        if request_id is None or not _REQUEST_ID.match(request_id):
+            request_id = f"{_ID_PREFIX}-{next(_ids):x}"
         route_name, strategy_name = "-", "-"
         try:
             match = gen.router.resolve(request.method, request.path)
@@ -68,9 +75,10 @@ class Gateway:
                 authorization = request.headers["Authorization"]
             body = await _read_body(request)
             qs = request.query_string
+            headers = OutgoingHeaders(request.headers, authorization=authorization, peer=request.remote or "",
+                                      proto=request.scheme, request_id=request_id)
             ctx = Context(
-                request=Request(request.method, request.raw_path.split("?", 1)[0], qs,
-                                _forward_headers(request, authorization, request_id), body),
+                request=Request(request.method, request.raw_path.split("?", 1)[0], qs, headers, body),
                 route=cfg, route_name=route_name, caller=caller,
                 key=route.key(match.params, qs, caller) if route.key else None,
                 invalidates=render_invalidations(route, match.params, qs, caller) if route.invalidates else (),
@@ -86,7 +94,11 @@ class Gateway:
         headers = CIMultiDict(reply.headers)
         headers["Cache-Status"] = reply.cache_status
         headers["X-Request-Id"] = request_id
-        self.metrics.requests.labels(route_name, strategy_name, request.method, str(reply.status)).inc()
+        labels = (route_name, strategy_name, request.method, reply.status)
+        counter = self._counters.get(labels)
+        if counter is None:
+            counter = self._counters[labels] = self.metrics.requests.labels(*labels[:3], str(reply.status))
+        counter.inc()
         if self.access_log:
             access_log.info("%s %s %s %d route=%r cache=%r %.1fms", request_id, request.method, request.path_qs,
                             reply.status, route_name, reply.cache_status, (time.perf_counter() - started) * 1000)
@@ -103,21 +115,7 @@ async def _read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"request body over {exc.max_size} bytes") from None
 
 
-def _forward_headers(request: web.Request, authorization: str | None, request_id: str) -> CIMultiDict[str]:
-    headers = strip_hop_by_hop(request.headers, REQUEST_DROP)
-    headers.popall("Authorization", None)
-    if authorization is not None:
-        headers["Authorization"] = authorization
-    peer = request.remote or ""
-    previous = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
-    headers["X-Forwarded-Proto"] = request.scheme
-    headers["X-Request-Id"] = request_id
-    return headers
-
-
 def error_reply(exc: CachegateError) -> Reply:
-    import json
     body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
     headers = [("Content-Type", JSON), *exc.headers.items()]
     return Reply(exc.status, headers, body, f"cachegate; fwd=bypass; detail={exc.code.upper().replace('_', '-')}")

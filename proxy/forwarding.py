@@ -1,0 +1,61 @@
+"""The headers a request carries upstream, built only if it goes upstream (a cache hit never needs them)."""
+from __future__ import annotations
+
+from typing import Iterator, Mapping
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.upstream import REQUEST_DROP, strip_hop_by_hop
+
+# Names whose outgoing value differs from what the client sent.
+_REWRITTEN = frozenset({"authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}) | REQUEST_DROP
+
+
+class OutgoingHeaders(Mapping[str, str]):
+    """Reads of an untouched header go straight to the client's headers; anything else builds the outgoing
+    set once: hop-by-hop headers stripped, the verified Authorization, X-Forwarded-For/-Proto, X-Request-Id."""
+
+    __slots__ = ("_raw", "_authorization", "_peer", "_proto", "_request_id", "_built")
+
+    def __init__(self, raw: CIMultiDictProxy[str], *, authorization: str | None, peer: str, proto: str,
+                 request_id: str) -> None:
+        self._raw = raw
+        self._authorization = authorization
+        self._peer, self._proto, self._request_id = peer, proto, request_id
+        self._built: CIMultiDict[str] | None = None
+
+    def get(self, name: str, default=None):
+        if name.lower() in _REWRITTEN or "Connection" in self._raw:
+            return self.build().get(name, default)
+        return self._raw.get(name, default)
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.build())
+
+    def __len__(self) -> int:
+        return len(self.build())
+
+    def items(self):
+        return self.build().items()
+
+    def build(self) -> CIMultiDict[str]:
+        if self._built is None:
+            headers = strip_hop_by_hop(self._raw, REQUEST_DROP)
+            headers.popall("Authorization", None)
+            if self._authorization is not None:
+                headers["Authorization"] = self._authorization
+            previous = self._raw.get("X-Forwarded-For")
+            headers["X-Forwarded-For"] = f"{previous}, {self._peer}" if previous else self._peer
+            headers["X-Forwarded-Proto"] = self._proto
+            headers["X-Request-Id"] = self._request_id
+            self._built = headers
+        return self._built
