@@ -50,11 +50,14 @@ async def migrate(config: Config, *, schema_dir: Path = SCHEMA_DIR) -> list[str]
 
 
 async def _apply_pending(cur: aiomysql.Cursor, schema_dir: Path) -> list[str]:
-    await cur.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " name VARCHAR(255) NOT NULL PRIMARY KEY, applied_at DATETIME(6) NOT NULL"
-        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-    )
+    # Asked first rather than CREATE ... IF NOT EXISTS, which warns on every run but the first.
+    await cur.execute("SHOW TABLES LIKE 'schema_migrations'")
+    if not await cur.fetchall():
+        await cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name VARCHAR(255) NOT NULL PRIMARY KEY, applied_at DATETIME(6) NOT NULL"
+            ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+        )
     await cur.execute("SELECT name FROM schema_migrations")
     applied = {name for (name,) in await cur.fetchall()}
     done = []

@@ -74,7 +74,7 @@ async def search(pool: aiomysql.Pool, first_name: str | None, last_name: str | N
         conditions.append("first_name LIKE %s ESCAPE '!'")
         args.append(like_prefix(first_name))
     # Order along the index that serves the masks, so a page is an index range scan.
-    order = "last_name, first_name, id" if last_name else "first_name, last_name, id"
+    order = "last_name, first_name, id" if last_name else "first_name, id"
     rows = await db.fetch_all(
         pool,
         f"SELECT {COLUMNS} FROM users WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT %s OFFSET %s",

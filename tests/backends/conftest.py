@@ -9,11 +9,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from backends.migrate import migrate
+from backends.common.tokens import TokenIssuer
 from backends.paths.app import create_app as paths_app
 from backends.trips.app import create_app as trips_app
 from backends.users.app import create_app as users_app
 from proxy.config import Config
-from service_helpers import PASSWORD, Account, profile
+from service_helpers import Account, profile
 
 _logins = itertools.count(1)
 
@@ -47,18 +48,20 @@ async def trips(aiohttp_client: Callable[..., Awaitable[TestClient]], db_config:
 
 
 @pytest.fixture
-def register(users: TestClient) -> Callable[..., Awaitable[Account]]:
-    """Register a user (unique login unless given) and get a token for it."""
+def register(users: TestClient, db_config: Config) -> Callable[..., Awaitable[Account]]:
+    """Register a user through the API (unique login unless given) and sign a token for it.
+
+    The token is signed with the service's own key instead of a POST /auth/token, which would cost a
+    second scrypt per user; the token endpoint has tests of its own.
+    """
+    issuer = TokenIssuer(db_config.auth)
 
     async def make(login: str | None = None, **overrides: Any) -> Account:
         login = login or f"user{next(_logins):04d}x"
         resp = await users.post("/users", json=profile(login, **overrides))
         assert resp.status == 201, await resp.text()
         user = await resp.json()
-        password = overrides.get("password", PASSWORD)
-        resp = await users.post("/auth/token", json={"login": login, "password": password})
-        assert resp.status == 200, await resp.text()
-        return Account(user, (await resp.json())["access_token"])
+        return Account(user, issuer.issue(user["id"]).access_token)
 
     return make
 
