@@ -1,4 +1,4 @@
-"""A circuit breaker for Redis: closed -> open after N consecutive failures -> half-open after a pause -> one probe."""
+"""Circuit breaker for Redis: closed -> open after N failures in a row -> half-open -> one probe."""
 from __future__ import annotations
 
 import time

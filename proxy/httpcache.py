@@ -1,4 +1,4 @@
-"""HTTP caching rules as small pure functions: what may be stored and how long, ETags, versions, Cache-Status."""
+"""HTTP caching rules as pure functions: what may be stored and how long, ETags, Cache-Status."""
 from __future__ import annotations
 
 import json
@@ -50,7 +50,7 @@ def cache_control(value: str) -> dict[str, str | None]:
 
 
 def decide(status: int, headers: Mapping[str, str], *, ttl: float, negative_ttl: float) -> Decision:
-    """Whether a shared cache may store this upstream response (Varnish's builtin.vcl spirit: safe defaults)."""
+    """Whether a shared cache may store this upstream response (safe defaults, as Varnish's builtin.vcl)."""
     if status in CACHEABLE_STATUSES:
         limit = ttl
     elif status in NEGATIVE_STATUSES:

@@ -1,4 +1,4 @@
-"""The Redis cache store: compact entries, batched lookups, versioned writes by Lua, tag fences, epochs, a breaker."""
+"""The Redis cache store: compact entries, batched lookups, versioned Lua writes, fences, epochs."""
 from __future__ import annotations
 
 import asyncio
@@ -29,11 +29,13 @@ STORED = "stored"
 _FAILURES = (RedisError, OSError, TimeoutError)
 _LUA = Path(__file__).with_name("lua")
 PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
+_Found = tuple[int, list["bytes | None"]]  # (epoch, values): what a batched MGET hands each lookup
+_Waiter = tuple[tuple[str, ...], "asyncio.Future[_Found]"]
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A cached response. Times are Unix seconds: fresh until `fresh_until`, servable stale until `stale_until`."""
+    """A cached response. Unix times: fresh until `fresh_until`, servable stale until `stale_until`."""
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
@@ -61,10 +63,11 @@ def make_entry(status: int, headers: Iterable[tuple[str, str]], body: bytes, *, 
 
 
 def _tail(entry: Entry) -> bytes:
-    lines = "\r\n".join(f"{name}: {value}" for name, value in entry.headers).encode("utf-8", "surrogateescape")
+    lines = "\r\n".join(f"{name}: {value}" for name, value in entry.headers)
+    encoded = lines.encode("utf-8", "surrogateescape")
     meta = _META.pack(entry.version, entry.status, entry.stored_at, entry.fresh_until, entry.stale_until,
-                      len(lines))
-    return meta + lines + entry.body
+                      len(encoded))
+    return meta + encoded + entry.body
 
 
 def _decode(raw: bytes | None, epoch: int) -> tuple[Entry | None, bytes]:
@@ -81,7 +84,8 @@ def _decode(raw: bytes | None, epoch: int) -> tuple[Entry | None, bytes]:
         for line in raw[start:start + size].decode("utf-8", "surrogateescape").split("\r\n"):
             name, _, value = line.partition(": ")
             headers.append((name, value))
-    return Entry(status, tuple(headers), raw[start + size:], version, stored_at, fresh_until, stale_until), token
+    entry = Entry(status, tuple(headers), raw[start + size:], version, stored_at, fresh_until, stale_until)
+    return entry, token
 
 
 def _ms(seconds: float) -> int:
@@ -102,12 +106,13 @@ class CacheStore:
         self._prefix = prefix
         self._timeout = timeout
         self._metrics = metrics
-        self._breaker = CircuitBreaker(failures=breaker_failures, reset=breaker_reset, on_change=metrics.set_breaker)
+        self._breaker = CircuitBreaker(failures=breaker_failures, reset=breaker_reset,
+                                       on_change=metrics.set_breaker)
         metrics.set_breaker(self._breaker.state)
         self._epoch_key = f"{prefix}:epoch"
         self._scripts = {name: redis.register_script((_LUA / f"{name}.lua").read_text())
                          for name in ("fill", "write", "mark", "invalidate")}
-        self._batch: list[tuple[tuple[str, ...], asyncio.Future[tuple[int, list[bytes | None]]]]] = []
+        self._batch: list[_Waiter] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._missed = 0    # writes that may not have reached Redis...
         self._settled = 0   # ...of which this many are covered by an epoch move
@@ -133,7 +138,7 @@ class CacheStore:
         """One round trip, shared with every other lookup of this loop tick (auto-pipelining)."""
         names = (self.entry_key(key), *(self.generation_key(t) for t in tags))
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[int, list[bytes | None]]] = loop.create_future()
+        future: asyncio.Future[_Found] = loop.create_future()
         if not self._batch:
             loop.call_soon(self._send_batch)
         self._batch.append((names, future))
@@ -147,7 +152,7 @@ class CacheStore:
         self._senders.add(task)
         task.add_done_callback(self._senders.discard)
 
-    async def _mget(self, batch: list[tuple[tuple[str, ...], asyncio.Future[tuple[int, list[bytes | None]]]]]) -> None:
+    async def _mget(self, batch: list[_Waiter]) -> None:
         names = list(dict.fromkeys(name for wanted, _ in batch for name in wanted))
         failure: BaseException = CacheUnavailable("lookup abandoned")
         try:
@@ -176,8 +181,8 @@ class CacheStore:
         """Store a read-through response unless anything moved since `seen`: 'stored' or why not."""
         keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in tags),
                 *(self.index_key(t) for t in tags)]
-        args = [seen.epoch, seen.token, os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at),
-                _tail(entry), len(tags), *seen.generations]
+        args = [seen.epoch, seen.token, os.urandom(8), entry.version,
+                _ms(entry.stale_until - entry.stored_at), _tail(entry), len(tags), *seen.generations]
         return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
 
     async def write(self, key: str, entry: Entry, *, tags: Sequence[str] = ()) -> str:

@@ -5,5 +5,5 @@ from strategies.passthrough import Passthrough
 from strategies.read_through import ReadThrough
 from strategies.write_through import WriteThrough
 
-__all__ = ["STRATEGIES", "Context", "Passthrough", "ReadThrough", "Reply", "Request", "Strategy", "WriteThrough",
-           "get_strategy", "known_strategies", "register_strategy"]
+__all__ = ["STRATEGIES", "Context", "Passthrough", "ReadThrough", "Reply", "Request", "Strategy",
+           "WriteThrough", "get_strategy", "known_strategies", "register_strategy"]

@@ -1,4 +1,4 @@
-"""What every strategy shares: the request, context and reply types, the Strategy template, and the registry."""
+"""What every strategy shares: request, context and reply types, the Strategy template, the registry."""
 from __future__ import annotations
 
 import importlib
@@ -60,7 +60,8 @@ class Strategy:
 
     name: ClassVar[str]
 
-    def __init__(self, *, store: CacheStore, upstream: Upstream, metrics: Metrics, cache: CacheConfig) -> None:
+    def __init__(self, *, store: CacheStore, upstream: Upstream, metrics: Metrics,
+                 cache: CacheConfig) -> None:
         self.store = store
         self.upstream = upstream
         self.metrics = metrics
@@ -70,7 +71,8 @@ class Strategy:
 
     async def handle(self, ctx: Context) -> Reply:
         if ctx.bypass is not None:
-            return await self.forward(ctx, cache_status(fwd="bypass", detail=ctx.bypass), "bypass", ctx.bypass)
+            status = cache_status(fwd="bypass", detail=ctx.bypass)
+            return await self.forward(ctx, status, "bypass", ctx.bypass)
         return await self._handle(ctx)
 
     async def _handle(self, ctx: Context) -> Reply:
@@ -161,11 +163,12 @@ def _load_plugins() -> None:
     for point in entry_points(group=ENTRY_POINT_GROUP):
         if point.name in STRATEGIES:
             continue  # a plugin never replaces a built-in, or an earlier plugin
+        plugin = f"{point.name!r} ({point.value})"
         try:
             cls = point.load()
         except Exception as exc:  # a broken plugin is a config problem, reported with its name
-            raise ConfigError(f"strategy plugin {point.name!r} ({point.value}) failed to load: {exc}") from exc
-        if not (isinstance(cls, type) and issubclass(cls, Strategy)) or getattr(cls, "name", None) != point.name:
-            raise ConfigError(f"strategy plugin {point.name!r} ({point.value}) is not a Strategy named "
-                              f"{point.name!r}")
+            raise ConfigError(f"strategy plugin {plugin} failed to load: {exc}") from exc
+        is_strategy = isinstance(cls, type) and issubclass(cls, Strategy)
+        if not is_strategy or getattr(cls, "name", None) != point.name:
+            raise ConfigError(f"strategy plugin {plugin} is not a Strategy named {point.name!r}")
         STRATEGIES[point.name] = cls

@@ -10,4 +10,5 @@ class Passthrough(Strategy):
     name = "passthrough"
 
     async def _handle(self, ctx: Context) -> Reply:
-        return await self.forward(ctx, cache_status(fwd="bypass", detail="passthrough"), "bypass", "passthrough")
+        status = cache_status(fwd="bypass", detail="passthrough")
+        return await self.forward(ctx, status, "bypass", "passthrough")

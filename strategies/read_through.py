@@ -1,4 +1,4 @@
-"""Read-through: answer from the cache; on a miss one request per key goes upstream and its answer is stored."""
+"""Read-through: answer from the cache; on a miss one request per key goes upstream and is stored."""
 from __future__ import annotations
 
 import asyncio
@@ -68,12 +68,14 @@ class ReadThrough(Strategy):
         return self._serve(ctx, entry, now, cache_status(hit=True, ttl=ttl, detail="stale-while-revalidate"),
                            "stale", "revalidate")
 
-    def _serve(self, ctx: Context, entry: Entry, now: float, status: str, outcome: str, reason: str = "") -> Reply:
+    def _serve(self, ctx: Context, entry: Entry, now: float, status: str, outcome: str,
+               reason: str = "") -> Reply:
         age = ("Age", str(entry.age(now)))
         etag = next((value for name, value in entry.headers if name == "ETag"), None)
         if entry.status == 200 and etag_matches(ctx.request.headers.get("If-None-Match"), etag):
             self.count(ctx, "revalidated")
-            return Reply(304, [*((n, v) for n, v in entry.headers if n in NOT_MODIFIED_HEADERS), age], b"", status)
+            validators = [(n, v) for n, v in entry.headers if n in NOT_MODIFIED_HEADERS]
+            return Reply(304, [*validators, age], b"", status)
         self.count(ctx, outcome, reason)
         return Reply(entry.status, [*entry.headers, age], entry.body, status)
 
@@ -85,7 +87,7 @@ class ReadThrough(Strategy):
             try:
                 fetched = await asyncio.wait_for(asyncio.shield(running), self.cache.fill_wait)
             except TimeoutError:
-                pass  # the fill in flight is too slow: go upstream ourselves (the store arbitrates both fills)
+                pass  # the fill in flight is too slow: go upstream ourselves (the store arbitrates fills)
             else:
                 self.count(ctx, "coalesced")
                 return self._answer(ctx, fetched, cache_status(fwd="miss", fwd_status=fetched.response.status,
@@ -104,8 +106,8 @@ class ReadThrough(Strategy):
         response = fetched.response
         if response.status == 200 and etag_matches(ctx.request.headers.get("If-None-Match"),
                                                    response.headers.get("ETag")):
-            return Reply(304, [(n, response.headers[n]) for n in NOT_MODIFIED_HEADERS if n in response.headers],
-                         b"", status)
+            validators = [(n, response.headers[n]) for n in NOT_MODIFIED_HEADERS if n in response.headers]
+            return Reply(304, validators, b"", status)
         return reply_from(response, status)
 
     async def _fetch(self, ctx: Context, seen: Lookup) -> Fetched:

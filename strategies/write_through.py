@@ -1,4 +1,4 @@
-"""Write-through: forward the write; on 2xx store the returned entity (or a tombstone) and drop what it invalidates."""
+"""Write-through: forward; on 2xx store the returned entity (or a tombstone), drop what it invalidates."""
 from __future__ import annotations
 
 import time
@@ -19,7 +19,8 @@ class WriteThrough(Strategy):
 
     async def _handle(self, ctx: Context) -> Reply:
         if ctx.request.method in SAFE_METHODS:  # nothing to write: behave as passthrough
-            return await self.forward(ctx, cache_status(fwd="bypass", detail="write-through"), "bypass", "method")
+            status = cache_status(fwd="bypass", detail="write-through")
+            return await self.forward(ctx, status, "bypass", "method")
         try:
             response = await self.send(ctx)
         except UpstreamError:

@@ -23,7 +23,8 @@ local version = tonumber(ARGV[4])
 if version > 0 and version < floor then return 'older' end
 if version > 0 and version == floor and kind == TOMBSTONE then return 'deleted' end
 if version > floor then floor = version end
-redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, ENTRY, epoch, floor, ARGV[3]) .. ARGV[6], 'PX', ARGV[5])
+local record = struct.pack(PREFIX, FORMAT, ENTRY, epoch, floor, ARGV[3]) .. ARGV[6]
+redis.call('SET', KEYS[1], record, 'PX', ARGV[5])
 -- Each tag's index is a sorted set scored by expiry time, trimmed as it grows: many distinct search
 -- keys under a busy tag must not pile up in it forever.
 local clock = redis.call('TIME')

@@ -11,5 +11,6 @@ if current and #current >= 26 then
   local _, _, _, f = struct.unpack(PREFIX, current)
   if f > floor then floor = f end
 end
-redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, tonumber(ARGV[1]), epoch, floor, ARGV[2]), 'PX', ARGV[4])
+local record = struct.pack(PREFIX, FORMAT, tonumber(ARGV[1]), epoch, floor, ARGV[2])
+redis.call('SET', KEYS[1], record, 'PX', ARGV[4])
 return 'stored'

@@ -13,7 +13,8 @@ end
 local version = tonumber(ARGV[2])
 if version < floor then return 'older' end
 if version == floor and kind == TOMBSTONE then return 'deleted' end
-redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, ENTRY, epoch, version, ARGV[1]) .. ARGV[4], 'PX', ARGV[3])
+local record = struct.pack(PREFIX, FORMAT, ENTRY, epoch, version, ARGV[1]) .. ARGV[4]
+redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for i = 3, #KEYS do  -- tag indexes, as in fill.lua: scored by expiry, trimmed as they grow

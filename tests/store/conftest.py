@@ -1,4 +1,4 @@
-"""Fixtures of the store tests: Redis clients on the real test servers, stores with a key prefix of their own."""
+"""Fixtures of the store tests: Redis clients on the real test servers, stores with a prefix of their own."""
 from __future__ import annotations
 
 import uuid

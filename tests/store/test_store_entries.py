@@ -22,7 +22,8 @@ async def test_any_body_bytes_and_headers_round_trip(store: CacheStore) -> None:
     assert found == original
 
 
-async def test_the_stored_value_holds_the_raw_body_not_json(store: CacheStore, redis_client: aioredis.Redis) -> None:
+async def test_the_stored_value_holds_the_raw_body_not_json(store: CacheStore,
+                                                             redis_client: aioredis.Redis) -> None:
     body = b'{"name": "\\u00e9l\\u00e8ve"}'
     await store.write("user:1", entity(2, body))
     raw = await redis_client.get(store.entry_key("user:1"))
@@ -78,7 +79,8 @@ async def test_concurrent_lookups_of_one_tick_are_one_mget(redis_factory: Callab
     assert calls == {"mget": 1}  # the epoch key and the tag generation rode along
 
 
-async def test_a_hit_is_one_round_trip(redis_factory: Callable[..., RedisServer], make_store: StoreFactory) -> None:
+async def test_a_hit_is_one_round_trip(redis_factory: Callable[..., RedisServer],
+                                       make_store: StoreFactory) -> None:
     server = redis_factory()
     client, observer = client_for(server), client_for(server)
     try:

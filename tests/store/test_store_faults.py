@@ -1,4 +1,4 @@
-"""Redis dead, killed or frozen: every call ends in CacheUnavailable, the breaker opens, missed writes move the epoch."""
+"""Redis dead, killed or frozen: CacheUnavailable, an open breaker, and missed writes move the epoch."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""Fixtures of the strategy tests: a real backend on a socket, the real upstream client, stores on a real Redis."""
+"""Fixtures of the strategy tests: a real backend on a socket, the real upstream client, a real Redis."""
 from __future__ import annotations
 
 import uuid
@@ -24,7 +24,8 @@ def backend() -> Backend:
 
 
 @pytest.fixture
-async def make_world(aiohttp_server: Any, backend: Backend, redis_server: RedisServer) -> AsyncIterator[WorldFactory]:
+async def make_world(aiohttp_server: Any, backend: Backend,
+                     redis_server: RedisServer) -> AsyncIterator[WorldFactory]:
     """Worlds around one backend; `redis_url` points a world at a private (killable) server instead."""
     server = await aiohttp_server(backend.app())
     base = str(server.make_url("")).rstrip("/")
@@ -42,8 +43,8 @@ async def make_world(aiohttp_server: Any, backend: Backend, redis_server: RedisS
         clients.append(client)
         metrics = Metrics()
         prefix = f"s{uuid.uuid4().hex[:12]}"
-        store = CacheStore(client, prefix=prefix, timeout=timeout, breaker_failures=failures, breaker_reset=reset,
-                           metrics=metrics)
+        store = CacheStore(client, prefix=prefix, timeout=timeout, breaker_failures=failures,
+                           breaker_reset=reset, metrics=metrics)
         bases = {"items": base, "dead": f"http://127.0.0.1:{free_port()}"}  # nothing listens on "dead"
         world = World(backend, Upstream(session, bases, metrics, max_body=1 << 20), store, metrics, prefix)
         worlds.append(world)

@@ -17,7 +17,8 @@ from proxy.upstream import Upstream
 from strategies.base import Context, Reply, Request, Strategy, get_strategy
 
 # RFC 9211: a member is the cache's name, then parameters (key or key=value), separated by "; ".
-CACHE_STATUS = r"^cachegate(; (hit|stored|collapsed|(fwd|detail)=[A-Za-z*][A-Za-z0-9_.:/*-]*|(fwd-status|ttl)=-?\d+))*$"
+CACHE_STATUS = (r"^cachegate(; (hit|stored|collapsed|(fwd|detail)=[A-Za-z*][A-Za-z0-9_.:/*-]*"
+                r"|(fwd-status|ttl)=-?\d+))*$")
 
 
 class Backend:
@@ -116,14 +117,15 @@ def _error(status: int, message: str) -> web.Response:
 
 
 def cache_config(prefix: str, **changes: Any) -> CacheConfig:
-    base = CacheConfig(enabled=True, prefix=prefix, default_ttl=60.0, negative_ttl=10.0, jitter=0.1, grace=300.0,
-                       tombstone_ttl=30.0, fill_wait=2.0)
+    base = CacheConfig(enabled=True, prefix=prefix, default_ttl=60.0, negative_ttl=10.0, jitter=0.1,
+                       grace=300.0, tombstone_ttl=30.0, fill_wait=2.0)
     return replace(base, **changes)
 
 
 def route(strategy: str, *, methods: tuple[str, ...] = ("GET",), path: str = "/items/{id:int}",
-          upstream: str = "items", key: str | None = None, ttl: float | None = None, negative_ttl: float | None = None,
-          grace: float | None = None, tags: tuple[str, ...] = (), invalidates: tuple[str, ...] = ()) -> RouteConfig:
+          upstream: str = "items", key: str | None = None, ttl: float | None = None,
+          negative_ttl: float | None = None, grace: float | None = None, tags: tuple[str, ...] = (),
+          invalidates: tuple[str, ...] = ()) -> RouteConfig:
     return RouteConfig(index=0, methods=methods, path=path, upstream=upstream, strategy=strategy, auth="none",
                        key=key, ttl=ttl, negative_ttl=negative_ttl, grace=grace, scope="shared", tags=tags,
                        invalidates=invalidates)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from proxy.httpcache import (cache_control, cache_status, decide, etag_matches, unconditional, version_from_etag,
-                             version_of)
+from proxy.httpcache import (cache_control, cache_status, decide, etag_matches, unconditional,
+                             version_from_etag, version_of)
 
 
 def h(**headers: str) -> CIMultiDict[str]:
@@ -48,7 +48,8 @@ def test_cache_control_parsing() -> None:
     assert cache_control("") == {}
 
 
-@pytest.mark.parametrize("etag, version", [('"7"', 7), ('W/"12"', 12), ('"abc"', 0), ("7", 0), (None, 0), ('""', 0)])
+@pytest.mark.parametrize("etag, version", [('"7"', 7), ('W/"12"', 12), ('"abc"', 0), ("7", 0), (None, 0),
+                                           ('""', 0)])
 def test_version_from_etag(etag: str | None, version: int) -> None:
     assert version_from_etag(etag) == version
 
@@ -78,6 +79,7 @@ def test_cache_status_members() -> None:
     assert cache_status(hit=True, ttl=41.9) == "cachegate; hit; ttl=41"
     assert cache_status(hit=True, ttl=-0.2, detail="stale-while-revalidate") == \
         "cachegate; hit; ttl=-1; detail=stale-while-revalidate"
-    assert cache_status(fwd="miss", fwd_status=200, stored=True) == "cachegate; fwd=miss; fwd-status=200; stored"
+    assert cache_status(fwd="miss", fwd_status=200, stored=True) == \
+        "cachegate; fwd=miss; fwd-status=200; stored"
     assert cache_status(fwd="miss", collapsed=True) == "cachegate; fwd=miss; collapsed"
     assert cache_status(fwd="bypass", detail="CACHE-OFF") == "cachegate; fwd=bypass; detail=CACHE-OFF"

@@ -68,7 +68,7 @@ async def test_waiters_go_upstream_themselves_after_fill_wait(world: World, back
     backend.gate.set()
     replies = await asyncio.gather(*requests)
     assert [r.status for r in replies] == [200, 200, 200]
-    assert sum(r.cache_status.endswith("stored") for r in replies) == 1  # the store took one fill, refused two
+    assert sum(r.cache_status.endswith("stored") for r in replies) == 1  # the store took one, refused two
 
 
 async def test_a_fill_survives_its_client_going_away(world: World, backend: Backend) -> None:
@@ -116,8 +116,9 @@ async def test_404_is_cached_for_negative_ttl_without_grace(world: World, backen
     assert (entry.fresh_until - entry.stored_at, entry.stale_until - entry.fresh_until) == (7.0, 0.0)
 
 
-@pytest.mark.parametrize("cache_control, reason", [("no-store", "no-store"), ("private, max-age=60", "private"),
-                                                   ("no-cache", "no-cache"), ("max-age=0", "ttl-0")])
+@pytest.mark.parametrize("cache_control, reason", [
+    ("no-store", "no-store"), ("private, max-age=60", "private"), ("no-cache", "no-cache"),
+    ("max-age=0", "ttl-0")])
 async def test_upstream_cache_control_is_honoured(world: World, backend: Backend, cache_control: str,
                                                   reason: str) -> None:
     strategy = world.strategy(RT)
@@ -175,7 +176,8 @@ async def test_stale_if_error_when_the_refresh_fails(world: World, backend: Back
     await strategy.flights.wait()
     reply = await strategy.handle(get(ttl=0.2, grace=60.0))
     assert reply.status == 200 and body_of(reply)["version"] == 1
-    assert re.fullmatch(r"cachegate; hit; fwd-status=503; ttl=-\d+; detail=stale-if-error", reply.cache_status)
+    assert re.fullmatch(r"cachegate; hit; fwd-status=503; ttl=-\d+; detail=stale-if-error",
+                        reply.cache_status)
     assert world.outcomes("stale_error") == 1
     await strategy.flights.wait()
     backend.fail_with = None

@@ -25,7 +25,8 @@ def test_built_ins_are_registered_by_name() -> None:
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError) as caught:
         get_strategy("read-thru")
-    assert caught.value.message == "unknown strategy 'read-thru'; known: passthrough, read-through, write-through"
+    assert caught.value.message == \
+        "unknown strategy 'read-thru'; known: passthrough, read-through, write-through"
 
 
 def _install_plugin(root: Path, module: str, body: str, points: str) -> None:
@@ -74,6 +75,8 @@ def test_a_plugin_never_replaces_a_built_in(plugin_root: Path) -> None:
 
 
 def test_a_broken_plugin_is_a_config_error_naming_it(plugin_root: Path) -> None:
-    _install_plugin(plugin_root, "cg_plugin_broken", "raise RuntimeError('boom')\n", "broken = cg_plugin_broken:X")
-    with pytest.raises(ConfigError, match=r"strategy plugin 'broken' \(cg_plugin_broken:X\) failed to load: boom"):
+    _install_plugin(plugin_root, "cg_plugin_broken", "raise RuntimeError('boom')\n",
+                    "broken = cg_plugin_broken:X")
+    with pytest.raises(ConfigError,
+                       match=r"strategy plugin 'broken' \(cg_plugin_broken:X\) failed to load: boom"):
         get_strategy("broken")

@@ -1,4 +1,4 @@
-"""Redis killed or frozen under the strategies: answers still come from upstream, and stale data never returns."""
+"""Redis killed or frozen under the strategies: answers still come from upstream, stale data never returns."""
 from __future__ import annotations
 
 import asyncio
@@ -65,7 +65,7 @@ async def test_paused_redis_answers_from_upstream_then_caches_again(redis_factor
 
 
 async def test_a_write_that_missed_redis_is_never_answered_stale(redis_factory: Callable[..., RedisServer],
-                                                                 make_world: WorldFactory, backend: Backend) -> None:
+                                                                 make_world: WorldFactory) -> None:
     """Bounded staleness: read (cached v1), Redis unreachable, write v2 through, Redis back, read -> v2."""
     server = redis_factory()
     world = await make_world(redis_url=server.url, timeout=0.2, failures=1, reset=0.2)

@@ -1,4 +1,4 @@
-"""Write-through against a real backend and Redis: entities written with their version, deletes, invalidations."""
+"""Write-through on a real backend and Redis: entities written with their version, deletes, invalidations."""
 from __future__ import annotations
 
 import asyncio
@@ -32,7 +32,7 @@ async def test_read_your_writes_from_the_cache(world: World, backend: Backend) -
     assert world.outcomes("stored") == 2
 
 
-async def test_a_write_answering_an_older_version_keeps_the_newer_entry(world: World, backend: Backend) -> None:
+async def test_a_write_answering_an_older_version_keeps_the_newer_entry(world: World) -> None:
     newer = make_entry(200, [("ETag", '"9"')], b'{"id": 1, "version": 9}', version=9, now=time.time(),
                        ttl=60, grace=60)
     await world.store.write("item:1", newer)
@@ -76,7 +76,8 @@ async def test_a_5xx_drops_the_key(world: World, backend: Backend) -> None:
     assert (await world.store.lookup("item:1")).entry is None
 
 
-async def test_a_timeout_drops_the_key_and_is_still_a_timeout(make_world: WorldFactory, backend: Backend) -> None:
+async def test_a_timeout_drops_the_key_and_is_still_a_timeout(make_world: WorldFactory,
+                                                              backend: Backend) -> None:
     world = await make_world(upstream_timeout=0.3)
     await world.strategy(RT).handle(read())
     with pytest.raises(UpstreamTimeout):
@@ -103,7 +104,7 @@ async def test_invalidates_drops_tags_and_keys(world: World, backend: Backend) -
 
 async def test_an_entity_without_a_version_is_dropped_not_stored(world: World, backend: Backend) -> None:
     await world.store.write("item:4", make_entry(200, [], b"{}", version=1, now=time.time(), ttl=60, grace=0))
-    reply = await world.strategy(WT).handle(write("POST", "/items", key="item:4"))  # 201 is not an entity read
+    reply = await world.strategy(WT).handle(write("POST", "/items", key="item:4"))  # a 201: not a read
     assert reply.cache_status == "cachegate; fwd=method; fwd-status=201; detail=dropped"
     assert (await world.store.lookup("item:4")).entry is None
 
