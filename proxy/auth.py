@@ -30,6 +30,7 @@ class Identity:
     sub: str
     token: str          # the Bearer token to forward (for Basic callers, the one the exchange gave)
     expires_at: float
+    header: str         # "Bearer <token>", made once, forwarded on every request
 
 
 # Sends Basic credentials to the users service; returns the issued token or raises AuthError / UpstreamError.
@@ -83,7 +84,7 @@ class Authenticator:
         sub, exp = claims.get("sub"), claims.get("exp")
         if not isinstance(sub, str) or not sub or not isinstance(exp, (int, float)):
             raise AuthError("invalid token: sub and exp are required", headers=CHALLENGE)
-        identity = Identity(sub=sub, token=token, expires_at=float(exp))
+        identity = Identity(sub=sub, token=token, expires_at=float(exp), header="Bearer " + token)
         self._remember(self._verified, token, identity)
         return identity
 

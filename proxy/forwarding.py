@@ -1,7 +1,7 @@
 """The headers a request carries upstream, built only if it goes upstream (a cache hit never needs them)."""
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -11,17 +11,26 @@ from proxy.upstream import REQUEST_DROP, strip_hop_by_hop
 _REWRITTEN = frozenset({"authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}) | REQUEST_DROP
 
 
+class Client(Protocol):
+    """The parts of aiohttp's request the outgoing headers need."""
+    @property
+    def remote(self) -> str | None: ...
+    @property
+    def scheme(self) -> str: ...
+
+
 class OutgoingHeaders(Mapping[str, str]):
     """Reads of an untouched header go straight to the client's headers; anything else builds the outgoing
     set once: hop-by-hop headers stripped, the verified Authorization, X-Forwarded-For/-Proto, X-Request-Id."""
 
-    __slots__ = ("_raw", "_authorization", "_peer", "_proto", "_request_id", "_built")
+    __slots__ = ("_raw", "_authorization", "_client", "_request_id", "_built")
 
-    def __init__(self, raw: CIMultiDictProxy[str], *, authorization: str | None, peer: str, proto: str,
+    def __init__(self, raw: CIMultiDictProxy[str], *, authorization: str | None, client: Client,
                  request_id: str) -> None:
         self._raw = raw
         self._authorization = authorization
-        self._peer, self._proto, self._request_id = peer, proto, request_id
+        self._client = client  # peer address and scheme are looked up only when the headers are built
+        self._request_id = request_id
         self._built: CIMultiDict[str] | None = None
 
     def get(self, name: str, default=None):
@@ -53,9 +62,10 @@ class OutgoingHeaders(Mapping[str, str]):
             headers.popall("Authorization", None)
             if self._authorization is not None:
                 headers["Authorization"] = self._authorization
+            peer = self._client.remote or ""
             previous = self._raw.get("X-Forwarded-For")
-            headers["X-Forwarded-For"] = f"{previous}, {self._peer}" if previous else self._peer
-            headers["X-Forwarded-Proto"] = self._proto
+            headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+            headers["X-Forwarded-Proto"] = self._client.scheme
             headers["X-Request-Id"] = self._request_id
             self._built = headers
         return self._built

@@ -70,13 +70,13 @@ class Gateway:
             if cfg.auth == "required":
                 # Before any cache lookup: a cached response is never a way around authentication.
                 identity = await self.auth.authenticate(request.headers.get("Authorization"))
-                caller, authorization = identity.sub, "Bearer " + identity.token
+                caller, authorization = identity.sub, identity.header
             elif "Authorization" in request.headers:
                 authorization = request.headers["Authorization"]
             body = await _read_body(request)
             qs = request.query_string
-            headers = OutgoingHeaders(request.headers, authorization=authorization, peer=request.remote or "",
-                                      proto=request.scheme, request_id=request_id)
+            headers = OutgoingHeaders(request.headers, authorization=authorization, client=request,
+                                      request_id=request_id)
             ctx = Context(
                 request=Request(request.method, request.raw_path.split("?", 1)[0], qs, headers, body),
                 route=cfg, route_name=route_name, caller=caller,

@@ -68,40 +68,51 @@ KeyRenderer = Callable[[Mapping[str, str], str, "str | None"], str]
 
 
 def compile_key_template(text: str, path_params: Iterable[str]) -> tuple[KeyRenderer, frozenset[str]]:
-    """'user-search:{query}' -> (render(params, query_string, caller), placeholders). ValueError says why."""
+    """'user-search:{query}' -> (render(params, query_string, caller), placeholders). ValueError says why.
+
+    Rendering is on every request's path, so the template becomes one str.format call."""
     known = set(path_params)
-    pieces: list[Callable[[Mapping[str, str], str, str | None], str]] = []
+    fmt: list[str] = []
+    getters: list[Callable[[Mapping[str, str], str, str | None], str]] = []
+    names: list[str] = []  # the path parameters, when they are the only placeholders
     used: set[str] = set()
     pos = 0
     for m in _PARAM.finditer(text):
         literal = text[pos:m.start()]
         _check_key_text(literal, text)
-        pieces.append(lambda p, q, c, s=literal: s)
+        fmt.append(literal)
+        fmt.append("{}")
         name = m.group(1)
         if not _KEY_PLACEHOLDER.match(name):
             raise ValueError(f'bad placeholder "{{{name}}}" in key "{text}"')
         if name == "query":
-            pieces.append(lambda p, q, c: _all_query(q))
+            getters.append(lambda p, q, c: _all_query(q))
         elif name.startswith("query."):
-            pieces.append(lambda p, q, c, n=name[6:]: _one_query(q, n))
+            getters.append(lambda p, q, c, n=name[6:]: _one_query(q, n))
         elif name == "caller":
-            pieces.append(lambda p, q, c: _caller(c))
+            getters.append(lambda p, q, c: _caller(c))
         elif name in known:
-            pieces.append(lambda p, q, c, n=name: quote(p[n], safe=""))
+            getters.append(lambda p, q, c, n=name: _quote(p[n]))
+            names.append(name)
         else:
             raise ValueError(f'placeholder "{{{name}}}" in key "{text}" is not a path parameter '
                              f'(known: {", ".join(sorted(known)) or "none"}; or query, query.NAME, caller)')
         used.add(name)
         pos = m.end()
     _check_key_text(text[pos:], text)
-    tail = text[pos:]
-    pieces.append(lambda p, q, c: tail)
-    if len(pieces) == 1:
-        return (lambda p, q, c: tail), frozenset()
+    fmt.append(text[pos:])
+    template = "".join(fmt)
+    if not getters:
+        return (lambda p, q, c: template), frozenset()
+    if len(names) == len(getters) == 1:
+        only = names[0]
+        return (lambda p, q, c: template.format(_quote(p[only]))), frozenset(used)
+    return (lambda p, q, c: template.format(*[get(p, q, c) for get in getters])), frozenset(used)
 
-    def render(params: Mapping[str, str], query_string: str, caller: str | None) -> str:
-        return "".join(piece(params, query_string, caller) for piece in pieces)
-    return render, frozenset(used)
+
+def _quote(value: str) -> str:
+    # Most values are plain ids; quoting only the rest keeps a value from forging a separator.
+    return value if value.isascii() and value.isalnum() else quote(value, safe="")
 
 
 def _check_key_text(literal: str, text: str) -> None:
@@ -125,7 +136,7 @@ def _one_query(query_string: str, name: str) -> str:
 def _caller(caller: str | None) -> str:
     if caller is None:  # config validation forbids {caller} on auth: none routes; never key on "nobody"
         raise LookupError("a caller-scoped key needs a verified caller")
-    return quote(caller, safe="")
+    return _quote(caller)
 
 
 @dataclass(frozen=True, slots=True)

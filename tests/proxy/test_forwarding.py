@@ -1,6 +1,8 @@
 """What a request carries upstream: hop-by-hop headers gone, the verified token, X-Forwarded-*, X-Request-Id."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from proxy.forwarding import OutgoingHeaders
@@ -8,8 +10,8 @@ from proxy.forwarding import OutgoingHeaders
 
 def outgoing(raw: dict | list, authorization: str | None = "Bearer verified") -> OutgoingHeaders:
     items = raw.items() if isinstance(raw, dict) else raw
-    return OutgoingHeaders(CIMultiDictProxy(CIMultiDict(items)), authorization=authorization, peer="10.0.0.9",
-                           proto="http", request_id="rid-1")
+    return OutgoingHeaders(CIMultiDictProxy(CIMultiDict(items)), authorization=authorization,
+                           client=SimpleNamespace(remote="10.0.0.9", scheme="http"), request_id="rid-1")
 
 
 def test_hop_by_hop_and_connection_named_headers_are_dropped():
