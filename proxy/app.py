@@ -5,8 +5,12 @@ import logging
 from typing import AsyncIterator
 
 import aiohttp
+import asyncio
+
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from proxy.auth import Authenticator
 from proxy.config import Config, load_config
@@ -42,9 +46,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Applica
 
 async def _clients(app: web.Application) -> AsyncIterator[None]:
     config, metrics = app[CONFIG], app[METRICS]
-    redis = aioredis.Redis.from_url(
-        config.redis.url, socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout,
-        retry_on_timeout=False, max_connections=64)
+    redis = make_redis(config)
     session = make_session(connect_timeout=config.proxy.upstream_connect_timeout,
                            total_timeout=config.proxy.upstream_timeout)
     app[REDIS], app[SESSION] = redis, session
@@ -64,8 +66,23 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await close_strategies(app[GATEWAY].generation)
         await session.close()
         await redis.aclose()
+
+
+def make_redis(config: Config) -> aioredis.Redis:
+    # No retries: a slow Redis must cost one short timeout, then a bypass, never a retry loop.
+    # Bytes out (no decode_responses): entries carry raw bodies.
+    return aioredis.Redis.from_url(
+        config.redis.url, socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout,
+        retry=Retry(NoBackoff(), 0), max_connections=64)
+
+
+async def close_strategies(generation: Generation) -> None:
+    """Let background refreshes of a generation finish (or stop) before its clients go away."""
+    for strategy in generation.strategies.values():
+        await strategy.close()
 
 
 def build_generation(number: int, config: Config, store: CacheStore, upstream: Upstream,
@@ -82,6 +99,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return await request.app[GATEWAY].handle(request)
 
 
+_closing: set[asyncio.Task[None]] = set()
+
+
 async def reload(app: web.Application, source=None) -> Generation:
     """Load the config again and swap it in whole; an invalid file raises ConfigError and changes nothing."""
     gateway = app[GATEWAY]
@@ -94,7 +114,11 @@ async def reload(app: web.Application, source=None) -> Generation:
             raise ConfigError(f"{what}: changed from {old} to {new}; that needs a restart, not a reload")
     upstream = gateway.generation.upstream.with_bases(config.upstreams)
     generation = build_generation(gateway.generation.number + 1, config, app[STORE], upstream, app[METRICS])
-    gateway.generation = generation
+    previous, gateway.generation = gateway.generation, generation
+    # The old generation's in-flight requests finish with it; its background refreshes are closed after.
+    task = asyncio.get_running_loop().create_task(close_strategies(previous))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
     await set_cache_enabled(app, config.cache.enabled)
     app[METRICS].config_generation.set(generation.number)
     log.info("config generation %d loaded: %d routes, cache %s", generation.number, len(config.routes),

@@ -1,6 +1,7 @@
 """The `routes:` section of config.yaml: each rule checked on its own, then the table as a whole."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping
 
 from proxy.config import HTTP_METHODS, CacheConfig, RouteConfig, _Section
@@ -15,7 +16,18 @@ def read_routes(data: Any, label: str, upstreams: Mapping[str, str], cache: Cach
         raise ConfigError(f"{label}: routes: expected a non-empty list of rules")
     routes = tuple(_read_route(item, i, label, upstreams) for i, item in enumerate(data))
     _refuse_duplicates(routes, label)
-    return routes
+    return tuple(_inherit_lifetime(r, routes) for r in routes)
+
+
+def _inherit_lifetime(route: RouteConfig, routes: tuple[RouteConfig, ...]) -> RouteConfig:
+    """A write rule stores the entity under the same key a read rule serves it from: unless it says
+    otherwise, the entry it writes lives as long as one that read rule would have stored."""
+    if route.strategy != "write-through" or route.key is None or route.ttl is not None:
+        return route
+    for reader in routes:
+        if reader.strategy == "read-through" and reader.key == route.key:
+            return replace(route, ttl=reader.ttl, grace=route.grace if route.grace is not None else reader.grace)
+    return route
 
 
 def _read_route(item: Any, index: int, label: str, upstreams: Mapping[str, str]) -> RouteConfig:
@@ -100,10 +112,13 @@ def _check_route(r: RouteConfig, s: _Section, params: tuple[str, ...]) -> None:
         for name in ("key", "ttl", "negative_ttl", "grace", "tags", "invalidates"):
             if getattr(r, name):
                 s.fail("passthrough stores and drops nothing; remove it", name)
-    if r.strategy != "read-through":
-        for name in ("ttl", "negative_ttl", "grace", "tags"):
+    if r.strategy == "write-through":
+        for name in ("negative_ttl", "tags"):
             if getattr(r, name):
                 s.fail(f"only read-through rules store entries with {name}", name)
+        for name in ("ttl", "grace"):
+            if getattr(r, name) is not None and r.key is None:
+                s.fail(f"{name} is the lifetime of the entry stored under key; this rule has no key", name)
     if r.ttl is not None and r.ttl <= 0:
         s.fail("must be longer than 0s", "ttl")
 

@@ -15,12 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis.asyncio as aioredis
 import uvloop
 from aiohttp import web
 
 from proxy.admin import create_admin_app
-from proxy.app import GATEWAY, STORE, create_app, reload, set_cache_enabled
+from proxy.app import GATEWAY, STORE, create_app, make_redis, reload, set_cache_enabled
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError
 from proxy.metrics import Metrics
@@ -203,8 +202,7 @@ async def _serve_master(config: Config, count: int) -> None:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
-    redis = aioredis.Redis.from_url(config.redis.url, socket_timeout=config.redis.timeout,
-                                    socket_connect_timeout=config.redis.timeout)
+    redis = make_redis(config)
     store = CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                        breaker_failures=config.redis.breaker_failures, breaker_reset=config.redis.breaker_reset,
                        metrics=Metrics())

@@ -164,3 +164,17 @@ def test_not_yaml_is_refused(tmp_path):
     path.write_text("routes: [\n")
     with pytest.raises(ConfigError, match=r"^config\.yaml: not valid YAML at line"):
         load_config(path, env={})
+
+
+def test_write_rule_stores_entries_as_long_as_its_read_rule():
+    config = load_config(REPO / "config.yaml", env={})
+    write = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "write-through")
+    read = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "read-through")
+    assert write.ttl == read.ttl == 300.0
+
+
+def test_ttl_on_a_write_rule_without_key_is_refused():
+    data = shipped()
+    rule = next(r for r in data["routes"] if r["path"] == "/paths" and r["methods"] == ["POST"])
+    rule["ttl"] = "5m"
+    assert "ttl is the lifetime of the entry stored under key" in refused(data)
