@@ -43,8 +43,8 @@ LAST_NAMES = ("Lovelace", "Turing", "Liskov", "Kernighan", "Shannon", "Knuth", "
               "Perlman", "Goldwasser", "Berners-Lee", "Ritchie", "Backus", "Hoare", "Lamport", "Milner")
 TITLES = ("Mr", "Ms", "Dr", "Prof", "")
 
-_INSERT = ("INSERT INTO users (login, password_hash, first_name, last_name, email, title, created_at, updated_at)"
-           " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
+_INSERT = ("INSERT INTO users (login, password_hash, first_name, last_name, email, title,"
+           " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,8 @@ def _values(i: int, password_hash: str, now: datetime) -> tuple[Any, ...]:
     return login, password_hash, first, last, email, title, now, now
 
 
-async def _write_credentials(cur: aiomysql.Cursor, path: Path, known: list[tuple[int, str]], users: int) -> None:
+async def _write_credentials(cur: aiomysql.Cursor, path: Path, known: list[tuple[int, str]],
+                             users: int) -> None:
     logins = [login_of(i) for i, _ in known]
     await cur.execute(f"SELECT login, id FROM users WHERE login IN ({', '.join(['%s'] * len(logins))})",
                       tuple(logins))

@@ -34,7 +34,7 @@ def _connect_args(db: MariaDBConfig) -> dict[str, Any]:
         "autocommit": True,
         "charset": "utf8mb4",
         "connect_timeout": db.connect_timeout,
-        # Timestamps are written with UTC_TIMESTAMP() but compared with client values: keep the session in UTC.
+        # Timestamps are written with UTC_TIMESTAMP() but compared with client values: sessions stay in UTC.
         "init_command": "SET time_zone = '+00:00'",
     }
 
@@ -44,12 +44,13 @@ async def connect(db: MariaDBConfig) -> aiomysql.Connection:
     return await aiomysql.connect(**_connect_args(db))
 
 
-async def create_pool(db: MariaDBConfig, *, minsize: int | None = None, maxsize: int | None = None) -> aiomysql.Pool:
+async def create_pool(db: MariaDBConfig, *, minsize: int | None = None,
+                      maxsize: int | None = None) -> aiomysql.Pool:
     """A pool in autocommit mode with utf8mb4 and UTC session time, sized from the config."""
     return await aiomysql.create_pool(
         minsize=db.pool_min if minsize is None else minsize,
         maxsize=db.pool_max if maxsize is None else maxsize,
-        # A server restart (or a Galera node leaving) kills idle connections; recycle them before they go stale.
+        # A server restart (or a Galera node leaving) kills idle connections: recycle them before that.
         pool_recycle=300,
         **_connect_args(db),
     )

@@ -29,7 +29,8 @@ def if_match(request: web.Request) -> list[int] | None:
     for tag in header.split(","):
         tag = tag.strip().removeprefix("W/")
         inner = tag[1:-1]
-        if len(tag) >= 3 and tag[0] == tag[-1] == '"' and inner.isascii() and inner.isdigit() and len(inner) <= 10:
+        quoted = len(tag) >= 3 and tag[0] == tag[-1] == '"'
+        if quoted and inner.isascii() and inner.isdigit() and len(inner) <= 10:
             versions.append(int(inner))
     return versions
 

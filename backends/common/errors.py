@@ -31,7 +31,8 @@ _HTTP_CODES = {
 class ApiError(Exception):
     """An error meant for the client: an HTTP status, a snake_case code and a safe message."""
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -67,7 +68,8 @@ def unprocessable(message: str) -> ApiError:
     return ApiError(422, "validation_error", message)
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 

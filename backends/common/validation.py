@@ -32,7 +32,8 @@ class Str:
         if not isinstance(value, str):
             raise unprocessable(f"{name}: expected a string")
         if not self.min_len <= len(value) <= self.max_len:
-            raise unprocessable(f"{name}: expected {self.min_len}..{self.max_len} characters, got {len(value)}")
+            raise unprocessable(f"{name}: expected {self.min_len}..{self.max_len} characters,"
+                                f" got {len(value)}")
         if self.pattern is not None and not self.pattern.fullmatch(value):
             raise unprocessable(f"{name}: expected {self.hint or 'a different shape'}")
         return value
@@ -97,8 +98,9 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def validate(body: Any, schema: Schema, *, optional: Collection[str] = (), partial: bool = False) -> dict[str, Any]:
-    """Check a JSON object against a schema: unknown and missing fields and each value; 422 on the first fault.
+def validate(body: Any, schema: Schema, *, optional: Collection[str] = (),
+             partial: bool = False) -> dict[str, Any]:
+    """Check a JSON object against a schema (unknown and missing fields, each value); 422 on a fault.
 
     `optional` names fields that may be left out; with `partial` every field may be left out but
     at least one must be present.

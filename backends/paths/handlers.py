@@ -23,7 +23,8 @@ async def create(request: web.Request) -> web.Response:
     fields = validate(await read_json(request), CREATE)
     if fields["start_point"] == fields["end_point"]:
         raise unprocessable("end_point: must differ from start_point")
-    path = await repo.insert(request.app[DB_POOL], caller(request), fields["start_point"], fields["end_point"])
+    path = await repo.insert(request.app[DB_POOL], caller(request), fields["start_point"],
+                             fields["end_point"])
     return entity_response(path, status=201, location=f"/paths/{path['id']}")
 
 

@@ -41,7 +41,8 @@ async def get(pool: aiomysql.Pool, path_id: int) -> dict[str, Any] | None:
     return None if row is None else to_json(row)
 
 
-async def search(pool: aiomysql.Pool, start: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], bool]:
+async def search(pool: aiomysql.Pool, start: str, limit: int,
+                 offset: int) -> tuple[list[dict[str, Any]], bool]:
     rows = await db.fetch_all(
         pool,
         f"SELECT {COLUMNS} FROM paths WHERE start_point LIKE %s ESCAPE '!'"

@@ -55,7 +55,8 @@ async def get_trip(request: web.Request) -> web.Response:
 @routes.put(TRIP_ID)
 async def replace(request: web.Request) -> web.Response:
     fields = _trip_fields(await read_json(request))
-    trip = await repo.update(request.app[DB_POOL], path_id(request), caller(request), fields, if_match(request))
+    trip = await repo.update(request.app[DB_POOL], path_id(request), caller(request), fields,
+                             if_match(request))
     return entity_response(trip)
 
 

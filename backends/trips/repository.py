@@ -49,7 +49,8 @@ async def get(pool: aiomysql.Pool, trip_id: int) -> dict[str, Any] | None:
     return None if row is None else to_json(row)
 
 
-async def by_owner(pool: aiomysql.Pool, owner_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], bool]:
+async def by_owner(pool: aiomysql.Pool, owner_id: int, limit: int,
+                   offset: int) -> tuple[list[dict[str, Any]], bool]:
     rows = await db.fetch_all(
         pool, f"SELECT {COLUMNS} FROM trips WHERE owner_id = %s ORDER BY id LIMIT %s OFFSET %s",
         (owner_id, limit + 1, offset),

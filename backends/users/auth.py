@@ -56,4 +56,5 @@ def _basic(authorization: str) -> tuple[str, str]:
 
 
 def _invalid(message: str) -> ApiError:
-    return ApiError(401, "invalid_credentials", message, headers={"WWW-Authenticate": 'Basic realm="cachegate"'})
+    return ApiError(401, "invalid_credentials", message,
+                    headers={"WWW-Authenticate": 'Basic realm="cachegate"'})

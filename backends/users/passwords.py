@@ -47,7 +47,7 @@ async def hash_password_async(password: str) -> str:
 
 
 async def verify_password_async(password: str, stored: str | None) -> bool:
-    """Verify in a thread; with no stored hash (unknown login) verify against a dummy so the time is the same."""
+    """Verify in a thread; with no stored hash (unknown login) verify a dummy, so it takes as long."""
     loop = asyncio.get_running_loop()
     if stored is None:
         await loop.run_in_executor(None, verify_password, password, _dummy_hash())

@@ -34,7 +34,8 @@ async def insert(pool: aiomysql.Pool, fields: Mapping[str, Any], password_hash: 
     try:
         async with db.transaction(pool) as cur:
             await cur.execute(
-                "INSERT INTO users (login, password_hash, first_name, last_name, email, title, created_at, updated_at)"
+                "INSERT INTO users (login, password_hash, first_name, last_name, email, title,"
+                " created_at, updated_at)"
                 " VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
                 (fields["login"], password_hash, fields["first_name"], fields["last_name"], fields["email"],
                  fields["title"]),

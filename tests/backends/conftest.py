@@ -8,25 +8,21 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from backends.migrate import migrate
 from backends.common.tokens import TokenIssuer
+from backends.migrate import migrate
 from backends.paths.app import create_app as paths_app
 from backends.trips.app import create_app as trips_app
 from backends.users.app import create_app as users_app
 from proxy.config import Config
-from service_helpers import Account, profile
+from service_helpers import SERVICE_ONLY, Account, profile
 
 _logins = itertools.count(1)
-
-# The services never read `routes`; one passthrough rule keeps these tests independent of the proxy's
-# strategy registry (a config must have at least one rule).
-SERVICE_ONLY = {"routes": [{"methods": ["POST"], "path": "/auth/token", "upstream": "users",
-                            "strategy": "passthrough", "auth": "none"}]}
 
 
 @pytest.fixture
 async def db_config(make_config: Callable[..., Config]) -> Config:
-    """Like the shared db_config (a fresh, migrated database) but with the route table above."""
+    """Like the shared db_config (a fresh, migrated database), with the one-rule route table of
+    SERVICE_ONLY: the services never read routes, and these tests need not wait on the strategies."""
     config = make_config(SERVICE_ONLY)
     await migrate(config)
     return config

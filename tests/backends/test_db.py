@@ -1,4 +1,4 @@
-"""The pool under load and under database faults: no starvation, reads survive a cut, outages are JSON 503s."""
+"""The pool under load and database faults: no starvation, reads survive a cut, outages are JSON 503s."""
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +9,7 @@ import pytest
 
 from backends.migrate import migrate
 from backends.users.app import create_app as users_app
-from conftest import SERVICE_ONLY
-from service_helpers import PASSWORD, error_of, profile
+from service_helpers import PASSWORD, SERVICE_ONLY, error_of, profile
 
 
 class TcpRelay:

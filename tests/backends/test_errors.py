@@ -7,8 +7,7 @@ from aiohttp import web
 
 from backends.common.app import make_app
 from backends.common.errors import ApiError
-from conftest import SERVICE_ONLY
-from service_helpers import error_of
+from service_helpers import SERVICE_ONLY, error_of
 
 
 async def boom(request: web.Request) -> web.Response:
@@ -20,7 +19,8 @@ async def refuse(request: web.Request) -> web.Response:
 
 
 async def test_unexpected_errors_are_logged_500_json(aiohttp_client, make_config, caplog):
-    app = make_app(make_config(SERVICE_ONLY), [web.get("/boom", boom), web.get("/refuse", refuse)], auth=False)
+    routes = [web.get("/boom", boom), web.get("/refuse", refuse)]
+    app = make_app(make_config(SERVICE_ONLY), routes, auth=False)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR, logger="backends.errors"):
         resp = await client.get("/boom")

@@ -9,7 +9,9 @@ from backends.common.db import connect
 from backends.migrate import SCHEMA_DIR, migrate, statements
 from backends.seed import KNOWN_USERS, seed, seed_row
 from backends.users.app import create_app as users_app
-from conftest import SERVICE_ONLY
+from service_helpers import SERVICE_ONLY
+
+ROWS = "SELECT login, first_name, last_name, email, title FROM users ORDER BY login"
 
 
 async def query(config, sql, args=None):
@@ -23,7 +25,8 @@ async def query(config, sql, args=None):
 
 
 def test_statements_split_on_line_ends_and_drop_comments():
-    sql = "-- a comment; not a statement\nCREATE TABLE a (x INT);\n\n  -- another\nCREATE TABLE b (\n y INT\n);"
+    sql = ("-- a comment; not a statement\nCREATE TABLE a (x INT);\n\n"
+           "  -- another\nCREATE TABLE b (\n y INT\n);")
     assert statements(sql) == ["CREATE TABLE a (x INT)", "CREATE TABLE b (\n y INT\n)"]
     assert len(statements((SCHEMA_DIR / "001_init.sql").read_text())) == 4
 
@@ -48,7 +51,7 @@ async def test_migrate_applies_new_files_in_order(make_config, tmp_path):
     (schema / "001_init.sql").write_text((SCHEMA_DIR / "001_init.sql").read_text())
     assert await migrate(config, schema_dir=schema) == ["001_init.sql"]
     (schema / "003_later.sql").write_text("ALTER TABLE paths ADD COLUMN note2 VARCHAR(10) NULL AFTER note;\n")
-    (schema / "002_note.sql").write_text("-- a note on paths\nALTER TABLE paths ADD COLUMN note VARCHAR(10) NULL;\n")
+    (schema / "002_note.sql").write_text("-- a note\nALTER TABLE paths ADD COLUMN note VARCHAR(10) NULL;\n")
     assert await migrate(config, schema_dir=schema) == ["002_note.sql", "003_later.sql"]
     assert await migrate(config, schema_dir=schema) == []
 
@@ -61,7 +64,7 @@ async def test_seed_is_deterministic_idempotent_and_its_credentials_work(make_co
     assert (result.present, result.inserted, result.skipped) == (25, 25, False)
     assert seen[-1] == (25, 25) and all(total == 25 for _, total in seen)
 
-    rows = await query(config, "SELECT login, first_name, last_name, email, title FROM users ORDER BY login")
+    rows = await query(config, ROWS)
     assert rows == [seed_row(i) for i in range(1, 26)]
     assert rows[0][0] == "user000001" and rows[-1][0] == "user000025"
 
@@ -69,7 +72,7 @@ async def test_seed_is_deterministic_idempotent_and_its_credentials_work(make_co
     other = make_config(SERVICE_ONLY)
     await migrate(other)
     await seed(other, users=25)
-    assert await query(other, "SELECT login, first_name, last_name, email, title FROM users ORDER BY login") == rows
+    assert await query(other, ROWS) == rows
 
     creds = json.loads(result.credentials.read_text())
     assert result.credentials == config.stack.data_dir / "seed-users.json"
@@ -80,7 +83,8 @@ async def test_seed_is_deterministic_idempotent_and_its_credentials_work(make_co
     for known in creds["users"][:3]:
         resp = await client.post("/auth/token", json={"login": known["login"], "password": known["password"]})
         assert resp.status == 200
-        me = await client.get("/users/me", headers={"Authorization": f"Bearer {(await resp.json())['access_token']}"})
+        token = (await resp.json())["access_token"]
+        me = await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
         assert (await me.json())["id"] == known["id"]
     # Bulk users share one hash of a password nobody was told.
     hashes = await query(config, "SELECT COUNT(DISTINCT password_hash) FROM users")
@@ -107,5 +111,6 @@ async def test_seed_without_its_credentials_file_gives_known_users_new_passwords
     new = json.loads(again.credentials.read_text())["users"][0]
     assert new["id"] == old["id"] and new["password"] != old["password"]
     client = await aiohttp_client(users_app(config))
-    assert (await client.post("/auth/token", json={"login": new["login"], "password": new["password"]})).status == 200
-    assert (await client.post("/auth/token", json={"login": old["login"], "password": old["password"]})).status == 401
+    for creds, status in ((new, 200), (old, 401)):
+        resp = await client.post("/auth/token", json={"login": creds["login"], "password": creds["password"]})
+        assert resp.status == status

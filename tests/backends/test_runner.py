@@ -13,8 +13,7 @@ import pytest
 
 from backends.migrate import migrate
 from backends.runner import run_service
-from conftest import SERVICE_ONLY
-from service_helpers import profile
+from service_helpers import SERVICE_ONLY, profile
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -42,7 +42,8 @@ def forged_tokens(user_id: int, config, valid: str) -> dict[str, str]:
     unsigned = b64url(b'{"alg":"none","typ":"JWT"}') + "." + b64url(json.dumps(claims).encode())
     # The classic confusion: HMAC "signed" with the public key a verifier holds.
     hs_input = b64url(b'{"alg":"HS256","typ":"JWT"}') + "." + b64url(json.dumps(claims).encode())
-    hs_sig = b64url(hmac.new(config.auth.public_key_pem().encode(), hs_input.encode(), hashlib.sha256).digest())
+    public = config.auth.public_key_pem().encode()
+    hs_sig = b64url(hmac.new(public, hs_input.encode(), hashlib.sha256).digest())
     private = config.auth.private_key_pem()
     return {
         "tampered payload": f"{header}.{tampered}.{signature}",
@@ -50,7 +51,8 @@ def forged_tokens(user_id: int, config, valid: str) -> dict[str, str]:
         "alg none, no dot": unsigned,
         "hs256 with the public key": f"{hs_input}.{hs_sig}",
         "another key": jwt.encode(claims, other_private_pem(), algorithm="ES256"),
-        "expired": jwt.encode(claims_for(user_id, config, iat=1_000_000, exp=1_000_600), private, algorithm="ES256"),
+        "expired": jwt.encode(claims_for(user_id, config, iat=1_000_000, exp=1_000_600), private,
+                              algorithm="ES256"),
         "no exp": jwt.encode(claims_for(user_id, config, exp=None), private, algorithm="ES256"),
         "foreign issuer": jwt.encode(claims_for(user_id, config, iss="evil"), private, algorithm="ES256"),
         "no sub": jwt.encode(claims_for(user_id, config, sub=None), private, algorithm="ES256"),

@@ -10,7 +10,8 @@ from service_helpers import error_of
 
 @pytest.fixture
 async def path_id(paths, account) -> int:
-    resp = await paths.post("/paths", json={"start_point": "Here", "end_point": "There"}, headers=account.headers)
+    body = {"start_point": "Here", "end_point": "There"}
+    resp = await paths.post("/paths", json=body, headers=account.headers)
     return (await resp.json())["id"]
 
 
@@ -116,6 +117,7 @@ async def test_join_bumps_version_and_lists_members(trips, account, register, pa
     assert all(m["joined_at"].endswith("Z") for m in listed["items"])
     trip = await (await trips.get(f"/trips/{made['id']}", headers=account.headers)).json()
     assert trip["member_count"] == 2 and trip["version"] == 3
-    assert await error_of(await trips.post("/trips/999999/members", headers=account.headers), 404) == "not_found"
-    assert await error_of(await trips.get("/trips/999999/members", headers=account.headers), 404) == "not_found"
+    for method in (trips.post, trips.get):
+        resp = await method("/trips/999999/members", headers=account.headers)
+        assert await error_of(resp, 404) == "not_found"
     assert await error_of(await trips.post(url), 401) == "unauthorized"
