@@ -111,8 +111,8 @@ async def _read_body(request: web.Request) -> bytes:
         return b""
     try:
         return await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(f"request body over {exc.max_size} bytes") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body over {request.client_max_size} bytes") from None
 
 
 def error_reply(exc: CachegateError) -> Reply:
