@@ -17,9 +17,10 @@ from aiohttp import web
 from proxy.config import MariaDBConfig
 
 Row = dict[str, Any]
+Args = Sequence[Any] | None
+
 # CR_SERVER_GONE_ERROR, CR_SERVER_LOST, ER_CONNECTION_KILLED
 _CONNECTION_LOST = frozenset({2006, 2013, 1927})
-Args = Sequence[Any] | None
 
 DB_POOL: web.AppKey[aiomysql.Pool] = web.AppKey("db_pool", aiomysql.Pool)
 
@@ -44,13 +45,12 @@ async def connect(db: MariaDBConfig) -> aiomysql.Connection:
     return await aiomysql.connect(**_connect_args(db))
 
 
-async def create_pool(db: MariaDBConfig, *, minsize: int | None = None,
-                      maxsize: int | None = None) -> aiomysql.Pool:
+async def create_pool(db: MariaDBConfig) -> aiomysql.Pool:
     """A pool in autocommit mode with utf8mb4 and UTC session time, sized from the config."""
     return await aiomysql.create_pool(
-        minsize=db.pool_min if minsize is None else minsize,
-        maxsize=db.pool_max if maxsize is None else maxsize,
-        # A server restart (or a Galera node leaving) kills idle connections: recycle them before that.
+        minsize=db.pool_min,
+        maxsize=db.pool_max,
+        # Idle connections are what a server restart or a departed Galera node leaves dead: renew them.
         pool_recycle=300,
         **_connect_args(db),
     )
@@ -110,13 +110,6 @@ def connection_lost(exc: Exception) -> bool:
     if isinstance(exc, pymysql.err.InterfaceError):
         return True
     return bool(exc.args) and exc.args[0] in _CONNECTION_LOST
-
-
-async def execute(pool: aiomysql.Pool, sql: str, args: Args = None) -> tuple[int, int]:
-    """Run one statement; return (affected rows, last insert id)."""
-    async with pool.acquire() as conn, conn.cursor() as cur:
-        await cur.execute(sql, args)
-        return cur.rowcount, cur.lastrowid
 
 
 @asynccontextmanager
