@@ -19,15 +19,16 @@ def etag(version: int) -> str:
 def if_match(request: web.Request) -> list[int] | None:
     """The versions an If-Match header accepts: None when absent or `*` (any current version).
 
-    An ETag that is not one of ours (not a quoted integer) can never match, so it adds nothing
-    to the list; an empty list means the write must fail with 412.
+    An ETag that is not one of ours (not a quoted integer) can never match, nor can a weak one
+    (If-Match compares strongly, RFC 9110 13.1.1), so it adds nothing to the list; an empty list
+    means the write must fail with 412.
     """
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
     versions = []
     for tag in header.split(","):
-        tag = tag.strip().removeprefix("W/")
+        tag = tag.strip()
         inner = tag[1:-1]
         quoted = len(tag) >= 3 and tag[0] == tag[-1] == '"'
         if quoted and inner.isascii() and inner.isdigit() and len(inner) <= 10:
