@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,6 +43,7 @@ class Measurer:
     upstream: str = "users"
     points: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # every wrk command line, in the order they ran
 
     def raw_path(self, name: str) -> Path:
         return self.results_dir / "raw" / f"{name}.txt"
@@ -60,6 +62,7 @@ class Measurer:
             self._note(f"{spec.id} warm-up", result.problems)
         offset = self.warmup_s if spec.warmup else 0
         loadavg = list(os.getloadavg())
+        started_at = time.time()
         pids = {name: group for name, group in self.pids().items() if name in spec.processes}
         cpu_before = procstat.snapshot(pids)
         counters_before = promstats.scrape(self.metrics_url) if spec.through_proxy else None
@@ -67,7 +70,7 @@ class Measurer:
         cpu_after = procstat.snapshot(pids)
         counters_after = promstats.scrape(self.metrics_url) if spec.through_proxy else None
         point = self.record(spec, result, loadavg)
-        point["warmup"] = warm
+        point["warmup"], point["started_at"] = warm, started_at
         cpu = procstat.per_request_us(cpu_before, cpu_after, result.requests)
         cpu["wrk"] = result.client_cpu_s * 1e6 / result.requests if result.requests else 0.0
         point["cpu_us_per_request"] = cpu
@@ -83,7 +86,9 @@ class Measurer:
     def _run(self, spec: PointSpec, seconds: int, raw: Path, tick: Callable[[float], None]) -> wrk.WrkResult:
         argv = wrk.command(spec.url, spec.script, connections=spec.connections, duration_s=seconds,
                            script_args=spec.script_args, cpu=self.wrk_cpu)
-        return wrk.run(argv, raw, tick=tick, limit_s=seconds)
+        result = wrk.run(argv, raw, tick=tick, limit_s=seconds)
+        self.commands.append(result.command)
+        return result
 
     def record(self, spec: PointSpec, result: wrk.WrkResult, loadavg: list[float]) -> dict[str, Any]:
         summary = result.summary or {}

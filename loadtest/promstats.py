@@ -40,6 +40,7 @@ class Delta:
     """What the proxy counted between two scrapes, for one route and one upstream."""
 
     requests: float           # answered on the route
+    statuses: dict[str, float]  # the route's answers by status
     outcomes: dict[str, float]
     upstream: float           # requests sent to the upstream (every route)
     upstream_by_status: dict[str, float]
@@ -52,7 +53,8 @@ class Delta:
         return sum(self.outcomes.get(o, 0.0) for o in SERVED_FROM_CACHE) / counted
 
     def as_json(self) -> dict[str, object]:
-        return {"route_requests": self.requests, "outcomes": self.outcomes, "hit_ratio": self.hit_ratio,
+        return {"route_requests": self.requests, "route_statuses": self.statuses, "outcomes": self.outcomes,
+                "hit_ratio": self.hit_ratio,
                 "upstream_requests": self.upstream, "upstream_by_status": self.upstream_by_status}
 
 
@@ -61,16 +63,22 @@ def delta(before: Counters, after: Counters, *, route: str, upstream: str) -> De
         return _sum(after, name, **want) - _sum(before, name, **want)
 
     outcomes: dict[str, float] = {}
-    statuses: dict[str, float] = {}
+    answered: dict[str, float] = {}
+    upstream_statuses: dict[str, float] = {}
     for (metric, labels), _ in after.items():
         found = dict(labels)
         if metric == "cachegate_cache_outcomes_total" and found.get("route") == route:
             outcomes[found["outcome"]] = diff(metric, route=route, outcome=found["outcome"])
+        elif metric == "cachegate_requests_total" and found.get("route") == route:
+            answered[found["status"]] = diff(metric, route=route, status=found["status"])
         elif metric == "cachegate_upstream_requests_total" and found.get("upstream") == upstream:
-            statuses[found["status"]] = diff(metric, upstream=upstream, status=found["status"])
-    return Delta(diff("cachegate_requests_total", route=route), {k: v for k, v in outcomes.items() if v},
-                 diff("cachegate_upstream_requests_total", upstream=upstream),
-                 {k: v for k, v in statuses.items() if v})
+            upstream_statuses[found["status"]] = diff(metric, upstream=upstream, status=found["status"])
+
+    def nonzero(values: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in values.items() if v}
+
+    return Delta(diff("cachegate_requests_total", route=route), nonzero(answered), nonzero(outcomes),
+                 diff("cachegate_upstream_requests_total", upstream=upstream), nonzero(upstream_statuses))
 
 
 def upstream_total(counters: Mapping[tuple[str, Labels], float], upstream: str) -> float:

@@ -87,7 +87,7 @@ def _summary(add, points: list[dict[str, Any]], run: dict[str, Any], warm_link: 
     add("## Summary\n")
     add("| | cache off | cache on |")
     add("|---|---:|---:|")
-    add("| max requests/s (at connections) | " + " | ".join(
+    add("| max requests/s, best error-free point (connections) | " + " | ".join(
         f"{tops[m]['rps']:.0f} (c={tops[m]['connections']})" if tops[m] else "-" for m in MODES) + " |")
     for key in ("p50", "p99"):
         add(f"| {key} at {conns} connections (ms) | " + " | ".join(
@@ -99,12 +99,26 @@ def _summary(add, points: list[dict[str, Any]], run: dict[str, Any], warm_link: 
     for proc in STACK_PROCESSES:
         add(f"| CPU µs per request at {conns} connections: {proc} | " + " | ".join(
             _us(fixed[m]["cpu_us_per_request"].get(proc)) if fixed[m] else "-" for m in MODES) + " |")
-    add(f"| errors (socket + non-2xx), whole sweep | {errors_of(off)} | {errors_of(on)} |")
+    add(f"| errors (socket + non-2xx) in the whole sweep | {errors_of(off)} | {errors_of(on)} |")
     warm = run.get("warm")
     if warm:
         add(f"\nThe cache was filled before the cache-on sweep: {warm['upstream_requests']:.0f} ids went upstream "
-            f"in {warm['seconds']:.1f} s ([raw]({warm_link})).")
+            f"in {warm['seconds']:.1f} s with {warm.get('connections', '?')} connections ([raw]({warm_link})).")
+        _expiry(add, run, warm, on)
     add("")
+
+
+def _expiry(add, run: dict[str, Any], warm: dict[str, Any], on: list[dict[str, Any]]) -> None:
+    """Entries live for the route's TTL less up to the jitter: a long fill lets the first ones expire."""
+    if not on or "started_at" not in warm or "route_ttl" not in run["config"]:
+        return
+    ttl, jitter = run["config"]["route_ttl"], run["config"]["cache"]["jitter"]
+    last = max(p["started_at"] + p["duration_s"] for p in on) - warm["started_at"]
+    stale = sum((p.get("proxy") or {}).get("outcomes", {}).get("stale", 0.0) for p in on)
+    add(f"Entries live {ttl * (1 - jitter):.0f}–{ttl:.0f} s (route TTL less up to {jitter * 100:.0f} % jitter); "
+        f"the cache-on sweep ended {last:.0f} s after the fill began, and {stale:.0f} of its answers were stale "
+        "entries served while one request refreshed them (counted as served from the cache, and visible as "
+        "upstream requests).")
 
 
 def _targets(add, points: list[dict[str, Any]]) -> None:
@@ -114,6 +128,15 @@ def _targets(add, points: list[dict[str, Any]]) -> None:
     add("|---|---|---|---|")
     for t in targets(points):
         add(f"| {t.name} | {t.anchor} | {t.measured} | {'**' + t.verdict + '**' if not t.met else t.verdict} |")
+    scale = []
+    for name, process, text in (("bare", "bare", "the bare aiohttp handler"), ("backend", "users",
+                                                                            "the users backend called directly")):
+        point = at_fixed(group(points, name))
+        if point and point["cpu_us_per_request"].get(process) is not None:
+            scale.append(f"{text} {point['cpu_us_per_request'][process]:.0f} µs "
+                         f"(at {point['connections']} connections)")
+    if scale:
+        add("\nFor scale, CPU per request of one process measured in the same run: " + "; ".join(scale) + ".")
     missed = [t for t in targets(points) if not t.met]
     add("\n" + ("Every target was met." if not missed else
                 f"{len(missed)} of {len(targets(points))} targets missed; see the profile section for what limits "
@@ -124,16 +147,18 @@ def _sweep(add, name: str, series: list[dict[str, Any]], report_path: Path, resu
     if not series:
         return
     add(f"## Sweep: {TITLES[name]}\n")
-    add("| conns | req/s | p50 | p75 | p90 | p99 | p99.9 | max (ms) | errors | non-2xx | hit ratio | upstream/req "
+    add("| conns | req/s | p50 | p75 | p90 | p99 | p99.9 | max (ms) | socket errors | non-2xx | hit ratio | upstream/req "
         "| CPU µs/req proxy | users | mariadb | redis | bare | wrk | load avg before | raw |")
     add("|" + "---:|" * 19 + "---|")
     for p in series:
         lat, cpu = p["latency_ms"], p["cpu_us_per_request"]
-        errors = sum((p.get("errors") or {}).values())
+        errors = p.get("errors") or {}
+        sockets = sum(int(v) for k, v in errors.items() if k != "status")
+        non2xx = p["non2xx"] if isinstance(p.get("non2xx"), int) else errors.get("status", 0)
         upstream = upstream_per_request(p)
         add(f"| {p['connections']} | {p['rps']:.0f} | " + " | ".join(
             _ms(lat.get(k)) for k in ("p50", "p75", "p90", "p99", "p99.9", "max"))
-            + f" | {errors} | {p.get('non2xx')} | {_pct(hit_ratio([p])) if p.get('proxy') else '-'}"
+            + f" | {sockets} | {non2xx} | {_pct(hit_ratio([p])) if p.get('proxy') else '-'}"
             + f" | {'-' if upstream is None else f'{upstream:.3f}'} | "
             + " | ".join(_us(cpu.get(k)) for k in PROCESSES)
             + f" | {p['loadavg_before'][0]:.2f} | [txt]({_link(results_dir / p['raw'], report_path)}) |")
@@ -189,13 +214,16 @@ def _method(add, run: dict[str, Any], points: list[dict[str, Any]]) -> None:
     overhead = run.get("client_overhead")
     if overhead:
         lua, plain = overhead["lua"], overhead["wrk"]
-        add(f"  - What `response()` costs: against the bare handler at 64 connections, {lua['rps']:.0f} req/s and "
-            f"{lua['wrk_cpu_us_per_request']:.1f} µs of wrk CPU per request with it, {plain['rps']:.0f} req/s and "
-            f"{plain['wrk_cpu_us_per_request']:.1f} µs without.")
-    busiest = max(points, key=wrk_core_use, default=None)
+        add(f"  - What `response()` costs, measured against the bare handler at 64 connections (with and without, "
+            f"twice in turn): {lua['rps']:.0f} req/s and {lua['wrk_cpu_us_per_request']:.1f} µs of wrk CPU per "
+            f"request with it, {plain['rps']:.0f} req/s and {plain['wrk_cpu_us_per_request']:.1f} µs without.")
+    measured = [p for p in points if not p["group"].startswith("overhead")]
+    busiest = max(measured, key=wrk_core_use, default=None)
     if busiest:
-        add(f"- The client is not the limit: wrk used at most {wrk_core_use(busiest) * 100:.0f} % of its core "
-            f"(point {busiest['id']}).")
+        use = wrk_core_use(busiest)
+        add(f"- wrk used at most {use * 100:.0f} % of its core (point {busiest['id']})"
+            + (", so the client was never the limit." if use < 0.8 else
+               ": the client may have limited that point."))
     add("")
 
 
@@ -211,6 +239,7 @@ def _profile(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> 
         f"at {profile['connections']} connections ({profile['rps']:.0f} req/s while sampled, {profile['samples']} "
         f"busy samples; [collapsed stacks]({_link(results_dir / profile['raw'], report_path)})). Percentages are "
         "of the samples in which the process was busy.\n")
+    add(f"`{profile['command']}`\n")
     add("<details><summary>Self time by package, by function, and inclusive time by function</summary>\n")
     for title, key, rows in (("self %", "area", profile["areas"]), ("self %", "frame", profile["top_self"]),
                              ("inclusive %", "frame", profile["top_inclusive"])):
@@ -245,12 +274,8 @@ def _reproduce(add, run: dict[str, Any], points: list[dict[str, Any]]) -> None:
     add("<details><summary>Every wrk command of this run (credential files are temporary, made by the runner)"
         "</summary>\n")
     add("```sh")
-    if run.get("warm"):
-        add(run["warm"]["command"])
-    for p in points:
-        if p.get("warmup"):
-            add(p["warmup"]["command"])
-        add(p["command"])
+    for command in run.get("commands", []):
+        add(command)
     add("```\n</details>")
 
 

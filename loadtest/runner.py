@@ -20,7 +20,7 @@ from typing import Any
 
 from loadtest import credentials, procstat, promstats, wrk
 from loadtest.measure import Measurer, PointSpec
-from loadtest.plan import FIXED_CONNECTIONS, Plan, parser, resolve
+from loadtest.plan import FIXED_CONNECTIONS, WARM_CONNECTIONS, Plan, parser, resolve
 from loadtest.progress import Bar, say
 from loadtest.target import BareServer, Stack, TargetError, close_stack, open_stack
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except (TargetError, credentials.CredentialsError, wrk.WrkError, OSError) as exc:
         say(f"cachegate loadtest: FAILED: {exc}")
         return EXIT_FAILED
-    run["points"], run["problems"] = measurer.points, measurer.problems
+    run["points"], run["problems"], run["commands"] = measurer.points, measurer.problems, measurer.commands
     run["valid"] = not measurer.problems
     run["elapsed_s"] = time.monotonic() - started
     from loadtest import report
@@ -118,8 +118,8 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         for variant in plan.variants:
             script, script_args = scripts[variant]
             measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args, all_procs))
-        if args.profile:
-            from loadtest import profile
+        from loadtest import profile
+        if args.profile == "yes" or (args.profile == "auto" and not args.quick and profile.py_spy()):
             run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)
         run["proxy_pids"]["after"] = stack.pids()["proxy"]
         if sorted(run["proxy_pids"]["after"]) != sorted(proxy_pids):
@@ -172,21 +172,32 @@ def _with_bare(stack: Stack, pid: int):
 
 
 def _overhead(measurer: Measurer, url: str, bearer: dict[str, str]) -> dict[str, Any]:
-    """The same point with and without response() in Lua: what counting statuses costs wrk's core."""
-    out: dict[str, Any] = {}
+    """The same point with and without response() in Lua, twice in turn: what counting statuses costs wrk.
+
+    Taken in turn so that a change in the machine's load between the two does not pass for the cost.
+    """
     plain = {k: v for k, v in bearer.items() if k != "count"}
-    for name, script_args in (("lua", {**plain, "count": "1"}), ("wrk", plain)):
-        point = measurer.measure(PointSpec(f"overhead-{name}", url, "get_uniform", FIXED_CONNECTIONS, script_args,
-                                           ("bare",), through_proxy=False, warmup=False))
-        out[name] = {"rps": point["rps"], "wrk_cpu_us_per_request": point["cpu_us_per_request"]["wrk"],
-                     "id": point["id"]}
+    runs: dict[str, list[dict[str, Any]]] = {"lua": [], "wrk": []}
+    for attempt in (1, 2):
+        for name, script_args in (("lua", {**plain, "count": "1"}), ("wrk", plain)):
+            runs[name].append(measurer.measure(PointSpec(
+                f"overhead-{name}{attempt}", url, "get_uniform", FIXED_CONNECTIONS, script_args, ("bare",),
+                through_proxy=False, warmup=False)))
+    out: dict[str, Any] = {}
+    for name, points in runs.items():
+        requests = sum(p["requests"] for p in points)
+        out[name] = {"rps": requests / sum(p["duration_s"] for p in points),
+                     "wrk_cpu_us_per_request": sum(p["cpu_us_per_request"]["wrk"] * p["requests"]
+                                                   for p in points) / max(requests, 1),
+                     "ids": [p["id"] for p in points]}
     return out
 
 
 def _warm(measurer: Measurer, stack: Stack, plan: Plan, ids: list[int], bearer: dict[str, str]) -> dict[str, Any]:
-    """GET every seeded id once through the proxy (sequentially, 64 connections) until each went upstream."""
+    """GET every seeded id once through the proxy, in order, until each went upstream."""
     url = stack.proxy_url + "/-/metrics"
     base = promstats.upstream_total(promstats.scrape(url), "users")
+    started_at = time.time()
     bar = Bar(f"warm {len(ids)} keys", len(ids))
     last = {"at": 0.0, "filled": 0.0}
 
@@ -197,10 +208,11 @@ def _warm(measurer: Measurer, stack: Stack, plan: Plan, ids: list[int], bearer: 
             bar.update(last["filled"])
         return last["filled"] >= len(ids)
 
-    argv = wrk.command(stack.proxy_url, "warm", connections=FIXED_CONNECTIONS, duration_s=plan.warm_limit_s,
+    argv = wrk.command(stack.proxy_url, "warm", connections=WARM_CONNECTIONS, duration_s=plan.warm_limit_s,
                        script_args={k: v for k, v in bearer.items() if k != "count"}, cpu=measurer.wrk_cpu)
     raw = measurer.raw_path("warm")
     result = wrk.run(argv, raw, stop_when=filled, limit_s=plan.warm_limit_s)
+    measurer.commands.append(result.command)
     filled()
     complete = last["filled"] >= len(ids)
     bar.finish(f"{result.requests} requests" + ("" if complete else "  INCOMPLETE"))
@@ -211,6 +223,7 @@ def _warm(measurer: Measurer, stack: Stack, plan: Plan, ids: list[int], bearer: 
         problems.append(f"only {last['filled']:.0f} of {len(ids)} ids went upstream within {plan.warm_limit_s}s")
     measurer.problems.extend(f"warm: {p}" for p in problems)
     return {"command": result.command, "raw": measurer.relative(raw), "requests": result.requests,
+            "started_at": started_at, "connections": WARM_CONNECTIONS,
             "seconds": result.wall_s, "upstream_requests": last["filled"], "problems": problems}
 
 
@@ -221,7 +234,9 @@ def _config_record(config: Any) -> dict[str, Any]:
     proxy = plain(config.proxy)
     if proxy.get("admin_token"):
         proxy["admin_token"] = "(set, not shown)"
+    read = next((r for r in config.routes if "GET" in r.methods and r.path == "/users/{id:int}"), None)
     return {"path": str(config.path) if config.path else None, "proxy": proxy, "cache": plain(config.cache),
+            "route_ttl": read.ttl if read is not None and read.ttl is not None else config.cache.default_ttl,
             "redis": {k: v for k, v in plain(config.redis).items() if k != "url"},
             "env_overrides": sorted(k for k in os.environ if k.startswith("CACHEGATE"))}
 

@@ -64,7 +64,9 @@ def wrk_binary() -> str:
 
 def version() -> str:
     out = subprocess.run([wrk_binary(), "-v"], capture_output=True, text=True, timeout=10)
-    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "unknown"
+    text = (out.stdout or out.stderr).strip()
+    # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer": the version and the event backend.
+    return text.splitlines()[0].split(" Copyright")[0] if text else "unknown"
 
 
 def command(url: str, script: str, *, connections: int, duration_s: int, script_args: dict[str, str],
@@ -156,5 +158,6 @@ def problems(result: WrkResult) -> list[str]:
         found.append(f"{errors['status']} responses with status >= 400 (wrk)")
     non2xx = summary.get("non2xx")
     if isinstance(non2xx, int) and non2xx:
-        found.append(f"{non2xx} non-2xx responses (counted by the script)")
+        by_status = ", ".join(f"{n} x {code}" for code, n in sorted((summary.get("non2xx_by_status") or {}).items()))
+        found.append(f"{non2xx} non-2xx responses (counted by the script: {by_status})")
     return found

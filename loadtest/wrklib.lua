@@ -54,9 +54,12 @@ end
 -- the runner turns it on only with count=1 and otherwise relies on wrk's summary.errors.status (> 399).
 function M.maybe_count(args)
   if args.count ~= "1" then return end
-  counting, non2xx = 1, 0
+  counting, non2xx, statuses = 1, 0, {}
   response = function(status, headers, body)
-    if status < 200 or status > 299 then non2xx = non2xx + 1 end
+    if status < 200 or status > 299 then
+      non2xx = non2xx + 1
+      statuses[status] = (statuses[status] or 0) + 1
+    end
   end
 end
 
@@ -85,9 +88,13 @@ function M.install(name)
   end
 
   function done(summary, latency, requests)
-    local non2xx, reads, writes, counted = 0, 0, 0, false
+    local non2xx, reads, writes, counted, statuses = 0, 0, 0, false, {}
     for _, t in ipairs(threads) do
-      if t:get("counting") then counted = true; non2xx = non2xx + (t:get("non2xx") or 0) end
+      if t:get("counting") then
+        counted = true
+        non2xx = non2xx + (t:get("non2xx") or 0)
+        for code, n in pairs(t:get("statuses") or {}) do statuses[code] = (statuses[code] or 0) + n end
+      end
       reads = reads + (t:get("reads") or 0)
       writes = writes + (t:get("writes") or 0)
     end
@@ -98,7 +105,7 @@ function M.install(name)
       cachegate_wrk = name, requests = summary.requests, duration_us = summary.duration, bytes = summary.bytes,
       latency_us = lat, reads_sent = reads, writes_sent = writes,
       errors = {connect = e.connect, read = e.read, write = e.write, timeout = e.timeout, status = e.status},
-      non2xx = counted and non2xx or "not counted",
+      non2xx = counted and non2xx or "not counted", non2xx_by_status = statuses,
     }), "\n")
   end
 end
