@@ -63,6 +63,7 @@ def record(measurer: Measurer, stack: Stack, bearer: dict[str, str], processes: 
         return {"error": f"py-spy exited with {proc.returncode}: {output[-300:]}"}
     found = analyse(raw.read_text())
     return {"pid": pid, "seconds": seconds, "connections": FIXED_CONNECTIONS, "rps": point["rps"],
+            "proxy_cpu_us_per_request": point["cpu_us_per_request"].get("proxy"),
             "command": " ".join(argv), "raw": measurer.relative(raw), **found}
 
 

@@ -100,6 +100,14 @@ def _summary(add, points: list[dict[str, Any]], run: dict[str, Any], warm_link: 
         add(f"| CPU µs per request at {conns} connections: {proc} | " + " | ".join(
             _us(fixed[m]["cpu_us_per_request"].get(proc)) if fixed[m] else "-" for m in MODES) + " |")
     add(f"| errors (socket + non-2xx) in the whole sweep | {errors_of(off)} | {errors_of(on)} |")
+    for m in MODES:
+        if tops[m]:
+            cpu = tops[m]["cpu_us_per_request"]
+            use = {proc: cpu[proc] * tops[m]["rps"] / 1e6 for proc in STACK_PROCESSES if proc in cpu}
+            busiest = max((p for p in use if p != "wrk"), key=use.get)
+            add(f"\nWhat limits {TITLES[m]}: at its best point (c={tops[m]['connections']}) the processes kept one "
+                "core busy for " + ", ".join(f"{proc} {share * 100:.0f} %" for proc, share in use.items())
+                + f" of the time; the busiest is {busiest}.")
     warm = run.get("warm")
     if warm:
         add(f"\nThe cache was filled before the cache-on sweep: {warm['upstream_requests']:.0f} ids went upstream "
@@ -240,13 +248,20 @@ def _profile(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> 
         f"busy samples; [collapsed stacks]({_link(results_dir / profile['raw'], report_path)})). Percentages are "
         "of the samples in which the process was busy.\n")
     add(f"`{profile['command']}`\n")
-    add("<details><summary>Self time by package, by function, and inclusive time by function</summary>\n")
-    for title, key, rows in (("self %", "area", profile["areas"]), ("self %", "frame", profile["top_self"]),
-                             ("inclusive %", "frame", profile["top_inclusive"])):
-        add(f"| {title} | {'package' if key == 'area' else 'function'} |")
+    # The profiled point's measured CPU per request, shared out by the samples: µs per request per package.
+    per_request = profile.get("proxy_cpu_us_per_request") or 0.0
+    add(f"Self time by package (µs per request: the share times the {per_request:.0f} µs of proxy CPU per request "
+        "measured on that point):\n")
+    add("| self % | µs/request | package |")
+    add("|---:|---:|---|")
+    for row in profile["areas"]:
+        add(f"| {row['percent']:.1f} | {row['percent'] * per_request / 100:.0f} | {row['area']} |")
+    add("\n<details><summary>By function: self time, and inclusive time</summary>\n")
+    for title, rows in (("self %", profile["top_self"]), ("inclusive %", profile["top_inclusive"])):
+        add(f"| {title} | function |")
         add("|---:|---|")
         for row in rows:
-            add(f"| {row['percent']:.1f} | `{row[key]}` |")
+            add(f"| {row['percent']:.1f} | `{row['frame']}` |")
         add("")
     add("</details>\n")
 
