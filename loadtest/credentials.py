@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pymysql
 
 if TYPE_CHECKING:
+    from backends.seed import SeedResult
     from proxy.config import Config
 
 # scrypt verification costs ~70 ms of CPU per token: two at a time keep both cores busy, no more.
@@ -44,9 +45,12 @@ class Known:
         return "Basic " + base64.b64encode(f"{self.login}:{self.password}".encode()).decode()
 
 
-def seed(config: Config, users: int, progress: Callable[[int, int], None]) -> Any:
+def seed(config: Config, users: int, progress: Callable[[int, int], None]) -> SeedResult:
     from backends.seed import seed as seed_users
-    return asyncio.run(seed_users(config, users, progress))
+    try:
+        return asyncio.run(seed_users(config, users, progress))
+    except (ValueError, pymysql.MySQLError, OSError) as exc:
+        raise CredentialsError(f"seeding {users} users failed: {exc}") from None
 
 
 def seeded_ids(config: Config, users: int) -> list[int]:
@@ -54,12 +58,15 @@ def seeded_ids(config: Config, users: int) -> list[int]:
     from backends.seed import login_of
     db = config.mariadb
     host = "127.0.0.1" if db.host in ("0.0.0.0", "") else db.host
-    conn = pymysql.connect(host=host, port=db.port, user=db.user, password=db.password(), database=db.database,
-                           connect_timeout=int(max(1, db.connect_timeout)))
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT id FROM users WHERE login BETWEEN %s AND %s AND login REGEXP %s ORDER BY login",
-                    (login_of(1), login_of(users), "^user[0-9]{6}$"))
-        ids = [int(row[0]) for row in cur.fetchall()]
+    try:
+        conn = pymysql.connect(host=host, port=db.port, user=db.user, password=db.password(),
+                               database=db.database, connect_timeout=int(max(1, db.connect_timeout)))
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM users WHERE login BETWEEN %s AND %s AND login REGEXP %s ORDER BY login",
+                        (login_of(1), login_of(users), "^user[0-9]{6}$"))
+            ids = [int(row[0]) for row in cur.fetchall()]
+    except pymysql.MySQLError as exc:
+        raise CredentialsError(f"cannot read the seeded ids: {exc}") from None
     if len(ids) != users:
         raise CredentialsError(f"expected {users} seeded users, found {len(ids)}")
     return ids

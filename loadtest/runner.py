@@ -73,17 +73,7 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
     pinned: dict[int, set[int]] = {}
     cache_was: bool | None = None
     try:
-        seed_bar = Bar(f"seed {plan.users} users", plan.users)
-        seeded = credentials.seed(config, plan.users, lambda done, total: seed_bar.update(done))
-        seed_bar.finish("already seeded" if getattr(seeded, "skipped", False) else "")
-        run["seed"] = {"users": plan.users, "skipped": getattr(seeded, "skipped", None),
-                       "seconds": getattr(seeded, "seconds", None)}
-        ids = credentials.seeded_ids(config, plan.users)
-        known = credentials.known_users(config)
-        token_bar = Bar("tokens (POST /auth/token)", len(known))
-        known = credentials.with_tokens(stack.proxy_url, known, token_bar.update)
-        token_bar.finish()
-        files = credentials.write_files(secrets_dir, ids, known)
+        ids, known, files = _credentials(run, config, plan, stack, secrets_dir)
         probe = (known[0].id, f"Bearer {known[0].token}")
         count = {"count": "1"} if args.status_count == "lua" else {}
         bearer = {"ids": str(files.ids), "creds": str(files.bearer), **count}
@@ -135,6 +125,21 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         shutil.rmtree(secrets_dir, ignore_errors=True)
         if not args.keep_stack:
             close_stack(stack, say)
+
+
+def _credentials(run: dict[str, Any], config: Any, plan: Plan, stack: Stack,
+                 folder: Path) -> tuple[list[int], list[credentials.Known], credentials.ScriptFiles]:
+    """Seed (unless already seeded to that count), then a real token for each known user, then the files."""
+    bar = Bar(f"seed {plan.users} users", plan.users)
+    seeded = credentials.seed(config, plan.users, lambda done, total: bar.update(done))
+    bar.finish("already seeded" if seeded.skipped else "")
+    run["seed"] = {"users": plan.users, "skipped": seeded.skipped, "seconds": seeded.seconds}
+    ids = credentials.seeded_ids(config, plan.users)
+    known = credentials.known_users(config)
+    bar = Bar("tokens (POST /auth/token)", len(known))
+    known = credentials.with_tokens(stack.proxy_url, known, bar.update)
+    bar.finish()
+    return ids, known, credentials.write_files(folder, ids, known)
 
 
 def probe_alive(stack: Stack) -> bool:
