@@ -115,6 +115,7 @@ async def reload(app: web.Application, source=None) -> Generation:
     upstream = gateway.generation.upstream.with_bases(config.upstreams)
     generation = build_generation(gateway.generation.number + 1, config, app[STORE], upstream, app[METRICS])
     previous, gateway.generation = gateway.generation, generation
+    gateway.access_log = config.proxy.access_log
     # The old generation's in-flight requests finish with it; its background refreshes are closed after.
     task = asyncio.get_running_loop().create_task(close_strategies(previous))
     _closing.add(task)

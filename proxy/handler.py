@@ -19,7 +19,7 @@ from proxy.errors import CachegateError, PayloadTooLarge
 from proxy.metrics import Metrics
 from proxy.router import Router, render_invalidations
 from proxy.forwarding import OutgoingHeaders
-from proxy.upstream import Upstream
+from proxy.upstream import Upstream, upstream_time
 from strategies.base import Context, Reply, Request, Strategy
 
 log = logging.getLogger("cachegate.proxy")
@@ -55,6 +55,9 @@ class Gateway:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        spent: list[float | None] | None = [None] if self.access_log else None
+        if spent is not None:
+            upstream_time.set(spent)  # a fresh holder: requests on one connection share a task context
         gen = self.generation
         request_id = request.headers.get("X-Request-Id")
         if request_id is None or not _REQUEST_ID.match(request_id):
@@ -99,9 +102,11 @@ class Gateway:
         if counter is None:
             counter = self._counters[labels] = self.metrics.requests.labels(*labels[:3], str(reply.status))
         counter.inc()
-        if self.access_log:
-            access_log.info("%s %s %s %d route=%r cache=%r %.1fms", request_id, request.method, request.path_qs,
-                            reply.status, route_name, reply.cache_status, (time.perf_counter() - started) * 1000)
+        if spent is not None:
+            access_log.info("%s %s %s %d route=%r cache=%r upstream=%s total=%.1fms", request_id, request.method,
+                            request.path_qs, reply.status, route_name, reply.cache_status,
+                            "-" if spent[0] is None else f"{spent[0] * 1000:.1f}ms",
+                            (time.perf_counter() - started) * 1000)
         return web.Response(status=reply.status, body=reply.body if request.method != "HEAD" else None,
                             headers=headers)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
@@ -35,6 +36,12 @@ def strip_hop_by_hop(headers: Mapping[str, str], drop: frozenset[str] = RESPONSE
         if lower not in drop and lower not in named:
             out.add(name, value)
     return out
+
+
+# Seconds the upstream exchange of this request took, for its access log line. A mutable holder, not the
+# value: the fetch of a miss runs in a task of its own, which sees the holder through its copied context.
+# A request that waited for another request's fetch (coalesced) never went upstream and keeps None.
+upstream_time: ContextVar[list[float | None]] = ContextVar("upstream_time")
 
 
 @dataclass(slots=True)
@@ -78,7 +85,11 @@ class Upstream:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream {upstream} is unreachable ({type(exc).__name__})") from None
         finally:
-            self._metrics.upstream_latency.labels(upstream).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            holder = upstream_time.get(None)
+            if holder is not None:
+                holder[0] = elapsed
+            self._metrics.upstream_latency.labels(upstream).observe(elapsed)
             self._metrics.upstream_requests.labels(upstream, status).inc()
 
     async def exchange_basic(self, upstream: str, path: str, credentials: str) -> str:

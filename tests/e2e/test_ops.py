@@ -86,3 +86,16 @@ async def test_upstream_down_is_502_and_slow_is_504(make_world):
         resp = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
         statuses.add(resp.status)
     assert 504 in statuses and statuses <= {200, 504}
+
+
+async def test_access_log_line_names_route_cache_outcome_and_upstream_time(world, caplog):
+    uid, auth = await world.user("sam")
+    with caplog.at_level("INFO", logger="cachegate.access"):
+        await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+        await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    lines = [r.getMessage() for r in caplog.records if r.name == "cachegate.access"]
+    assert len(lines) == 2
+    assert "route='GET /users/{id:int}'" in lines[0] and "fwd=miss" in lines[0]
+    assert "upstream=-" not in lines[0] and "upstream=" in lines[0]
+    assert "hit" in lines[1] and "upstream=-" in lines[1]
+    assert auth.split()[1] not in "".join(lines)  # credentials never reach the log
