@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, NoReturn
 
 from jose import jwt
 from jose.exceptions import JOSEError
@@ -23,6 +23,9 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cachegate"'}
 # on its way to the backend.
 RENEW_BEFORE = 60.0
 MAX_REMEMBERED = 50_000
+# A token that failed verification fails again (signatures and exp do not heal), so the refusal is remembered:
+# a flood of one bad token costs a dict lookup each, not a signature check.
+MAX_REFUSED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Authenticator:
         self._exchange = exchange
         self._clock = clock
         self._verified: dict[str, Identity] = {}
+        self._refused: dict[str, str] = {}
         self._exchanged: dict[bytes, Identity] = {}
         self._pending: dict[bytes, asyncio.Future[Identity]] = {}
         # Credentials are remembered under a keyed hash with a key that lives only in this process's memory,
@@ -75,18 +79,28 @@ class Authenticator:
             if known.expires_at > now:
                 return known
             del self._verified[token]
+        refused = self._refused.get(token)
+        if refused is not None:
+            raise AuthError(refused, headers=CHALLENGE)
         try:
             claims = jwt.decode(token, self._key, algorithms=[self._algorithm], issuer=self._issuer,
                                 options={"require_exp": True, "require_sub": True, "leeway": self._leeway,
                                          "verify_aud": False})
         except JOSEError as exc:
-            raise AuthError(f"invalid token: {_reason(exc)}", headers=CHALLENGE) from None
+            self._refuse(token, f"invalid token: {_reason(exc)}")
         sub, exp = claims.get("sub"), claims.get("exp")
         if not isinstance(sub, str) or not sub or not isinstance(exp, (int, float)):
-            raise AuthError("invalid token: sub and exp are required", headers=CHALLENGE)
+            self._refuse(token, "invalid token: sub and exp are required")
         identity = Identity(sub=sub, token=token, expires_at=float(exp), header="Bearer " + token)
         self._remember(self._verified, token, identity)
         return identity
+
+    def _refuse(self, token: str, reason: str) -> NoReturn:
+        if len(self._refused) >= MAX_REFUSED:
+            for old in list(self._refused)[: MAX_REFUSED // 10]:
+                del self._refused[old]
+        self._refused[token] = reason
+        raise AuthError(reason, headers=CHALLENGE)
 
     async def _basic(self, credentials: str) -> Identity:
         slot = hmac.digest(self._hmac_key, credentials.encode(), hashlib.sha256)

@@ -121,3 +121,16 @@ async def test_basic_bad_credentials_are_not_remembered(keys):
         with pytest.raises(AuthError):
             await auth.authenticate("Basic " + base64.b64encode(b"a:b").decode())
     assert calls == 2
+
+
+async def test_a_refused_token_is_not_verified_again(keys, monkeypatch):
+    cfg, _, other = keys
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr("proxy.auth.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    auth = Authenticator(cfg, no_exchange)
+    bad = "Bearer " + token(other)
+    first = await refuse(auth, bad)
+    for _ in range(5):
+        assert await refuse(auth, bad) == first
+    assert len(decoded) == 1
