@@ -96,6 +96,8 @@ class Authenticator:
         return identity
 
     def _refuse(self, token: str, reason: str) -> NoReturn:
+        if "not yet valid" in reason:  # the one refusal that time can heal (nbf, iat in the future)
+            raise AuthError(reason, headers=CHALLENGE)
         if len(self._refused) >= MAX_REFUSED:
             for old in list(self._refused)[: MAX_REFUSED // 10]:
                 del self._refused[old]
