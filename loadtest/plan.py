@@ -26,7 +26,7 @@ class Plan:
 FULL = Plan(users=100_000, sweep=(1, 8, 32, 64, 128, 256), reference_sweep=(8, 64, 256),
             variants=("zipf", "basic", "mixed"), warmup_s=2, duration_s=8, overhead_check=True,
             warm_limit_s=360)
-QUICK = Plan(users=1_000, sweep=(8, 64), reference_sweep=(64,), variants=("mixed",), warmup_s=1, duration_s=2,
+QUICK = Plan(users=1_000, sweep=(8, 64), reference_sweep=(64,), variants=("mixed",), warmup_s=1, duration_s=1,
              overhead_check=False, warm_limit_s=60)
 
 
@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cachegate loadtest", description=(
         "Load test GET /users/{id} through the proxy with the cache off and on (wrk), and write performance.md."))
     p.add_argument("--config", default=None, help="config file (default: $CACHEGATE_CONFIG or ./config.yaml)")
-    p.add_argument("--quick", action="store_true", help="about 30 s: a couple of points per mode, 1,000 users")
+    p.add_argument("--quick", action="store_true", help="about 20 s after the stack is up: a couple of 1 s points per mode, 1,000 users")
     p.add_argument("--users", type=int, default=None, help="seeded users to read (full: 100000)")
     p.add_argument("--connections", type=_connections, default=None, help="sweep, e.g. 1,8,32,64,128,256")
     p.add_argument("--duration", type=int, default=None, help="seconds measured per point (full: 8)")
