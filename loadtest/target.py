@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -132,7 +133,18 @@ def close_stack(stack: Stack, say: Callable[[str], None]) -> None:
         if name in stack.started:
             pid = unit.pid
             unit.stop()
+            _reap(pid)
             say(f"{name:<8} stopped (pid {pid})")
+
+
+def _reap(pid: int | None) -> None:
+    """The launcher started these as our children: collect their exit status so no zombie stays behind."""
+    if pid is None:
+        return
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child (a daemon such as redis-server), or already collected
 
 
 class BareServer:
