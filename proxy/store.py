@@ -237,6 +237,8 @@ class CacheStore:
             if writes:
                 self._missed += 1
             raise CacheUnavailable("Redis is unavailable (circuit breaker open)")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             async with asyncio.timeout(self._timeout):
                 if self._missed != self._settled:
@@ -250,8 +252,15 @@ class CacheStore:
         except _FAILURES as exc:
             if writes:
                 self._missed += 1
-            self._metrics.redis_errors.labels(op).inc()
-            self._breaker.failure()
+            late = isinstance(exc, TimeoutError) and loop.time() - started > 2 * self._timeout
+            self._metrics.redis_errors.labels(("late-" if late else "") + op).inc()
+            if late:
+                # The timer itself ran late: this loop was too busy to read the answer, which may well
+                # have been waiting in the socket. That is the proxy's overload, not Redis's failure, so it
+                # must not open the breaker (which would send every read to the backends at the worst time).
+                self._breaker.abandon()
+            else:
+                self._breaker.failure()
             if self._healthy:
                 self._healthy = False
                 log.warning("Redis unavailable (%s: %s); bypassing the cache until it answers again",

@@ -150,3 +150,18 @@ async def test_a_failed_fill_does_not_move_the_epoch(redis_factory: Callable[...
     finally:
         server.resume()
         await client.aclose()
+
+
+async def test_a_timer_that_fired_late_because_the_loop_was_busy_does_not_open_the_breaker(
+        make_store: StoreFactory, redis_client) -> None:
+    """Regression: under load the proxy's own loop lag made lookups time out against a healthy Redis, the
+    breaker opened, and every read went to the backends at the worst moment."""
+    store = make_store(redis_client, timeout=0.05, failures=1)
+    lookup = asyncio.ensure_future(store.lookup("busy"))
+    for _ in range(5):               # the lookup is batched, sent, and its timer armed...
+        await asyncio.sleep(0)
+    time.sleep(0.3)                  # ...and the loop is blocked far past its timeout (a CPU-bound stretch)
+    with pytest.raises(CacheUnavailable):
+        await lookup
+    assert store.breaker_state == "closed"
+    assert (await store.lookup("busy")).entry is None  # still in use
