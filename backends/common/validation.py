@@ -1,8 +1,8 @@
 """Small validators for request bodies and query strings.
 
-Status codes follow one rule: a body that is not JSON is 415 (wrong Content-Type) or 400 (malformed);
-JSON that parses but does not fit the schema (wrong type, length, shape, unknown field) is 422; a bad
-query string is 400.
+Status codes follow one rule: a body that is not JSON is 415 (wrong Content-Type) or 400 (malformed,
+which includes a duplicate key and a lone surrogate escape); JSON that parses but does not fit the schema
+(wrong type, length, shape, unknown field) is 422; a bad query string is 400.
 """
 from __future__ import annotations
 
@@ -17,8 +17,19 @@ from aiohttp import web
 
 from backends.common.errors import ApiError, bad_request, unprocessable
 
-EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
-MAX_ID = 10**18 - 1  # route patterns accept at most 18 digits: always inside BIGINT UNSIGNED
+# Python's \s and the \s of the regex engines that read docs/openapi.yaml (ECMA, Rust) differ only on
+# control characters and U+FEFF; excluding those explicitly makes the pattern mean the same everywhere.
+# The document carries this very pattern (a test compares them).
+EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f-\x9f\ufeff]+@[^@\s.\x00-\x1f\x7f-\x9f\ufeff]+"
+                      r"(\.[^@\s.\x00-\x1f\x7f-\x9f\ufeff]+)+")
+MAX_ID = 10**18 - 1
+# An id in a route: 1..18 digits (always inside BIGINT UNSIGNED) and no leading zero, so that each
+# entity has one URL and so one cache key at the proxy (/users/007 would be a second, never refreshed).
+ID_ROUTE = "{id:[1-9][0-9]{0,17}}"
+# RFC 3339 date-time (docs/openapi.yaml says `format: date-time`); fromisoformat alone takes more forms.
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -62,17 +73,21 @@ class DateTime:
     """An ISO 8601 time with a zone (`2025-06-01T09:00:00Z`); returned as naive UTC for DATETIME columns."""
 
     def check(self, name: str, value: Any) -> datetime:
-        if not isinstance(value, str) or len(value) > 40:
-            raise unprocessable(f"{name}: expected an ISO 8601 time like 2025-06-01T09:00:00Z")
+        shape = f"{name}: expected an RFC 3339 time with a zone, like 2025-06-01T09:00:00Z or ...+02:00"
+        if not isinstance(value, str) or len(value) > 40 or not _RFC3339.fullmatch(value):
+            raise unprocessable(shape)
+        # Python 3.11 reads at most microseconds and only an upper-case T and Z.
+        text = re.sub(r"(\.[0-9]{6})[0-9]+", r"\1", value.upper())
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(text)
         except ValueError:
-            raise unprocessable(f"{name}: expected an ISO 8601 time like 2025-06-01T09:00:00Z") from None
-        if parsed.tzinfo is None:
-            raise unprocessable(f"{name}: the time needs a zone, e.g. Z or +02:00")
-        utc = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+            raise unprocessable(shape) from None
+        try:
+            utc = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # past year 9999 or before year 1 once in UTC
+            raise unprocessable(f"{name}: year out of range (1970..9999 in UTC)") from None
         if not 1970 <= utc.year <= 9999:
-            raise unprocessable(f"{name}: year out of range")
+            raise unprocessable(f"{name}: year out of range (1970..9999 in UTC)")
         return utc
 
 
@@ -89,13 +104,43 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         raise bad_request("empty request body")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        body = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ApiError(400, "malformed_json", f"malformed JSON body: {str(exc)[:120]}") from None
+    # Only a \u escape can make a surrogate (the UTF-8 decoder refuses encoded ones), and a valid pair
+    # becomes one character: any left is alone, and UTF-8 (scrypt, the database) can not encode it.
+    if b"\\u" in raw and _has_lone_surrogate(body):
+        raise ApiError(400, "malformed_json", "malformed JSON body: a \\u escape names a lone surrogate")
+    return body
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object hook refusing a key given twice: json.loads would keep the last, another parser the first."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key[:40]!r}")
+        obj[key] = value
+    return obj
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]  # a loop, not recursion: the body may nest as deep as the parser allowed
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def validate(body: Any, schema: Schema, *, optional: Collection[str] = (),
@@ -131,16 +176,17 @@ def check_query(request: web.Request, allowed: Collection[str]) -> None:
 
 
 def query_str(request: web.Request, name: str, *, max_len: int = 200) -> str | None:
+    """The value of a text parameter, None when absent; an empty one is refused, never read as absent."""
     value = request.query.get(name)
-    if value is not None and len(value) > max_len:
-        raise bad_request(f"{name}: at most {max_len} characters")
+    if value is not None and not 1 <= len(value) <= max_len:
+        raise bad_request(f"{name}: expected 1..{max_len} characters")
     return value
 
 
 def query_int(request: web.Request, name: str, *, default: int,
               minimum: int = 0, maximum: int = MAX_ID) -> int:
     value = request.query.get(name)
-    if value is None or value == "":
+    if value is None:
         return default
     if not (value.isascii() and value.isdigit()) or len(value) > 18 or not minimum <= int(value) <= maximum:
         raise bad_request(f"{name}: expected an integer in {minimum}..{maximum}")
@@ -155,7 +201,7 @@ def page(request: web.Request, *, default_limit: int = 20, max_limit: int = 100)
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
-    # Route patterns admit 1..18 digits only, so this always fits in BIGINT UNSIGNED.
+    # Routes use ID_ROUTE (1..18 digits), so this always fits in BIGINT UNSIGNED.
     return int(request.match_info[name])
 
 

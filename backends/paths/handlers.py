@@ -9,7 +9,8 @@ from backends.common.app import caller
 from backends.common.db import DB_POOL
 from backends.common.entities import entity_response, list_response
 from backends.common.errors import bad_request, not_found, unprocessable
-from backends.common.validation import Schema, Str, check_query, page, path_id, query_str, read_json, validate
+from backends.common.validation import (ID_ROUTE, Schema, Str, check_query, page, path_id, query_str,
+                                        read_json, validate)
 from backends.paths import repository as repo
 
 routes = web.RouteTableDef()
@@ -39,7 +40,7 @@ async def search(request: web.Request) -> web.Response:
     return list_response(items, limit=limit, offset=offset, has_more=has_more)
 
 
-@routes.get("/paths/{id:[0-9]{1,18}}")
+@routes.get("/paths/" + ID_ROUTE)
 async def get_path(request: web.Request) -> web.Response:
     check_query(request, ())
     found = await repo.get(request.app[DB_POOL], path_id(request))

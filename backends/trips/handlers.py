@@ -10,12 +10,12 @@ from backends.common.app import caller
 from backends.common.db import DB_POOL
 from backends.common.entities import entity_response, if_match, list_response
 from backends.common.errors import bad_request, not_found, unprocessable
-from backends.common.validation import (DateTime, Int, Schema, Str, check_query, page, path_id, query_int,
-                                        read_json, validate)
+from backends.common.validation import (ID_ROUTE, DateTime, Int, Schema, Str, check_query, page, path_id,
+                                        query_int, read_json, validate)
 from backends.trips import repository as repo
 
 routes = web.RouteTableDef()
-TRIP_ID = "/trips/{id:[0-9]{1,18}}"
+TRIP_ID = "/trips/" + ID_ROUTE
 
 TRIP: Schema = {
     "path_id": Int(),

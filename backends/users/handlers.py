@@ -9,13 +9,13 @@ from backends.common.app import caller
 from backends.common.db import DB_POOL
 from backends.common.entities import deleted_response, entity_response, if_match, list_response
 from backends.common.errors import bad_request, forbidden, not_found
-from backends.common.validation import check_query, page, path_id, query_str, read_json, validate
+from backends.common.validation import ID_ROUTE, check_query, page, path_id, query_str, read_json, validate
 from backends.users import repository as repo
 from backends.users.passwords import hash_password_async
 from backends.users.schemas import LOGIN, REGISTER, UPDATE
 
 routes = web.RouteTableDef()
-USER_ID = "/users/{id:[0-9]{1,18}}"
+USER_ID = "/users/" + ID_ROUTE
 
 
 @routes.post("/users")
