@@ -16,6 +16,7 @@ from proxy.auth import Authenticator
 from proxy.config import Config, load_config
 from proxy.errors import CacheUnavailable, ConfigError
 from proxy.handler import Gateway, Generation
+from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
 from proxy.router import Router
 from proxy.store import CacheStore
@@ -50,9 +51,10 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     session = make_session(connect_timeout=config.proxy.upstream_connect_timeout,
                            total_timeout=config.proxy.upstream_timeout)
     app[REDIS], app[SESSION] = redis, session
+    lookups = make_lookups(config)
     store = CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                        breaker_failures=config.redis.breaker_failures, breaker_reset=config.redis.breaker_reset,
-                       metrics=metrics)
+                       metrics=metrics, lookups=lookups)
     app[STORE] = store
     upstream = Upstream(session, config.upstreams, metrics, max_body=config.proxy.max_body)
     exchange_to = config.auth.exchange_upstream, config.auth.exchange_path
@@ -68,7 +70,15 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     finally:
         await close_strategies(app[GATEWAY].generation)
         await session.close()
+        if lookups is not None:
+            await lookups.aclose()
         await redis.aclose()
+
+
+def make_lookups(config: Config) -> PipelinedLookups | None:
+    if not config.redis.url.startswith("redis://"):
+        return None  # TLS and unix sockets: redis-py's client does the lookups too
+    return PipelinedLookups(config.redis.url, connect_timeout=config.redis.timeout)
 
 
 def make_redis(config: Config) -> aioredis.Redis:

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
+from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
 
 log = logging.getLogger("cachegate.store")
@@ -101,8 +102,9 @@ class CacheStore:
     """
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str, timeout: float, breaker_failures: int,
-                 breaker_reset: float, metrics: Metrics) -> None:
+                 breaker_reset: float, metrics: Metrics, lookups: PipelinedLookups | None = None) -> None:
         self._redis = redis
+        self._lookups = lookups  # the hit path's lean MGET connection; redis-py's client when None
         self._prefix = prefix
         self._timeout = timeout
         self._metrics = metrics
@@ -156,7 +158,9 @@ class CacheStore:
         names = list(dict.fromkeys(name for wanted, _ in batch for name in wanted))
         failure: BaseException = CacheUnavailable("lookup abandoned")
         try:
-            values = await self._call("mget", lambda: self._redis.mget([self._epoch_key, *names]))
+            keys = [self._epoch_key, *names]
+            mget = self._lookups.mget if self._lookups is not None else self._redis.mget
+            values = await self._call("mget", lambda: mget(keys))
             epoch = int(values[0] or 0)
             found = dict(zip(names, values[1:]))
             for wanted, future in batch:

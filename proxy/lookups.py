@@ -1,0 +1,131 @@
+"""One pipelined Redis connection for the hit path's MGETs: commands go out back to back, replies come back in order.
+
+redis-py spends most of a lookup's CPU on its own machinery (connection pool, retry wrapper, stream reader):
+measured here, about 190 µs of client CPU per MGET against about 25 µs for the bare round trip. Lookups are
+the one command on every request, so they get this lean path: one connection, no pool, replies parsed by
+hiredis (the same parser redis-py uses). A caller that gives up (time-out) leaves its slot in the queue and
+its reply is read and dropped, so the connection never has to be thrown away. Everything else the store does
+(Lua scripts, INCR, PING) stays on redis-py.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+
+def _command(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader()
+        self.waiting: deque[asyncio.Future] = deque()
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(RedisConnectionError(f"Redis protocol error: {exc}"))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if reply is False:
+                return
+            future = self.waiting.popleft()
+            if not future.done():
+                if isinstance(reply, hiredis.ReplyError):
+                    future.set_exception(ResponseError(str(reply)))
+                else:
+                    future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisConnectionError(f"connection to Redis lost ({exc or 'closed'})"))
+
+    def _fail(self, exc: Exception) -> None:
+        self.lost = exc
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(exc)
+
+
+class PipelinedLookups:
+    """MGET over one connection, opened on first use and again after it is lost."""
+
+    def __init__(self, url: str, *, connect_timeout: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "redis":
+            raise ValueError(f"pipelined lookups need a redis:// URL, got {parts.scheme}://")
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 6379
+        self._db = int(parts.path.lstrip("/") or 0)
+        self._password = unquote(parts.password) if parts.password else None
+        self._username = unquote(parts.username) if parts.username else None
+        self._connect_timeout = connect_timeout
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Task[_Protocol] | None = None
+
+    async def mget(self, keys: list[str]) -> list[bytes | None]:
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        return await self._send(protocol, _command(b"MGET", *(k.encode() for k in keys)))
+
+    async def aclose(self) -> None:
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = None
+
+    def _send(self, protocol: _Protocol, command: bytes) -> asyncio.Future:
+        if protocol.lost is not None:  # lost between the check and now: never wait on a dead connection
+            raise protocol.lost
+        future = asyncio.get_running_loop().create_future()
+        protocol.waiting.append(future)
+        assert protocol.transport is not None
+        protocol.transport.write(command)
+        return future
+
+    async def _connect(self) -> _Protocol:
+        attempt = self._connecting
+        if attempt is None or attempt.done():
+            # Concurrent callers share the attempt in flight; a finished one (failed, or whose connection has
+            # since been lost) is never reused.
+            attempt = self._connecting = asyncio.ensure_future(self._open())
+        return await asyncio.shield(attempt)
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        protocol: _Protocol | None = None
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, protocol = await loop.create_connection(_Protocol, self._host, self._port)
+                if self._password is not None:
+                    auth = [self._username.encode()] if self._username else []
+                    await self._send(protocol, _command(b"AUTH", *auth, self._password.encode()))
+                if self._db:
+                    await self._send(protocol, _command(b"SELECT", str(self._db).encode()))
+        except BaseException as exc:
+            if protocol is not None and protocol.transport is not None:
+                protocol.transport.close()
+            if isinstance(exc, OSError):
+                raise RedisConnectionError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}") from exc
+            raise
+        if self._protocol is not None and self._protocol.transport is not None:
+            self._protocol.transport.close()
+        self._protocol = protocol
+        return protocol
