@@ -6,20 +6,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 import yaml
 
+from proxy.config_values import REQUIRED, Section, parse_percent
 from proxy.errors import ConfigError
 
 ENV_PREFIX = "CACHEGATE__"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
-_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,166 +222,10 @@ def _read_key(path: Path, where: str) -> str:
         raise ConfigError(f"{where}: cannot read {path}: {exc.strerror} (does `cachegate up` need to run first?)") from exc
 
 
-class _Section:
-    """One mapping being read: remembers its place and which keys were used, so unknown keys are refused."""
-
-    def __init__(self, data: Any, where: str, label: str) -> None:
-        self.where, self.label = where, label
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            self.fail(f"expected a mapping, got {_show(data)}")
-        self.data, self.used = data, set()
-
-    def fail(self, reason: str, key: str | None = None) -> None:
-        place = f"{self.where}.{key}" if key and self.where else (key or self.where)
-        raise ConfigError(f"{self.label}: {place}: {reason}")
-
-    def _get(self, key: str, default: Any) -> Any:
-        self.used.add(key)
-        if key in self.data and self.data[key] is not None:
-            return self.data[key]
-        if default is _REQUIRED:
-            self.fail("is required", key)
-        return default
-
-    def section(self, key: str) -> _Section:
-        self.used.add(key)
-        where = f"{self.where}.{key}" if self.where else key
-        return _Section(self.data.get(key), where, self.label)
-
-    def value(self, key: str, convert: Callable[[Any], Any], expected: str, default: Any = None) -> Any:
-        raw = self._get(key, default)
-        if raw is default and default is not _REQUIRED:
-            return default
-        try:
-            return convert(raw)
-        except (TypeError, ValueError):
-            self.fail(f"expected {expected}, got {_show(raw)}", key)
-
-    def string(self, key: str, default: Any = None) -> Any:
-        return self.value(key, _as_str, "a string", default)
-
-    def integer(self, key: str, default: Any = None, *, low: int = 0, high: int = 2**31) -> Any:
-        return self.value(key, lambda v: _as_int(v, low, high), f"an integer from {low} to {high}", default)
-
-    def port(self, key: str, default: Any = None) -> Any:
-        return self.value(key, lambda v: _as_int(v, 1, 65535), "a port number from 1 to 65535", default)
-
-    def duration(self, key: str, default: Any = None) -> Any:
-        return self.value(key, parse_duration, "a duration like 30s", default)
-
-    def size(self, key: str, default: Any = None) -> Any:
-        return self.value(key, parse_size, "a size like 1MiB", default)
-
-    def boolean(self, key: str, default: Any = None) -> Any:
-        return self.value(key, _as_bool, "true or false", default)
-
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = None) -> Any:
-        def convert(v: Any) -> str:
-            if v not in choices:
-                raise ValueError
-            return v
-        return self.value(key, convert, "one of " + ", ".join(choices), default)
-
-    def names(self, key: str) -> tuple[str, ...]:
-        def convert(v: Any) -> tuple[str, ...]:
-            if not isinstance(v, list) or not all(isinstance(x, str) and _NAME.match(x) for x in v):
-                raise ValueError
-            return tuple(v)
-        return self.value(key, convert, "a list of names (lowercase letters, digits, - _ .)", ())
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        def convert(v: Any) -> tuple[str, ...]:
-            if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-                raise ValueError
-            return tuple(v)
-        return self.value(key, convert, "a list of strings", ())
-
-    def path(self, key: str, root: Path, default: Any = None) -> Any:
-        raw = self.string(key, default)
-        if raw is None:
-            return None
-        p = Path(raw).expanduser()
-        return p if p.is_absolute() else root / p
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used, key=str)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            self.fail(f"unknown key (known: {known})", str(unknown[0]))
-
-
-_REQUIRED = object()
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, (dict, list)):
-        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
-    return repr(value)
-
-
-def _as_str(v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise ValueError
-    return v
-
-
-def _as_int(v: Any, low: int, high: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-        raise ValueError
-    return v
-
-
-def _as_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.lower() in ("on", "off"):
-        return v.lower() == "on"
-    raise ValueError
-
-
-def parse_duration(v: Any) -> float:
-    """'50ms', '30s', '5m', '1h' or a bare number of seconds -> seconds."""
-    if isinstance(v, bool):
-        raise ValueError
-    if isinstance(v, (int, float)):
-        if v < 0:
-            raise ValueError
-        return float(v)
-    m = _DURATION.match(v) if isinstance(v, str) else None
-    if not m:
-        raise ValueError
-    return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-
-
-def parse_size(v: Any) -> int:
-    if isinstance(v, bool):
-        raise ValueError
-    if isinstance(v, int):
-        if v <= 0:
-            raise ValueError
-        return v
-    m = _SIZE.match(v) if isinstance(v, str) else None
-    if not m:
-        raise ValueError
-    return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
-
-
-def _parse_percent(v: Any) -> float:
-    if isinstance(v, str) and v.strip().endswith("%"):
-        v = float(v.strip()[:-1]) / 100
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        raise ValueError
-    return float(v)
-
-
 class _Builder:
     def __init__(self, data: dict[str, Any], label: str, root: Path, path: Path | None,
                  env: Mapping[str, str]) -> None:
-        self.top = _Section(data, "", label)
+        self.top = Section(data, "", label)
         self.label, self.root, self.path, self.env = label, root, path, env
 
     def build(self) -> Config:
@@ -409,12 +249,12 @@ class _Builder:
                       auth=auth, cache=cache, services=MappingProxyType(services),
                       upstreams=MappingProxyType(upstreams), routes=routes, raw=top.data)
 
-    def _stack(self, s: _Section) -> StackConfig:
+    def _stack(self, s: Section) -> StackConfig:
         cfg = StackConfig(data_dir=s.path("data_dir", self.root, ".stack"))
         s.done()
         return cfg
 
-    def _proxy(self, s: _Section) -> ProxyConfig:
+    def _proxy(self, s: Section) -> ProxyConfig:
         admin = s.section("admin")
         cfg = ProxyConfig(
             host=s.string("host", "127.0.0.1"), port=s.port("port", 8888),
@@ -429,8 +269,8 @@ class _Builder:
         s.done()
         return cfg
 
-    def _redis(self, s: _Section) -> RedisConfig:
-        url = s.string("url", _REQUIRED)
+    def _redis(self, s: Section) -> RedisConfig:
+        url = s.string("url", REQUIRED)
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss", "unix"):
             s.fail(f'expected a redis:// URL, got "{url}"', "url")
@@ -448,11 +288,11 @@ class _Builder:
         s.done()
         return cfg
 
-    def _mariadb(self, s: _Section) -> MariaDBConfig:
+    def _mariadb(self, s: Section) -> MariaDBConfig:
         pool = s.section("pool")
         cfg = MariaDBConfig(
             host=s.string("host", "127.0.0.1"), port=s.port("port", 3306),
-            database=s.string("database", _REQUIRED), user=s.string("user", _REQUIRED),
+            database=s.string("database", REQUIRED), user=s.string("user", REQUIRED),
             password_file=s.path("password_file", self.root, None),
             pool_min=pool.integer("min", 1, low=0, high=1000), pool_max=pool.integer("max", 32, low=1, high=1000),
             connect_timeout=s.duration("connect_timeout", 2.0),
@@ -463,12 +303,12 @@ class _Builder:
         s.done()
         return cfg
 
-    def _auth(self, s: _Section) -> AuthConfig:
+    def _auth(self, s: Section) -> AuthConfig:
         cfg = AuthConfig(
             algorithm=s.choice("algorithm", ("ES256", "ES384", "RS256", "RS512", "EdDSA"), "ES256"),
             issuer=s.string("issuer", "cachegate"),
-            public_key=s.path("public_key", self.root, _REQUIRED),
-            private_key=s.path("private_key", self.root, _REQUIRED),
+            public_key=s.path("public_key", self.root, REQUIRED),
+            private_key=s.path("private_key", self.root, REQUIRED),
             token_ttl=s.duration("token_ttl", 900.0), leeway=s.duration("leeway", 10.0),
             exchange_upstream=s.string("exchange_upstream", "users"),
             exchange_path=s.string("exchange_path", "/auth/token"))
@@ -477,11 +317,11 @@ class _Builder:
         s.done()
         return cfg
 
-    def _cache(self, s: _Section) -> CacheConfig:
+    def _cache(self, s: Section) -> CacheConfig:
         cfg = CacheConfig(
             enabled=s.boolean("enabled", True), prefix=s.value("prefix", _as_prefix, "a short name", "cg"),
             default_ttl=s.duration("default_ttl", 60.0), negative_ttl=s.duration("negative_ttl", 10.0),
-            jitter=s.value("jitter", _parse_percent, "a fraction like 10%", 0.1),
+            jitter=s.value("jitter", parse_percent, "a fraction like 10%", 0.1),
             grace=s.duration("grace", 300.0), tombstone_ttl=s.duration("tombstone_ttl", 30.0),
             fill_wait=s.duration("fill_wait", 2.0))
         if cfg.default_ttl <= 0:
@@ -489,18 +329,18 @@ class _Builder:
         s.done()
         return cfg
 
-    def _services(self, s: _Section) -> dict[str, ServiceConfig]:
+    def _services(self, s: Section) -> dict[str, ServiceConfig]:
         out = {}
         for name in list(s.data):
             sub = s.section(str(name))
-            out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"), port=sub.port("port", _REQUIRED))
+            out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"), port=sub.port("port", REQUIRED))
             sub.done()
         return out
 
-    def _upstreams(self, s: _Section) -> dict[str, str]:
+    def _upstreams(self, s: Section) -> dict[str, str]:
         out = {}
         for name in list(s.data):
-            url = s.string(str(name), _REQUIRED)
+            url = s.string(str(name), REQUIRED)
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
                 s.fail(f'expected a base URL like http://127.0.0.1:8081, got "{url}"', str(name))

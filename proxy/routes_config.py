@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Mapping
 
-from proxy.config import HTTP_METHODS, CacheConfig, RouteConfig, _Section
+from proxy.config import HTTP_METHODS, CacheConfig, RouteConfig
+from proxy.config_values import Section
 from proxy.errors import ConfigError
 from proxy.router import compile_key_template, parse_path_template
 
@@ -31,7 +32,7 @@ def _inherit_lifetime(route: RouteConfig, routes: tuple[RouteConfig, ...]) -> Ro
 
 
 def _read_route(item: Any, index: int, label: str, upstreams: Mapping[str, str]) -> RouteConfig:
-    s = _Section(item, f"routes[{index}]", label)
+    s = Section(item, f"routes[{index}]", label)
     methods = s.value("methods", _methods, "a list of HTTP methods like [GET]", _required(s, "methods"))
     path = s.string("path", _required(s, "path"))
     try:
@@ -58,7 +59,7 @@ def _read_route(item: Any, index: int, label: str, upstreams: Mapping[str, str])
     return route
 
 
-def _required(s: _Section, key: str) -> Any:
+def _required(s: Section, key: str) -> Any:
     if s.data.get(key) is None:
         s.fail("is required", key)
     return None
@@ -75,7 +76,7 @@ def _methods(v: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_route(r: RouteConfig, s: _Section, params: tuple[str, ...]) -> None:
+def _check_route(r: RouteConfig, s: Section, params: tuple[str, ...]) -> None:
     """Combinations that would make a rule unsafe or meaningless are refused, not guessed at."""
     if r.key is not None:
         try:

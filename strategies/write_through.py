@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from proxy.errors import CacheUnavailable, UpstreamError
 from proxy.httpcache import SAFE_METHODS, cache_status, decide, stored_headers, version_of
 from proxy.store import STORED, make_entry
-from strategies.base import UNAVAILABLE, Context, Reply, Strategy, register_strategy, reply_from
+from strategies.base import Context, Reply, Strategy, register_strategy, reply_from
 
 if TYPE_CHECKING:
     from proxy.upstream import UpstreamResponse

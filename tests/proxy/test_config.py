@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.config import load_config, parse_duration, parse_size
+from proxy.config import load_config
+from proxy.config_values import parse_duration, parse_size
 from proxy.errors import ConfigError
 from proxy.router import describe
 
