@@ -83,3 +83,7 @@ def delta(before: Counters, after: Counters, *, route: str, upstream: str) -> De
 
 def upstream_total(counters: Mapping[tuple[str, Labels], float], upstream: str) -> float:
     return _sum(dict(counters), "cachegate_upstream_requests_total", upstream=upstream)
+
+
+def route_total(counters: Mapping[tuple[str, Labels], float], route: str) -> float:
+    return _sum(dict(counters), "cachegate_requests_total", route=route)

@@ -110,8 +110,9 @@ def _summary(add, points: list[dict[str, Any]], run: dict[str, Any], warm_link: 
                 + f" of the time; the busiest is {busiest}.")
     warm = run.get("warm")
     if warm:
-        add(f"\nThe cache was filled before the cache-on sweep: {warm['upstream_requests']:.0f} ids went upstream "
-            f"in {warm['seconds']:.1f} s with {warm.get('connections', '?')} connections ([raw]({warm_link})).")
+        add(f"\nThe cache was filled before the cache-on sweep: every seeded id read once in id order, "
+            f"{warm['requests']} requests and {warm['upstream_requests']:.0f} upstream requests in "
+            f"{warm['seconds']:.1f} s with {warm.get('connections', '?')} connections ([raw]({warm_link})).")
         _expiry(add, run, warm, on)
     add("")
 
