@@ -23,6 +23,7 @@ class PointSpec:
     processes: tuple[str, ...]      # which of the stack's processes to account CPU for
     through_proxy: bool = True
     warmup: bool = True
+    seconds: int | None = None      # measured duration, when not the plan's
 
     @property
     def id(self) -> str:
@@ -52,7 +53,8 @@ class Measurer:
         return str(path.relative_to(self.results_dir))
 
     def measure(self, spec: PointSpec) -> dict[str, Any]:
-        total = (self.warmup_s if spec.warmup else 0) + self.duration_s
+        seconds = spec.seconds or self.duration_s
+        total = (self.warmup_s if spec.warmup else 0) + seconds
         bar = Bar(f"{spec.group} c={spec.connections}", total, "s")
         warm: dict[str, Any] | None = None
         if spec.warmup:
@@ -66,7 +68,7 @@ class Measurer:
         pids = {name: group for name, group in self.pids().items() if name in spec.processes}
         cpu_before = procstat.snapshot(pids)
         counters_before = promstats.scrape(self.metrics_url) if spec.through_proxy else None
-        result = self._run(spec, self.duration_s, self.raw_path(spec.id), lambda t: bar.update(offset + t))
+        result = self._run(spec, seconds, self.raw_path(spec.id), lambda t: bar.update(offset + t))
         cpu_after = procstat.snapshot(pids)
         counters_after = promstats.scrape(self.metrics_url) if spec.through_proxy else None
         point = self.record(spec, result, loadavg)

@@ -108,6 +108,15 @@ def _summary(add, points: list[dict[str, Any]], run: dict[str, Any], warm_link: 
             add(f"\nWhat limits {TITLES[m]}: at its best point (c={tops[m]['connections']}) the processes kept one "
                 "core busy for " + ", ".join(f"{proc} {share * 100:.0f} %" for proc, share in use.items())
                 + f" of the time; the busiest is {busiest}.")
+    if tops["cache-off"] and tops["cache-on"]:
+        # Each mode is as fast as its busiest process lets it be: the throughput ratio follows the CPU ratio.
+        slow = {m: max((c, p) for p, c in tops[m]["cpu_us_per_request"].items() if p in STACK_PROCESSES[:-1])
+                for m in MODES}
+        (off_us, off_proc), (on_us, on_proc) = slow["cache-off"], slow["cache-on"]
+        add(f"\nEach mode is as fast as its busiest process allows: with the cache off {off_proc} needs {off_us:.0f} µs "
+            f"of CPU per request (at most {1e6 / off_us:.0f} req/s on a core of its own), with the cache on "
+            f"{on_proc} needs {on_us:.0f} µs (at most {1e6 / on_us:.0f} req/s). For 5x, the busiest process with "
+            f"the cache on would have to stay under {off_us / 5:.0f} µs per request.")
     warm = run.get("warm")
     if warm:
         add(f"\nThe cache was filled before the cache-on sweep: every seeded id read once in id order, "

@@ -25,6 +25,7 @@ from loadtest.progress import Bar, say
 from loadtest.target import BareServer, Stack, TargetError, close_stack, open_stack
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+OVERHEAD_S = 4  # each of the four runs that price response() in Lua
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +188,7 @@ def _overhead(measurer: Measurer, url: str, bearer: dict[str, str]) -> dict[str,
         for name, script_args in (("lua", {**plain, "count": "1"}), ("wrk", plain)):
             runs[name].append(measurer.measure(PointSpec(
                 f"overhead-{name}{attempt}", url, "get_uniform", FIXED_CONNECTIONS, script_args, ("bare",),
-                through_proxy=False, warmup=False)))
+                through_proxy=False, warmup=False, seconds=OVERHEAD_S)))
     out: dict[str, Any] = {}
     for name, points in runs.items():
         requests = sum(p["requests"] for p in points)
