@@ -104,12 +104,15 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         raise bad_request("empty request body")
     try:
-        body = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        # Decoded here, strictly: json.loads(bytes) would guess UTF-16 or UTF-32 and let UTF-8-encoded
+        # surrogates through ('surrogatepass'). A leading BOM is tolerated.
+        text = raw.decode("utf-8-sig")
+        body = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ApiError(400, "malformed_json", f"malformed JSON body: {str(exc)[:120]}") from None
-    # Only a \u escape can make a surrogate (the UTF-8 decoder refuses encoded ones), and a valid pair
-    # becomes one character: any left is alone, and UTF-8 (scrypt, the database) can not encode it.
-    if b"\\u" in raw and _has_lone_surrogate(body):
+    # Now only a \u escape can make a surrogate, and a valid pair becomes one character: any left is
+    # alone, and UTF-8 (scrypt, the database driver) can not encode it.
+    if "\\u" in text and _has_lone_surrogate(body):
         raise ApiError(400, "malformed_json", "malformed JSON body: a \\u escape names a lone surrogate")
     return body
 

@@ -57,6 +57,13 @@ async def test_lone_surrogate_in_a_json_string_is_400_not_500(users, paths, trip
     for client, method, url, body, headers in cases:
         resp = await client.request(method, url, data=body.encode(), headers=headers)
         assert await error_of(resp, 400) == "malformed_json", (method, url, body)
+    # json.loads(bytes) decodes with 'surrogatepass': a surrogate encoded in UTF-8 got through as well,
+    # and a body in UTF-16 was read as JSON.
+    for raw in [b'{"first_name": "A\xed\xa0\x80"}', '{"first_name": "A"}'.encode("utf-16")]:
+        resp = await users.patch(f"/users/{account.id}", data=raw, headers=auth)
+        assert await error_of(resp, 400) == "malformed_json", raw
+    resp = await users.patch(f"/users/{account.id}", data=b'\xef\xbb\xbf{"title": "BOM"}', headers=auth)
+    assert resp.status == 200, await resp.text()
     # A well-formed pair (an emoji written as two escapes) is one character and is fine.
     resp = await users.patch(f"/users/{account.id}", data='{"first_name": "A\\ud83d\\ude00"}', headers=auth)
     assert resp.status == 200 and (await resp.json())["first_name"] == "A\U0001F600"
