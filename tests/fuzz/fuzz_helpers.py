@@ -1,0 +1,234 @@
+"""Schemathesis plumbing of the fuzz tests: the document, the checks, the callers and one bounded run.
+
+Every generated request goes to the live proxy with one of several callers (the seeded user, another
+user, no token, garbage, an expired token). The checks are schemathesis' own (no 5xx, documented status,
+content type, headers and body schema, valid data accepted, invalid data refused) plus the error shape
+of docs/architecture.md on every 4xx, documented or not.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi import checks as oc
+
+from backends.common.db import connect
+
+SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+SEED = 20300601
+# Examples per operation and mode: ~17 operations x 2 modes stay well under a minute on 2 cores.
+EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 20}
+CALLERS = ("own", "own", "own", "other", "none", "garbage", "expired")
+
+COMMON_CHECKS = [not_a_server_error, oc.status_code_conformance, oc.content_type_conformance,
+                 oc.response_headers_conformance, oc.response_schema_conformance]
+CHECKS = {GenerationMode.POSITIVE: [*COMMON_CHECKS, oc.positive_data_acceptance],
+          GenerationMode.NEGATIVE: [*COMMON_CHECKS, oc.negative_data_rejection]}
+
+
+@functools.cache
+def load_schema() -> Any:
+    config = schemathesis.Config.from_dict({
+        # The callers' tokens are ours to choose (CALLERS): no generated Authorization headers.
+        "generation": {"with-security-parameters": False},
+        # 412 is the documented answer to a generated If-Match that names another version.
+        "checks": {"positive_data_acceptance": {
+            "expected-statuses": ["2xx", "401", "403", "404", "409", "412"]}},
+    })
+    return schemathesis.openapi.from_path(SPEC, config=config)
+
+
+def operations(tag: str) -> list[Any]:
+    found = [result.ok() for result in load_schema().get_all_operations()]
+    return [op for op in found if tag in op.definition.raw.get("tags", ())]
+
+
+def error_shape(ctx: Any, response: Any, case: Any) -> None:
+    """Every 4xx, documented or not, is JSON {"error": {"code", "message"}} and shows no traceback."""
+    assert "Traceback" not in response.text, "a traceback in the body"
+    if not 400 <= response.status_code < 500:
+        return None
+    ctype = response.headers.get("content-type", [""])[0]
+    assert ctype.split(";")[0].strip() == "application/json", f"4xx with Content-Type {ctype!r}"
+    body = json.loads(response.text)
+    assert isinstance(body, dict) and set(body) == {"error"}, f"4xx body is not an error: {body!r}"
+    error = body["error"]
+    assert isinstance(error, dict) and set(error) == {"code", "message"}, f"bad error object: {error!r}"
+    assert isinstance(error["code"], str) and error["code"], f"bad error code: {error!r}"
+    assert isinstance(error["message"], str) and error["message"], f"bad error message: {error!r}"
+    return None
+
+
+def _utc(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).upper()).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+
+
+def breaks_a_prose_rule(case: Any, known_paths: set[int]) -> bool:
+    """Valid by the schema, refused by a rule the document states in words (a JSON schema can not)."""
+    label, body, query = case.operation.label, case.body, case.query or {}
+    if label == "GET /users/search":
+        return "first_name" not in query and "last_name" not in query
+    if label == "POST /paths" and isinstance(body, dict):
+        return body.get("start_point") == body.get("end_point")
+    if label in ("POST /trips", "PUT /trips/{id}") and isinstance(body, dict):
+        start, finish = _utc(body.get("starts_at")), _utc(body.get("finishes_at"))
+        in_range = all(moment is not None and 1970 <= moment.year <= 9999 for moment in (start, finish))
+        return body.get("path_id") not in known_paths or not in_range or not start < finish  # type: ignore
+    return False
+
+
+def hits_proxy_query_bug(case: Any) -> bool:
+    """A query value with a `#`: the proxy forwards it decoded, and the service takes the rest of the
+    value for a fragment (a strict xfail in test_proxy_known_bugs.py shows it)."""
+    return any(isinstance(value, str) and "#" in value for value in (case.query or {}).values())
+
+
+@dataclass
+class Findings:
+    """What a run saw: distinct failures (one curl per operation, failure and status), the statuses
+    each operation answered, and the writes the API acknowledged.
+
+    Failures a known proxy bug explains go to `known` (shown, not failing: the bug has its own
+    strict xfail test); everything else goes to `seen` and fails the test.
+    """
+
+    seen: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    known: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    written: dict[str, int] = field(default_factory=dict)  # entity URL -> highest acknowledged version
+    deleted: set[str] = field(default_factory=set)
+
+    def record(self, case: Any, response: Any) -> None:
+        self.statuses[(case.operation.label, response.status_code)] += 1
+        # A token is not an entity; every other unsafe operation answers with one (or a deletion).
+        if case.method.upper() == "GET" or case.operation.path == "/auth/token":
+            return
+        if not 200 <= response.status_code < 300:
+            return
+        body = response.json()
+        url = "/" + case.operation.path.strip("/").split("/")[0] + f"/{body['id']}"
+        if case.method.upper() == "DELETE":
+            self.deleted.add(url)
+        else:
+            self.written[url] = max(self.written.get(url, 0), body["version"])
+
+    def unreached(self, ops: list[Any]) -> list[str]:
+        """Operations that never answered 2xx: the run did not get past validation or auth there."""
+        ok = {label for (label, status), _ in self.statuses.items() if 200 <= status < 300}
+        return sorted(op.label for op in ops if op.label not in ok)
+
+    def add(self, case: Any, response: Any, group: FailureGroup | Failure, headers: dict[str, str]) -> None:
+        failures = group.exceptions if isinstance(group, FailureGroup) else (group,)
+        found = self.known if hits_proxy_query_bug(case) else self.seen
+        for failure in failures:
+            key = (case.operation.label, failure.title, response.status_code)
+            if key not in found:
+                curl = case.as_curl_command(headers=headers)
+                found[key] = f"{failure.title} [{response.status_code}] {response.text[:200]}\n    {curl}"
+
+    def report(self) -> str:
+        lines = [f"{label}: {text}" for (label, _, _), text in sorted(self.seen.items())]
+        lines += [f"(known proxy bug) {label}: {text}" for (label, _, _), text in sorted(self.known.items())]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and as whom to send: the proxy's base URL, the callers' headers and the ids worth hitting."""
+
+    base_url: str
+    callers: dict[str, dict[str, str]]
+    ids: dict[str, list[int]]  # first path segment ("users", ...) -> ids of existing entities
+    known_paths: set[int]
+    credentials: dict[str, str]  # {"login", "password"} of a registered user
+
+
+def fuzz_operation(op: Any, mode: GenerationMode, target: Target, findings: Findings,
+                   session: requests.Session) -> None:
+    """Send EXAMPLES[mode] generated requests for one operation and record what the checks find."""
+    resource = op.path.strip("/").split("/")[0]
+    known = target.ids.get(resource, [])
+    positive = mode == GenerationMode.POSITIVE
+
+    @seed(SEED)
+    @settings(max_examples=EXAMPLES[mode], derandomize=True, database=None, deadline=None,
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @given(case=op.as_strategy(generation_mode=mode), caller=st.sampled_from(CALLERS),
+           entity=st.sampled_from(known) if known else st.none(), aim=st.booleans())
+    def run(case: Any, caller: str, entity: int | None, aim: bool) -> None:
+        # Only a positive case may be aimed at an existing entity: a negative one may be negative
+        # precisely in the parameter that would be replaced.
+        if positive and aim and entity is not None:
+            if "id" in (case.path_parameters or {}):
+                case.path_parameters["id"] = entity
+            if isinstance(case.body, dict) and "path_id" in case.body and target.known_paths:
+                case.body["path_id"] = min(target.known_paths)
+        if positive and aim and op.label == "POST /auth/token" and isinstance(case.body, dict):
+            case.body = dict(target.credentials)
+        headers = target.callers[caller]
+        response = case.call(base_url=target.base_url, headers=headers, session=session, timeout=10)
+        findings.record(case, response)
+        checks = list(CHECKS[mode])
+        if positive and breaks_a_prose_rule(case, target.known_paths):
+            checks.remove(oc.positive_data_acceptance)
+        try:
+            case.validate_response(response, checks=checks, additional_checks=[error_shape], headers=headers)
+        except (FailureGroup, Failure) as exc:
+            findings.add(case, response, exc, headers)
+
+    try:
+        run()
+    except Unsatisfiable:
+        # Nothing to negate (an operation without parameters or body): no negative case exists.
+        assert not positive, f"{op.label}: no positive case could be generated"
+
+
+def run_all(ops: list[Any], target: Target, findings: Findings, order: Callable[[Any], int]) -> None:
+    """Fuzz every operation in both modes, in `order` (blocking: call it in a thread)."""
+    with requests.Session() as session:
+        for op in sorted(ops, key=order):
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                fuzz_operation(op, mode, target, findings, session)
+
+
+async def written_rows_match(base_url: str, bearer: str, written: dict[str, int], deleted: set[str],
+                             config: Any) -> list[str]:
+    """Each acknowledged write is in MariaDB (at its version or later), and the proxy serves the row's
+    version exactly; each acknowledged delete left no row and reads 404. Returns what is wrong."""
+    wrong = []
+    conn = await connect(config.mariadb)
+    try:
+        async with aiohttp.ClientSession(base_url, headers={"Authorization": bearer}) as http:
+            for url in sorted(set(written) | deleted):
+                table, entity_id = url.strip("/").split("/")
+                async with conn.cursor() as cur:
+                    await cur.execute(f"SELECT version FROM {table} WHERE id = %s", (int(entity_id),))
+                    row = await cur.fetchone()
+                async with http.get(url) as resp:
+                    served = (await resp.json()).get("version") if resp.status == 200 else resp.status
+                if url in deleted:
+                    if row is not None or served != 404:
+                        wrong.append(f"{url}: deleted, yet row {row} and proxy answer {served}")
+                elif row is None or row[0] < written[url] or served != row[0]:
+                    wrong.append(f"{url}: acknowledged v{written[url]}, row {row}, proxy serves {served}")
+    finally:
+        conn.close()
+    return wrong
