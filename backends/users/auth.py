@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 
 from aiohttp import web
 
@@ -47,7 +46,7 @@ def _basic(authorization: str) -> tuple[str, str]:
         raise _invalid("expected Authorization: Basic credentials")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and the bare ValueError of a non-ASCII str
         raise bad_request("malformed Basic credentials") from None
     login, sep, password = decoded.partition(":")
     if not sep or not login:

@@ -1,6 +1,8 @@
 """Regressions of the bugs the fuzz tests (tests/fuzz/) found in the services, one test per bug."""
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,17 @@ async def test_empty_query_values_are_400(users, paths, trips, account):
         assert await error_of(resp, 400) == "bad_request", url
     resp = await users.get("/users/search?last_name=Lovelace&limit=5", headers=account.headers)
     assert resp.status == 200 and (await resp.json())["limit"] == 5
+
+
+async def test_non_ascii_basic_credentials_are_400_not_500(users):
+    # base64.b64decode raises a plain ValueError (not binascii.Error) for a non-ASCII str, and aiohttp
+    # hands header bytes over as text: `Authorization: Basic é` was a 500.
+    for value in [b"Basic \xc3\xa9", b"Basic Zm9vOmJhcg==\xc3\xa9", b"Basic \xff"]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", users.server.port)
+        writer.write(b"POST /auth/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n"
+                     b"Authorization: " + value + b"\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), answer
+        assert json.loads(body)["error"]["code"] == "bad_request"

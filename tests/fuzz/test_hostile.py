@@ -173,3 +173,13 @@ async def test_proxy_own_limits_answer_json(seeded):
     status, headers, body = await send(seeded, "GET", "/users/me", auth=False,
                                        extra={"Authorization": "Basic !!!"})
     assert_error(status, headers, body, (400, 401))
+
+
+async def test_malformed_basic_credentials_are_4xx(seeded):
+    before = await snapshot(seeded)
+    for value in ["Basic \xc3\xa9", "Basic Zm9vOmJhcg==\xc3\xa9", "Basic \xff", "Basic ", "Basic !!!",
+                  "Basic " + "QQ==" * 2000, "Basic Og==", "Basic bm9jb2xvbg==", "Digest x"]:
+        status, headers, body = await send(seeded, "POST", "/auth/token", auth=False,
+                                           extra={"Authorization": value})
+        assert_error(status, headers, body, (400, 401))
+    assert await snapshot(seeded) == before
