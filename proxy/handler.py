@@ -27,6 +27,7 @@ access_log = logging.getLogger("cachegate.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JSON = "application/json"
+SAFE = frozenset({"GET", "HEAD"})
 # Request ids made here: a random per-process prefix and a counter, unique without a uuid per request.
 _ID_PREFIX = os.urandom(6).hex()
 _ids = itertools.count(1)
@@ -77,7 +78,10 @@ class Gateway:
             elif "Authorization" in request.headers:
                 authorization = request.headers["Authorization"]
             body = await _read_body(request)
-            qs = request.query_string
+            qs = request.rel_url.raw_query_string  # as sent: decoding here would let %23 or %26 change meaning
+            bypass = None if self.cache_enabled else "CACHE-OFF"
+            if bypass is None and route.key is not None and qs and request.method in SAFE and not route.key_covers(qs):
+                bypass = "QUERY-NOT-IN-KEY"
             headers = OutgoingHeaders(request.headers, authorization=authorization, client=request,
                                       request_id=request_id)
             ctx = Context(
@@ -85,7 +89,7 @@ class Gateway:
                 route=cfg, route_name=route_name, caller=caller,
                 key=route.key(match.params, qs, caller) if route.key else None,
                 invalidates=render_invalidations(route, match.params, qs, caller) if route.invalidates else (),
-                bypass=None if self.cache_enabled else "CACHE-OFF")
+                bypass=bypass)
             reply = await gen.strategies[cfg.strategy].handle(ctx)
         except CachegateError as exc:
             reply = error_reply(exc)

@@ -146,10 +146,18 @@ class Route:
     methods: frozenset[str]
     key: KeyRenderer | None
     invalidates: tuple[KeyRenderer | str, ...]  # "tag:NAME" stays a string; key templates are rendered
+    key_query: frozenset[str] | None  # query parameters the key names; None when it takes them all ({query})
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def key_covers(self, query_string: str) -> bool:
+        """Does the key tell this URL apart? A query parameter the key ignores could change the answer
+        (or make the service refuse it), so such a request must not share the entry of the plain URL."""
+        if not query_string or self.key_query is None:
+            return True
+        return all(name in self.key_query for name, _ in parse_qsl(query_string, keep_blank_values=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +207,14 @@ class Router:
 
 def compile_route(cfg: RouteConfig) -> Route:
     template = parse_path_template(cfg.path)
-    key = compile_key_template(cfg.key, template.params)[0] if cfg.key else None
+    key, key_query = None, frozenset()
+    if cfg.key:
+        key, used = compile_key_template(cfg.key, template.params)
+        key_query = None if "query" in used else frozenset(u[6:] for u in used if u.startswith("query."))
     invalidates: list[KeyRenderer | str] = []
     for item in cfg.invalidates:
         invalidates.append(item if item.startswith("tag:") else compile_key_template(item, template.params)[0])
-    return Route(cfg, template, frozenset(cfg.methods), key, tuple(invalidates))
+    return Route(cfg, template, frozenset(cfg.methods), key, tuple(invalidates), key_query)
 
 
 def render_invalidations(route: Route, params: Mapping[str, str], query_string: str,

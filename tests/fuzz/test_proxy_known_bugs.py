@@ -1,7 +1,5 @@
-"""Hostile requests the proxy (not the services) gets wrong: strict xfails, reported to the proxy's owner.
-
-Each passes once the proxy is fixed, and strict=True then fails the run so that the mark is removed.
-"""
+"""Hostile requests that found proxy bugs (regressions now), and one known limitation (a strict xfail: it
+fails the run the day aiohttp lets a handler answer, so the mark is removed)."""
 from __future__ import annotations
 
 import json
@@ -11,8 +9,6 @@ import pytest
 from hostile_http import assert_error, raw_request, send
 
 
-@pytest.mark.xfail(strict=True, reason="proxy bug: the query string goes upstream decoded (handler.py, "
-                                       "upstream.py use request.query_string): an encoded # (%23) cuts it")
 async def test_encoded_hash_in_a_query_value_reaches_the_service_intact(seeded):
     # Asked directly, the users service answers [] to both: no last name is "Tester#x", no login "#".
     # Through the proxy the service receives `last_name=Tester#x` and matches "Tester", and `login=#`
@@ -23,8 +19,6 @@ async def test_encoded_hash_in_a_query_value_reaches_the_service_intact(seeded):
     assert status == 200 and json.loads(body)["items"] == [], body
 
 
-@pytest.mark.xfail(strict=True, reason="proxy bug: a cache hit on a key without {query} skips the service's "
-                                       "check of the query string, so the answer depends on the cache state")
 async def test_unknown_query_parameter_is_refused_whether_or_not_the_entity_is_cached(seeded):
     target = f"/users/{seeded.user_id}"
     status, headers, body = await send(seeded, "GET", target + "?debug=1")  # a miss: the service refuses
@@ -35,8 +29,8 @@ async def test_unknown_query_parameter_is_refused_whether_or_not_the_entity_is_c
     assert_error(status, headers, body, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="proxy: aiohttp's HTTP parser answers a malformed request line "
-                                       "or header with its own text/plain 400, before a handler can")
+@pytest.mark.xfail(strict=True, reason="known limitation: aiohttp's HTTP parser answers a malformed request "
+                                       "line or header with its own text/plain 400, before any handler runs")
 async def test_malformed_request_line_gets_a_json_error(seeded):
     head = "GET /users/\xd9\xa1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     status, headers, body = await raw_request(seeded.world.proxy.port, head)

@@ -69,3 +69,13 @@ def test_key_single_query_and_caller():
 
 def test_static_template_has_no_regex():
     assert parse_path_template("/users/search").regex is None
+
+
+def test_key_covers_only_the_query_parameters_it_names():
+    router = routes({"methods": ["GET"], "path": "/users/{id:int}", "strategy": "read-through", "key": "u:{id}"},
+                    {"methods": ["GET"], "path": "/users", "strategy": "read-through", "key": "l:{query.login}"},
+                    {"methods": ["GET"], "path": "/users/search", "strategy": "read-through", "key": "s:{query}"})
+    by_id, by_login, search = router.routes
+    assert by_id.key_covers("") and not by_id.key_covers("debug=1")
+    assert by_login.key_covers("login=a") and not by_login.key_covers("login=a&x=1")
+    assert search.key_covers("anything=1&else=2")
