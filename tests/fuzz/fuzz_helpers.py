@@ -95,23 +95,12 @@ def breaks_a_prose_rule(case: Any, known_paths: set[int]) -> bool:
     return False
 
 
-def hits_proxy_query_bug(case: Any) -> bool:
-    """A query value with a `#`: the proxy forwards it decoded, and the service takes the rest of the
-    value for a fragment (a strict xfail in test_proxy_known_bugs.py shows it)."""
-    return any(isinstance(value, str) and "#" in value for value in (case.query or {}).values())
-
-
 @dataclass
 class Findings:
     """What a run saw: distinct failures (one curl per operation, failure and status), the statuses
-    each operation answered, and the writes the API acknowledged.
-
-    Failures a known proxy bug explains go to `known` (shown, not failing: the bug has its own
-    strict xfail test); everything else goes to `seen` and fails the test.
-    """
+    each operation answered, and the writes the API acknowledged."""
 
     seen: dict[tuple[str, str, int], str] = field(default_factory=dict)
-    known: dict[tuple[str, str, int], str] = field(default_factory=dict)
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     written: dict[str, int] = field(default_factory=dict)  # entity URL -> highest acknowledged version
     deleted: set[str] = field(default_factory=set)
@@ -137,17 +126,14 @@ class Findings:
 
     def add(self, case: Any, response: Any, group: FailureGroup | Failure, headers: dict[str, str]) -> None:
         failures = group.exceptions if isinstance(group, FailureGroup) else (group,)
-        found = self.known if hits_proxy_query_bug(case) else self.seen
         for failure in failures:
             key = (case.operation.label, failure.title, response.status_code)
-            if key not in found:
+            if key not in self.seen:
                 curl = case.as_curl_command(headers=headers)
-                found[key] = f"{failure.title} [{response.status_code}] {response.text[:200]}\n    {curl}"
+                self.seen[key] = f"{failure.title} [{response.status_code}] {response.text[:200]}\n    {curl}"
 
     def report(self) -> str:
-        lines = [f"{label}: {text}" for (label, _, _), text in sorted(self.seen.items())]
-        lines += [f"(known proxy bug) {label}: {text}" for (label, _, _), text in sorted(self.known.items())]
-        return "\n".join(lines)
+        return "\n".join(f"{label}: {text}" for (label, _, _), text in sorted(self.seen.items()))
 
 
 @dataclass(frozen=True)
