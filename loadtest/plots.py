@@ -11,6 +11,14 @@ SERIES = (("cache-off", "cache off", "tab:red", "-"), ("cache-on", "cache on", "
 PERCENTILES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99.9"))
 
 
+def _connections_axis(ax, points: list[dict[str, Any]]) -> None:
+    """Log scale, labelled with the connection counts actually measured."""
+    ticks = sorted({p["connections"] for p in points if p["group"] in {name for name, *_ in SERIES}})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
@@ -26,7 +34,7 @@ def throughput(points: list[dict[str, Any]], path: Path, title: str) -> None:
         if series:
             ax.plot([p["connections"] for p in series], [p["rps"] for p in series], style, color=color,
                     marker="o", label=label)
-    ax.set_xscale("log", base=2)
+    _connections_axis(ax, points)
     ax.set_xlabel("connections (wrk, one thread)")
     ax.set_ylabel("requests/s")
     ax.set_title(title)
@@ -45,7 +53,7 @@ def latency(points: list[dict[str, Any]], path: Path, title: str) -> None:
         for key, text in PERCENTILES:
             ax.plot([p["connections"] for p in series], [p["latency_ms"].get(key, 0.0) for p in series],
                     marker="o", label=text)
-        ax.set_xscale("log", base=2)
+        _connections_axis(ax, points)
         ax.set_yscale("log")
         ax.set_xlabel("connections")
         ax.set_title(label)

@@ -1,8 +1,8 @@
 """`cachegate loadtest`: cache off versus on through the same proxy processes, swept with wrk, into performance.md.
 
 Order of a run: stack (used or started) -> seed -> tokens -> references (bare aiohttp handler, users backend
-called directly) -> cache off (admin toggle) sweep -> cache on (new epoch) -> warm every seeded id -> sweep ->
-variants (zipf, basic, mixed). Every step has a progress bar on stderr. Any socket error or non-2xx anywhere
+called directly) -> cache off (admin toggle) sweep -> cache on (new epoch) -> warm every seeded id -> profile
+(py-spy, full runs) -> sweep -> variants (zipf, basic, mixed). Every step has a progress bar on stderr. Any socket error or non-2xx anywhere
 marks the run INVALID in the report and the exit code is 1.
 """
 from __future__ import annotations
@@ -102,16 +102,21 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
             measurer.measure(PointSpec("cache-off", stack.proxy_url, "get_uniform", conns, bearer, all_procs))
 
         run["cache_toggles"].append({"enabled": True, "cache_status": stack.set_cache(True, probe)})
+        # The fill is bound by the miss path (proxy, backend, MariaDB): let the scheduler spread it over all cores.
+        procstat.unpin(pinned)
         run["warm"] = _warm(measurer, stack, plan, ids, bearer)
+        if pin:
+            pinned = procstat.pin(proxy_pids, server_cpus)
+        from loadtest import profile
+        # Right after the fill, before any entry can expire: the profile sees the hit path and nothing else.
+        if args.profile == "yes" or (args.profile == "auto" and not args.quick and profile.py_spy()):
+            run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)
         for conns in plan.sweep:
             measurer.measure(PointSpec("cache-on", stack.proxy_url, "get_uniform", conns, bearer, all_procs))
         scripts = {"zipf": ("get_zipf", bearer), "basic": ("get_basic", basic), "mixed": ("mixed", bearer)}
         for variant in plan.variants:
             script, script_args = scripts[variant]
             measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args, all_procs))
-        from loadtest import profile
-        if args.profile == "yes" or (args.profile == "auto" and not args.quick and profile.py_spy()):
-            run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)
         run["proxy_pids"]["after"] = stack.pids()["proxy"]
         if sorted(run["proxy_pids"]["after"]) != sorted(proxy_pids):
             measurer.problems.append("the proxy processes changed during the run (a restart or a crashed worker)")
