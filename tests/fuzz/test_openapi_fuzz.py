@@ -1,8 +1,10 @@
 """Property-based fuzzing of every operation in docs/openapi.yaml, through the live proxy (schemathesis).
 
 One world per tag (real services on MariaDB, the real proxy on Redis), seeded with two users, a path and
-a trip so that generated requests reach the entities and not only 404. Deterministic: a fixed seed and
-derandomized Hypothesis, so a failure in CI is the same failure on a laptop.
+a trip so that generated requests reach the entities and not only 404; a hand-made happy case per
+operation must succeed first. Deterministic for a given selection of tests: a fixed seed and derandomized
+Hypothesis (which also mixes in a few constants from the modules loaded, so another selection may draw
+some other values; a failure prints its curl command either way).
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ async def test_fuzz_operations_through_the_proxy(seeded, tag):
     await asyncio.to_thread(run_all, ops, target, findings, lambda op: op.label in LAST)
     statuses = ", ".join(f"{label} {status}: {n}" for (label, status), n in sorted(findings.statuses.items()))
     assert not findings.seen, "\n" + findings.report() + "\n" + statuses
-    assert not findings.unreached(ops), statuses
+    assert not findings.blocked(ops), statuses
     # Never lost or half-written: what the API acknowledged is in MariaDB, and the proxy serves it.
     assert findings.written or tag == "auth"
     wrong = await written_rows_match(seeded.base_url, seeded.other_bearer, findings.written, findings.deleted,
