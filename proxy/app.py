@@ -89,6 +89,11 @@ def make_redis(config: Config) -> aioredis.Redis:
         retry=Retry(NoBackoff(), 0), max_connections=64)
 
 
+async def drain_strategies(generation: Generation) -> None:
+    for strategy in generation.strategies.values():
+        await strategy.drain()
+
+
 async def close_strategies(generation: Generation) -> None:
     """Let background refreshes of a generation finish (or stop) before its clients go away."""
     for strategy in generation.strategies.values():
@@ -126,8 +131,9 @@ async def reload(app: web.Application, source=None) -> Generation:
     generation = build_generation(gateway.generation.number + 1, config, app[STORE], upstream, app[METRICS])
     previous, gateway.generation = gateway.generation, generation
     gateway.access_log = config.proxy.access_log
-    # The old generation's in-flight requests finish with it; its background refreshes are closed after.
-    task = asyncio.get_running_loop().create_task(close_strategies(previous))
+    # The old generation's in-flight requests finish with it, and so do the fetches they wait on:
+    # cancelling those would fail requests that were accepted before the reload.
+    task = asyncio.get_running_loop().create_task(drain_strategies(previous))
     _closing.add(task)
     task.add_done_callback(_closing.discard)
     await set_cache_enabled(app, config.cache.enabled)

@@ -66,6 +66,8 @@ class Authenticator:
         scheme = scheme.lower()
         value = value.strip()
         if scheme == "bearer" and value:
+            if not value.isascii():
+                raise AuthError("invalid token: a JWT is ASCII", headers=CHALLENGE)
             return self.verify(value)
         if scheme == "basic" and value:
             return await self._basic(value)
@@ -86,7 +88,7 @@ class Authenticator:
             claims = jwt.decode(token, self._key, algorithms=[self._algorithm], issuer=self._issuer,
                                 options={"require_exp": True, "require_sub": True, "leeway": self._leeway,
                                          "verify_aud": False})
-        except JOSEError as exc:
+        except (JOSEError, ValueError) as exc:  # python-jose lets UnicodeError through for non-ASCII input
             self._refuse(token, f"invalid token: {_reason(exc)}")
         sub, exp = claims.get("sub"), claims.get("exp")
         if not isinstance(sub, str) or not sub or not isinstance(exp, (int, float)):
@@ -136,7 +138,7 @@ class Authenticator:
         table[key] = identity
 
 
-def _reason(exc: JOSEError) -> str:
+def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     if "expired" in text.lower():
         return "token expired"

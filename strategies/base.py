@@ -79,7 +79,10 @@ class Strategy:
         raise NotImplementedError
 
     async def close(self) -> None:
-        """Wait for (or stop) background work at shutdown; nothing by default."""
+        """Stop background work at shutdown; nothing by default."""
+
+    async def drain(self) -> None:
+        """Let background work finish: a reload retired this instance while requests may still wait on it."""
 
     # -- helpers for the hooks ------------------------------------------------------------------------------
 

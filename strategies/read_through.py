@@ -40,6 +40,9 @@ class ReadThrough(Strategy):
     async def close(self) -> None:
         await self.flights.close()
 
+    async def drain(self) -> None:
+        await self.flights.wait()
+
     async def _handle(self, ctx: Context) -> Reply:
         if ctx.request.method not in SAFE_METHODS:
             return await self.forward(ctx, cache_status(fwd="method"), "bypass", "method")

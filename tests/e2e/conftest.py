@@ -27,7 +27,8 @@ SERVICES = ("users", "paths", "trips")
 @dataclass
 class Backends:
     counts: collections.Counter = field(default_factory=collections.Counter)
-    max_delay: float = 0.0
+    max_delay: float = 0.0   # a random delay up to this, per request
+    delay: float = 0.0       # a fixed delay, per request
     servers: dict[str, TestServer] = field(default_factory=dict)
 
     def served(self, method: str, path: str) -> int:
@@ -37,8 +38,8 @@ class Backends:
         @web.middleware
         async def count_and_delay(request: web.Request, handler):
             self.counts[(request.method, request.path)] += 1
-            if self.max_delay:
-                await asyncio.sleep(random.uniform(0, self.max_delay))
+            if self.max_delay or self.delay:
+                await asyncio.sleep(self.delay + random.uniform(0, self.max_delay))
             return await handler(request)
         return count_and_delay
 

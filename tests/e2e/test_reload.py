@@ -87,3 +87,18 @@ def test_bad_config_is_refused_at_start(tmp_path):
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert 'config.yaml: routes[3].ttl: expected a duration like 30s, got "soon"' in done.stderr
         assert "Traceback" not in done.stderr
+
+
+async def test_a_reload_does_not_fail_a_request_waiting_on_a_fetch(make_world):
+    """Regression: the retired generation's fetches were cancelled at reload, and the requests waiting on
+    them failed (seen as a flaky reload-under-load test)."""
+    world = await make_world(as_file=True)
+    uid, auth = await world.user("rhea")
+    world.backends.delay = 0.4
+    pending = asyncio.ensure_future(world.proxy.get(f"/users/{uid}", headers={"Authorization": auth}))
+    waiter = asyncio.ensure_future(world.proxy.get(f"/users/{uid}", headers={"Authorization": auth}))
+    await asyncio.sleep(0.1)  # both are waiting on the one fetch now in flight
+    assert (await world.admin.post("/-/admin/reload")).status == 200
+    first, second = await pending, await waiter
+    assert (first.status, second.status) == (200, 200)
+    assert world.backends.served("GET", f"/users/{uid}") == 1
