@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import plots
-from loadtest.summary import (MODES, at_fixed, best, errors_of, group, hit_ratio, targets, upstream_per_request,
-                              wrk_core_use)
+from loadtest.summary import (MODES, PROXY_CPU_TARGET_US, at_fixed, best, errors_of, group, hit_ratio, targets,
+                              upstream_per_request, wrk_core_use)
 
 PROCESSES = ("proxy", "users", "mariadb", "redis", "bare", "wrk")
 STACK_PROCESSES = ("proxy", "users", "mariadb", "redis", "wrk")
@@ -155,6 +155,11 @@ def _targets(add, points: list[dict[str, Any]]) -> None:
                          f"(at {point['connections']} connections)")
     if scale:
         add("\nFor scale, CPU per request of one process measured in the same run: " + "; ".join(scale) + ".")
+    bare = at_fixed(group(points, "bare"))
+    bare_us = bare["cpu_us_per_request"].get("bare") if bare else None
+    if bare_us is not None and bare_us > PROXY_CPU_TARGET_US:
+        add(f"The bare handler alone, which does nothing but answer, needs {bare_us:.0f} µs: more than the "
+            f"{PROXY_CPU_TARGET_US:.0f} µs budget, so no aiohttp process can meet that target on this machine.")
     missed = [t for t in targets(points) if not t.met]
     add("\n" + ("Every target was met." if not missed else
                 f"{len(missed)} of {len(targets(points))} targets missed; see the profile section for what limits "
