@@ -12,6 +12,7 @@ from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from proxy.accesslog import AccessLog
 from proxy.auth import Authenticator
 from proxy.config import Config, load_config
 from proxy.errors import CacheUnavailable, ConfigError
@@ -27,16 +28,19 @@ log = logging.getLogger("cachegate.proxy")
 
 CONFIG = web.AppKey("config", Config)
 METRICS = web.AppKey("metrics", Metrics)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 REDIS = web.AppKey("redis", aioredis.Redis)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", CacheStore)
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
-def create_app(config: Config, *, metrics: Metrics | None = None) -> web.Application:
+def create_app(config: Config, *, metrics: Metrics | None = None,
+               access_log: AccessLog | None = None) -> web.Application:
     app = web.Application(client_max_size=config.proxy.max_body)
     app[CONFIG] = config
     app[METRICS] = metrics or Metrics()
+    app[ACCESS_LOG] = access_log or AccessLog()
     app.cleanup_ctx.append(_clients)
     app.router.add_get("/-/health", health)
     app.router.add_get("/-/ready", ready)
@@ -63,11 +67,13 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         return await app[GATEWAY].generation.upstream.exchange_basic(*exchange_to, credentials)
 
     auth = Authenticator(config.auth, exchange)
-    app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics)
+    app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics, app[ACCESS_LOG])
     metrics.config_generation.set(1)
+    flusher = asyncio.get_running_loop().create_task(app[ACCESS_LOG].run())
     try:
         yield
     finally:
+        flusher.cancel()
         await close_strategies(app[GATEWAY].generation)
         await session.close()
         if lookups is not None:

@@ -13,6 +13,7 @@ from typing import Mapping
 from aiohttp import web
 from multidict import CIMultiDict
 
+from proxy.accesslog import AccessLog
 from proxy.auth import Authenticator
 from proxy.config import Config
 from proxy.errors import CachegateError, PayloadTooLarge
@@ -23,7 +24,6 @@ from proxy.upstream import Upstream, upstream_time
 from strategies.base import Context, Reply, Request, Strategy
 
 log = logging.getLogger("cachegate.proxy")
-access_log = logging.getLogger("cachegate.access")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 JSON = "application/json"
@@ -45,11 +45,13 @@ class Generation:
 
 
 class Gateway:
-    def __init__(self, generation: Generation, auth: Authenticator, metrics: Metrics) -> None:
+    def __init__(self, generation: Generation, auth: Authenticator, metrics: Metrics,
+                 access_log: AccessLog) -> None:
         self.generation = generation
         self.auth = auth
         self.metrics = metrics
         self.cache_enabled = generation.config.cache.enabled
+        self.log = access_log
         self.access_log = generation.config.proxy.access_log
         metrics.cache_enabled.set(1 if self.cache_enabled else 0)
         self._counters: dict[tuple[str, str, str, int], object] = {}  # labels() is slow; children are few
@@ -107,10 +109,8 @@ class Gateway:
             counter = self._counters[labels] = self.metrics.requests.labels(*labels[:3], str(reply.status))
         counter.inc()
         if spent is not None:
-            access_log.info("%s %s %s %d route=%r cache=%r upstream=%s total=%.1fms", request_id, request.method,
-                            request.path_qs, reply.status, route_name, reply.cache_status,
-                            "-" if spent[0] is None else f"{spent[0] * 1000:.1f}ms",
-                            (time.perf_counter() - started) * 1000)
+            self.log.write(request_id, request.method, request.raw_path, reply.status, route_name,
+                           reply.cache_status, spent[0], time.perf_counter() - started)
         return web.Response(status=reply.status, body=reply.body if request.method != "HEAD" else None,
                             headers=headers)
 

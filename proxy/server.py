@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import subprocess
@@ -31,7 +30,7 @@ WORKER_ENV = "CACHEGATE_PROXY_WORKER"
 
 def serve(config: Config, workers: int | None = None) -> None:
     """Block serving until SIGTERM or SIGINT."""
-    access = _setup_logging()
+    _setup_logging()
     workers = workers or config.proxy.workers
     if os.environ.get(WORKER_ENV):
         runner = _serve_worker(config, shared_port=True)
@@ -40,38 +39,14 @@ def serve(config: Config, workers: int | None = None) -> None:
     else:
         runner = _serve_master(config, workers)
 
-    async def main() -> None:
-        flusher = asyncio.create_task(_flush_periodically(access))
-        try:
-            await runner
-        finally:
-            flusher.cancel()
-            access.flush()
-
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
-        loop_runner.run(main())
+        loop_runner.run(runner)
 
 
-ACCESS_FLUSH_EVERY = 1.0  # seconds an access log line may wait in memory
-
-
-def _setup_logging() -> logging.handlers.MemoryHandler:
-    """Everything to stderr; access lines through a buffer, since a write per request costs a syscall each."""
-    fmt = logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(fmt)
-    logging.basicConfig(level=logging.INFO, handlers=[stream])
-    buffered = logging.handlers.MemoryHandler(capacity=512, flushLevel=logging.ERROR, target=stream)
-    access = logging.getLogger("cachegate.access")
-    access.addHandler(buffered)
-    access.propagate = False
-    return buffered
-
-
-async def _flush_periodically(handler: logging.Handler) -> None:
-    while True:
-        await asyncio.sleep(ACCESS_FLUSH_EVERY)
-        handler.flush()
+def _setup_logging() -> None:
+    """Everything to stderr (the launcher sends it to the process's log file); access lines: proxy/accesslog."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
 
 
 class _ProcessControl:
