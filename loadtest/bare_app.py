@@ -1,4 +1,4 @@
-"""A bare aiohttp handler answering GET /users/{id} with a fixed user-sized JSON body: the reference ceiling."""
+"""A bare aiohttp handler: GET /users/{id} answers a fixed user-sized JSON body. The reference ceiling."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Seeded users for the load test: seeding, their ids, real tokens from POST /auth/token, the scripts' input files.
+"""Seeded users for the load test: seeding, ids, real tokens from POST /auth/token, the scripts' input files.
 
 The files hold tokens and Basic credentials: they go to a private temporary folder (0700), never to results/.
 """
@@ -62,8 +62,8 @@ def seeded_ids(config: Config, users: int) -> list[int]:
         conn = pymysql.connect(host=host, port=db.port, user=db.user, password=db.password(),
                                database=db.database, connect_timeout=int(max(1, db.connect_timeout)))
         with conn, conn.cursor() as cur:
-            cur.execute("SELECT id FROM users WHERE login BETWEEN %s AND %s AND login REGEXP %s ORDER BY login",
-                        (login_of(1), login_of(users), "^user[0-9]{6}$"))
+            cur.execute("SELECT id FROM users WHERE login BETWEEN %s AND %s AND login REGEXP %s"
+                        " ORDER BY login", (login_of(1), login_of(users), "^user[0-9]{6}$"))
             ids = [int(row[0]) for row in cur.fetchall()]
     except pymysql.MySQLError as exc:
         raise CredentialsError(f"cannot read the seeded ids: {exc}") from None
@@ -102,7 +102,8 @@ def with_tokens(proxy_url: str, users: list[Known], progress: Callable[[int], No
 
     def one(user: Known) -> Known:
         nonlocal done
-        token = _call("POST", f"{proxy_url}/auth/token", body={"login": user.login, "password": user.password})
+        body = {"login": user.login, "password": user.password}
+        token = _call("POST", f"{proxy_url}/auth/token", body=body)
         access = str(token["access_token"])
         profile = _call("GET", f"{proxy_url}/users/{user.id}", headers={"Authorization": f"Bearer {access}"})
         done += 1

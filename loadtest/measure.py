@@ -1,4 +1,4 @@
-"""One measured point: a warm-up wrk run, then the measured run with CPU and proxy counters taken around it."""
+"""One measured point: a warm-up wrk run, then the measured run with CPU and proxy counters around it."""
 from __future__ import annotations
 
 import os

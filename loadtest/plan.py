@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED_CONNECTIONS = 64  # where the latency of the two modes is compared
-# Filling the cache is bound by the miss path (proxy + backend + MariaDB), which peaks at a few dozen connections.
+# Filling the cache is bound by the miss path (proxy, backend, MariaDB), which peaks at a few dozen conns.
 WARM_CONNECTIONS = 32
 
 
@@ -42,9 +42,10 @@ def _connections(text: str) -> tuple[int, ...]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cachegate loadtest", description=(
-        "Load test GET /users/{id} through the proxy with the cache off and on (wrk), and write performance.md."))
+        "Load test GET /users/{id} through the proxy, cache off and on (wrk), and write performance.md."))
     p.add_argument("--config", default=None, help="config file (default: $CACHEGATE_CONFIG or ./config.yaml)")
-    p.add_argument("--quick", action="store_true", help="about 20 s after the stack is up: a couple of 1 s points per mode, 1,000 users")
+    p.add_argument("--quick", action="store_true",
+                   help="about 20 s after the stack is up: a couple of 1 s points per mode, 1,000 users")
     p.add_argument("--users", type=int, default=None, help="seeded users to read (full: 100000)")
     p.add_argument("--connections", type=_connections, default=None, help="sweep, e.g. 1,8,32,64,128,256")
     p.add_argument("--duration", type=int, default=None, help="seconds measured per point (full: 8)")
@@ -56,10 +57,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin wrk to CPU 0 and the proxy to the other CPUs")
     p.add_argument("--status-count", choices=("lua", "wrk"), default="lua",
-                   help="non-2xx counted by the scripts' response() (lua) or by wrk's own status errors (wrk)")
+                   help="non-2xx counted by the scripts' response() (lua) or by wrk's status errors (wrk)")
     p.add_argument("--profile", choices=("auto", "yes", "no"), default="auto",
-                   help="profile the proxy with py-spy during one extra cache-on point (auto: full runs, when "
-                        "py-spy is installed)")
+                   help="profile the proxy with py-spy during one extra cache-on point "
+                        "(auto: full runs, when py-spy is installed)")
     p.add_argument("--keep-stack", action="store_true", help="leave running what this run started")
     return p
 
@@ -79,5 +80,6 @@ def resolve(args: argparse.Namespace) -> tuple[Plan, Path, Path]:
         raise ValueError("--users and --duration must be at least 1, --warmup at least 0")
     default_results = REPO / "loadtest" / "results" / ("tmp/quick" if args.quick else "full")
     results = (args.results or default_results).resolve()
-    report = (args.report or (results / "performance.md" if args.quick else REPO / "performance.md")).resolve()
+    default_report = results / "performance.md" if args.quick else REPO / "performance.md"
+    report = (args.report or default_report).resolve()
     return plan, results, report

@@ -7,7 +7,8 @@ from typing import Any
 from loadtest.summary import group
 
 SERIES = (("cache-off", "cache off", "tab:red", "-"), ("cache-on", "cache on", "tab:green", "-"),
-          ("backend", "users backend, direct", "tab:blue", "--"), ("bare", "bare aiohttp handler", "tab:gray", ":"))
+          ("backend", "users backend, direct", "tab:blue", "--"),
+          ("bare", "bare aiohttp handler", "tab:gray", ":"))
 PERCENTILES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99.9", "p99.9"))
 
 

@@ -43,7 +43,8 @@ def snapshot(pids: Mapping[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(pid) or 0.0 for pid in group) for name, group in pids.items()}
 
 
-def per_request_us(before: Mapping[str, float], after: Mapping[str, float], requests: int) -> dict[str, float]:
+def per_request_us(before: Mapping[str, float], after: Mapping[str, float],
+                   requests: int) -> dict[str, float]:
     if requests <= 0:
         return {name: 0.0 for name in after}
     return {name: (after[name] - before.get(name, 0.0)) * 1e6 / requests for name in after}

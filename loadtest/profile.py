@@ -1,4 +1,4 @@
-"""Where the proxy's CPU goes on the hit path: py-spy samples one proxy process during an extra cache-on point."""
+"""Where the proxy's CPU goes on the hit path: py-spy samples it during an extra cache-on point."""
 from __future__ import annotations
 
 import re
@@ -51,8 +51,9 @@ def record(measurer: Measurer, stack: Stack, bearer: dict[str, str], processes: 
             "-o", str(raw)]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        point = measurer.measure(PointSpec("profiled", stack.proxy_url, "get_uniform", FIXED_CONNECTIONS, bearer,
-                                           processes, warmup=False))
+        spec = PointSpec("profiled", stack.proxy_url, "get_uniform", FIXED_CONNECTIONS, bearer, processes,
+                         warmup=False)
+        point = measurer.measure(spec)
         output = proc.communicate(timeout=seconds + 30)[0].decode(errors="replace")
     finally:
         if proc.poll() is None:
@@ -115,7 +116,9 @@ def analyse(collapsed: str) -> dict[str, Any]:
                 inclusive[frame] += n
 
     def top(counter: Counter[str], key: str, limit: int = TOP) -> list[dict[str, Any]]:
-        return [{key: name, "percent": 100.0 * n / total} for name, n in counter.most_common(limit)] if total else []
+        if not total:
+            return []
+        return [{key: name, "percent": 100.0 * n / total} for name, n in counter.most_common(limit)]
 
     return {"samples": total, "top_self": top(self_time, "frame"), "areas": top(areas, "area", 20),
             "top_inclusive": top(inclusive, "frame", 25)}

@@ -1,4 +1,4 @@
-"""A progress bar per step of the load test, drawn on stderr (a plain line per step when stderr is no terminal)."""
+"""A progress bar per step of the load test on stderr (a plain line per step when stderr is no terminal)."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +9,7 @@ WIDTH = 30
 
 
 class Bar:
-    """`bar.update(done)` as the step advances, `bar.finish(note)` once; redrawn at most ten times a second."""
+    """`bar.update(done)` as the step advances, `bar.finish(note)` once; redrawn at most ten times a second"""
 
     def __init__(self, label: str, total: float, unit: str = "", *, stream: TextIO | None = None) -> None:
         self.label, self.total, self.unit = label, max(float(total), 1e-9), unit

@@ -1,4 +1,4 @@
-"""The proxy's Prometheus counters, read before and after a point: hit ratio and upstream requests as deltas."""
+"""The proxy's Prometheus counters around a point: hit ratio and upstream requests as deltas."""
 from __future__ import annotations
 
 import urllib.request

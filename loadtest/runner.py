@@ -1,9 +1,9 @@
-"""`cachegate loadtest`: cache off versus on through the same proxy processes, swept with wrk, into performance.md.
+"""`cachegate loadtest`: cache off versus on through the same proxy processes, swept with wrk, performance.md.
 
 Order of a run: stack (used or started) -> seed -> tokens -> references (bare aiohttp handler, users backend
 called directly) -> cache off (admin toggle) sweep -> cache on (new epoch) -> warm every seeded id -> profile
-(py-spy, full runs) -> sweep -> variants (zipf, basic, mixed). Every step has a progress bar on stderr. Any socket error or non-2xx anywhere
-marks the run INVALID in the report and the exit code is 1.
+(py-spy, full runs) -> sweep -> variants (zipf, basic, mixed). Every step has a progress bar on stderr. Any
+socket error or non-2xx anywhere marks the run INVALID in the report and the exit code is 1.
 """
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from loadtest import credentials, procstat, promstats, wrk
+from loadtest import credentials, procstat, steps, wrk
 from loadtest.measure import Measurer, PointSpec
-from loadtest.plan import FIXED_CONNECTIONS, WARM_CONNECTIONS, Plan, parser, resolve
+from loadtest.plan import FIXED_CONNECTIONS, Plan, parser, resolve
 from loadtest.progress import Bar, say
-from loadtest.target import BareServer, Stack, TargetError, close_stack, open_stack
+from loadtest.target import Stack, TargetError, close_stack, open_stack
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-OVERHEAD_S = 4  # each of the four runs that price response() in Lua
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     run: dict[str, Any] = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
         "command": shlex.join(["cachegate", "loadtest", *argv]), "plan": asdict(plan),
-        "status_count": args.status_count, "machine": procstat.machine(), "software": procstat.software(wrk_version),
+        "status_count": args.status_count, "machine": procstat.machine(),
+        "software": procstat.software(wrk_version),
         "config": _config_record(config), "report": str(report_path), "results_dir": str(results_dir)}
     _clear(results_dir)
     started = time.monotonic()
@@ -84,7 +84,8 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         pin = args.pin and len(cpus) >= 2
         wrk_cpu = cpus[0] if pin else None
         server_cpus = set(cpus[1:]) if pin else set(cpus)
-        run["pinning"] = {"enabled": pin, "wrk_cpus": [wrk_cpu] if pin else cpus, "server_cpus": sorted(server_cpus),
+        run["pinning"] = {"enabled": pin, "wrk_cpus": [wrk_cpu] if pin else cpus,
+                          "server_cpus": sorted(server_cpus),
                           "pinned": "wrk and the proxy (or the reference server)" if pin else "nothing"}
         proxy_pids = stack.pids()["proxy"]
         run["proxy_pids"] = {"before": proxy_pids}
@@ -93,7 +94,7 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
 
         measurer = Measurer(results_dir, plan.warmup_s, plan.duration_s, wrk_cpu, stack.pids,
                             stack.proxy_url + "/-/metrics", stack.route)
-        _references(measurer, plan, run, secrets_dir, stack, bearer, server_cpus if pin else None)
+        steps.references(measurer, plan, run, secrets_dir, stack, bearer, server_cpus if pin else None)
 
         cache_was = stack.cache_enabled()
         run["cache_toggles"] = [{"enabled": False, "cache_status": stack.set_cache(False, probe)}]
@@ -102,9 +103,9 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
             measurer.measure(PointSpec("cache-off", stack.proxy_url, "get_uniform", conns, bearer, all_procs))
 
         run["cache_toggles"].append({"enabled": True, "cache_status": stack.set_cache(True, probe)})
-        # The fill is bound by the miss path (proxy, backend, MariaDB): let the scheduler spread it over all cores.
+        # The fill is bound by the miss path (proxy, backend, MariaDB): let the scheduler use every core.
         procstat.unpin(pinned)
-        run["warm"] = _warm(measurer, stack, plan, ids, bearer)
+        run["warm"] = steps.warm(measurer, stack, plan, ids, bearer)
         if pin:
             pinned = procstat.pin(proxy_pids, server_cpus)
         from loadtest import profile
@@ -116,10 +117,11 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         scripts = {"zipf": ("get_zipf", bearer), "basic": ("get_basic", basic), "mixed": ("mixed", bearer)}
         for variant in plan.variants:
             script, script_args = scripts[variant]
-            measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args, all_procs))
+            measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args,
+                                       all_procs))
         run["proxy_pids"]["after"] = stack.pids()["proxy"]
         if sorted(run["proxy_pids"]["after"]) != sorted(proxy_pids):
-            measurer.problems.append("the proxy processes changed during the run (a restart or a crashed worker)")
+            measurer.problems.append("the proxy processes changed during the run (restart or crashed worker)")
         return measurer
     finally:
         procstat.unpin(pinned)
@@ -154,94 +156,6 @@ def probe_alive(stack: Stack) -> bool:
         return True
     except TargetError:
         return False
-
-
-def _references(measurer: Measurer, plan: Plan, run: dict[str, Any], scratch: Path, stack: Stack,
-                bearer: dict[str, str], cpus: set[int] | None) -> None:
-    """The bare aiohttp handler and the users backend called directly, measured on the same machine and run."""
-    bare = BareServer(scratch / "bare-server.log")
-    pid = bare.start()
-    try:
-        if cpus is not None:
-            procstat.pin([pid], cpus)
-        measurer.pids = _with_bare(stack, pid)
-        if plan.overhead_check:
-            run["client_overhead"] = _overhead(measurer, bare.url, bearer)
-        for conns in plan.reference_sweep:
-            measurer.measure(PointSpec("bare", bare.url, "get_uniform", conns, bearer, ("bare",),
-                                       through_proxy=False))
-    finally:
-        measurer.pids = stack.pids
-        bare.stop()
-    for conns in plan.reference_sweep:
-        measurer.measure(PointSpec("backend", stack.users_url, "get_uniform", conns, bearer, ("users", "mariadb"),
-                                   through_proxy=False))
-
-
-def _with_bare(stack: Stack, pid: int):
-    return lambda: {**stack.pids(), "bare": [pid]}
-
-
-def _overhead(measurer: Measurer, url: str, bearer: dict[str, str]) -> dict[str, Any]:
-    """The same point with and without response() in Lua, twice in turn: what counting statuses costs wrk.
-
-    Taken in turn so that a change in the machine's load between the two does not pass for the cost.
-    """
-    plain = {k: v for k, v in bearer.items() if k != "count"}
-    runs: dict[str, list[dict[str, Any]]] = {"lua": [], "wrk": []}
-    for attempt in (1, 2):
-        for name, script_args in (("lua", {**plain, "count": "1"}), ("wrk", plain)):
-            runs[name].append(measurer.measure(PointSpec(
-                f"overhead-{name}{attempt}", url, "get_uniform", FIXED_CONNECTIONS, script_args, ("bare",),
-                through_proxy=False, warmup=False, seconds=OVERHEAD_S)))
-    out: dict[str, Any] = {}
-    for name, points in runs.items():
-        requests = sum(p["requests"] for p in points)
-        out[name] = {"rps": requests / sum(p["duration_s"] for p in points),
-                     "wrk_cpu_us_per_request": sum(p["cpu_us_per_request"]["wrk"] * p["requests"]
-                                                   for p in points) / max(requests, 1),
-                     "ids": [p["id"] for p in points]}
-    return out
-
-
-def _warm(measurer: Measurer, stack: Stack, plan: Plan, ids: list[int], bearer: dict[str, str]) -> dict[str, Any]:
-    """GET every seeded id once through the proxy, in order: a miss fills it, an entry already there stays.
-
-    Done once the proxy answered len(ids) + connections requests on the route: requests go out in id order with
-    at most `connections` in flight, so by then every id of the first pass has been answered.
-    """
-    url, route = stack.proxy_url + "/-/metrics", stack.route
-    start = promstats.scrape(url)
-    base, upstream_base = promstats.route_total(start, route), promstats.upstream_total(start, "users")
-    started_at = time.time()
-    bar = Bar(f"warm {len(ids)} keys", len(ids))
-    needed = len(ids) + WARM_CONNECTIONS
-    last = {"at": 0.0, "answered": 0.0}
-
-    def done() -> bool:
-        now = time.monotonic()
-        if now - last["at"] >= 0.25:
-            last["at"], last["answered"] = now, promstats.route_total(promstats.scrape(url), route) - base
-            bar.update(min(last["answered"], len(ids)))
-        return last["answered"] >= needed
-
-    argv = wrk.command(stack.proxy_url, "warm", connections=WARM_CONNECTIONS, duration_s=plan.warm_limit_s,
-                       script_args={k: v for k, v in bearer.items() if k != "count"}, cpu=measurer.wrk_cpu)
-    raw = measurer.raw_path("warm")
-    result = wrk.run(argv, raw, stop_when=done, limit_s=plan.warm_limit_s)
-    measurer.commands.append(result.command)
-    last["at"] = 0.0
-    complete = done()
-    filled = promstats.upstream_total(promstats.scrape(url), "users") - upstream_base
-    bar.finish(f"{result.requests} requests, {filled:.0f} upstream" + ("" if complete else "  INCOMPLETE"))
-    # SIGINT is how we stop it: wrk's exit code after it is not a failure.
-    problems = [p for p in result.problems if not p.startswith("wrk exited")]
-    if not complete:
-        problems.append(f"only {last['answered']:.0f} of {needed} requests answered within {plan.warm_limit_s}s")
-    measurer.problems.extend(f"warm: {p}" for p in problems)
-    return {"command": result.command, "raw": measurer.relative(raw), "requests": result.requests,
-            "started_at": started_at, "connections": WARM_CONNECTIONS,
-            "seconds": result.wall_s, "upstream_requests": filled, "problems": problems}
 
 
 def _config_record(config: Any) -> dict[str, Any]:

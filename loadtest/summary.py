@@ -1,4 +1,4 @@
-"""Figures derived from a run's points: the best point, the fixed-concurrency point, hit ratios, and the targets."""
+"""Figures derived from a run's points: the best point, the fixed-concurrency point, hit ratios, targets."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ def group(points: list[Point], name: str) -> list[Point]:
 
 
 def best(points: list[Point]) -> Point | None:
-    """The point of highest throughput among those without any error: a fast point full of errors is no best."""
+    """The point of highest throughput among those without errors: a fast point full of errors is no best."""
     clean = [p for p in points if errors_of([p]) == 0]
     return max(clean, key=lambda p: p["rps"], default=None)
 
@@ -39,7 +39,7 @@ def hit_ratio(points: list[Point]) -> float | None:
 
 
 def errors_of(points: list[Point]) -> int:
-    """Socket errors plus bad statuses; the script's non-2xx count, when taken, includes wrk's (>= 400) one."""
+    """Socket errors plus bad statuses; the script's non-2xx count, when taken, includes wrk's (>= 400)."""
     total = 0
     for p in points:
         errors = dict(p.get("errors") or {})

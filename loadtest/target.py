@@ -1,4 +1,4 @@
-"""The stack under test: used as it runs or started for the run, its pids, and the cache switch on the admin API."""
+"""The stack under test: used as it runs or started for the run, its pids, the admin API's cache switch."""
 from __future__ import annotations
 
 import json
@@ -116,7 +116,8 @@ def open_stack(config: Config, say: Callable[[str], None]) -> Stack:
             up(config, seed_users=0, say=say)
         finally:
             # Also after a failed start: what this run started is this run's to stop.
-            stack.started = [name for name, _, unit in units(config) if unit.is_running() and name not in before]
+            stack.started = [name for name, _, unit in units(config)
+                             if unit.is_running() and name not in before]
         if len(stack.started) + len(before) < len(units(config)):
             close_stack(stack, say)
             raise TargetError("the stack did not come up completely (see `cachegate status` and its logs)")
@@ -160,8 +161,10 @@ class BareServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> int:
-        self.proc = spawn([sys.executable, "-m", "loadtest.bare_app", "--port", str(self.port)], self.log_path)
-        ready = wait_until(lambda: self.proc.poll() is not None or http_ok("127.0.0.1", self.port, timeout=0.5),
+        argv = [sys.executable, "-m", "loadtest.bare_app", "--port", str(self.port)]
+        self.proc = spawn(argv, self.log_path)
+        proc = self.proc
+        ready = wait_until(lambda: proc.poll() is not None or http_ok("127.0.0.1", self.port, timeout=0.5),
                            timeout=15.0, interval=0.1)
         if not ready or self.proc.poll() is not None:
             self.stop()

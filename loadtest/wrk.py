@@ -158,6 +158,7 @@ def problems(result: WrkResult) -> list[str]:
         found.append(f"{errors['status']} responses with status >= 400 (wrk)")
     non2xx = summary.get("non2xx")
     if isinstance(non2xx, int) and non2xx:
-        by_status = ", ".join(f"{n} x {code}" for code, n in sorted((summary.get("non2xx_by_status") or {}).items()))
+        counted = sorted((summary.get("non2xx_by_status") or {}).items())
+        by_status = ", ".join(f"{n} x {code}" for code, n in counted)
         found.append(f"{non2xx} non-2xx responses (counted by the script: {by_status})")
     return found

@@ -23,7 +23,8 @@ def bare(tmp_path: Path):
 @pytest.fixture
 def script_files(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in range(1, 101)))
-    put, patch = '{"first_name": "A", "last_name": "B", "email": "a@example.com", "title": ""}', '{"title": ""}'
+    put = '{"first_name": "A", "last_name": "B", "email": "a@example.com", "title": ""}'
+    patch = '{"title": ""}'
     (tmp_path / "creds.tsv").write_text(f"1\tBearer not-a-real-token\t{put}\t{patch}\n")
     return {"ids": str(tmp_path / "ids.txt"), "creds": str(tmp_path / "creds.tsv")}
 

@@ -1,4 +1,4 @@
-"""`cachegate loadtest --quick` against a freshly started stack: a valid run, a warm cache, a report written."""
+"""`cachegate loadtest --quick` on a freshly started stack: a valid run, a warm cache, a report written."""
 from __future__ import annotations
 
 import json
