@@ -70,6 +70,10 @@ def _summary(add, points: list[dict[str, Any]], run: dict[str, Any], warm_link: 
     for key in ("p50", "p99"):
         add(f"| {key} at {conns} connections (ms) | " + " | ".join(
             sections.ms(fixed[m]["latency_ms"].get(key)) if fixed[m] else "-" for m in MODES) + " |")
+    # How long the tail is next to the median: the p99 target depends on it as much as on throughput.
+    add(f"| p99 / p50 at {conns} connections | " + " | ".join(
+        f"{fixed[m]['latency_ms']['p99'] / fixed[m]['latency_ms']['p50']:.2f}"
+        if fixed[m] and fixed[m]["latency_ms"].get("p50") else "-" for m in MODES) + " |")
     add(f"| hit ratio (all points of the sweep) | {sections.pct(hit_ratio(off))} | "
         f"{sections.pct(hit_ratio(on))} |")
     add(f"| upstream requests per request at {conns} connections | " + " | ".join(
