@@ -90,9 +90,12 @@ def make_lookups(config: Config) -> PipelinedLookups | None:
 def make_redis(config: Config) -> aioredis.Redis:
     # No retries: a slow Redis must cost one short timeout, then a bypass, never a retry loop.
     # Bytes out (no decode_responses): entries carry raw bodies.
-    return aioredis.Redis.from_url(
-        config.redis.url, socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout,
-        retry=Retry(NoBackoff(), 0), max_connections=64)
+    # A blocking pool: past 64 connections a call waits (within the timeout) for one to come free, where
+    # the default pool raises at once and turned a burst of fills into bypasses.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        config.redis.url, max_connections=64, timeout=config.redis.timeout,
+        socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout)
+    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
 async def drain_strategies(generation: Generation) -> None:

@@ -195,10 +195,13 @@ def _print_try(config: Config, say: Say) -> None:
     user = _demo_user(config)
     if user is None:
         return
-    body = json.dumps({"login": user["login"], "password": user["password"]})
-    say("try it (a demo user from seed-users.json):")
-    say(f"  TOKEN=$(curl -s -X POST {base}/auth/token -H 'Content-Type: application/json' -d '{body}'"
-        " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')")
+    # The credentials are read from the file by the printed command, so they never appear in a log or CI output.
+    seed = config.stack.data_dir / "seed-users.json"
+    say("try it (the first demo user of seed-users.json):")
+    say(f"  TOKEN=$(python3 -c 'import json; u = json.load(open(\"{seed}\"))[\"users\"][0]; "
+        "print(json.dumps({\"login\": u[\"login\"], \"password\": u[\"password\"]}))' |")
+    say(f"    curl -s -X POST {base}/auth/token -H 'Content-Type: application/json' -d @- |")
+    say("    python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')")
     say(f'  curl -i {base}/users/{user["id"]} -H "Authorization: Bearer $TOKEN"')
 
 
