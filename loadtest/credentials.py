@@ -8,14 +8,14 @@ import asyncio
 import base64
 import json
 import os
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pymysql
+
+from loadtest.httpjson import CallError, call_json
 
 if TYPE_CHECKING:
     from backends.seed import SeedResult
@@ -84,16 +84,10 @@ def known_users(config: Config) -> list[Known]:
 
 def _call(method: str, url: str, *, body: dict[str, Any] | None = None,
           headers: dict[str, str] | None = None) -> dict[str, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        **({"Content-Type": "application/json"} if data else {}), **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raise CredentialsError(f"{method} {url}: {exc.code} {exc.read()[:200]!r}") from None
-    except (OSError, ValueError) as exc:
-        raise CredentialsError(f"{method} {url}: {exc}") from None
+        return call_json(method, url, body=body, headers=headers)
+    except CallError as exc:
+        raise CredentialsError(str(exc)) from None
 
 
 def with_tokens(proxy_url: str, users: list[Known], progress: Callable[[int], None]) -> list[Known]:

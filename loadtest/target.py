@@ -1,17 +1,17 @@
 """The stack under test: used as it runs or started for the run, its pids, the admin API's cache switch."""
 from __future__ import annotations
 
-import json
 import os
+import urllib.error
+import urllib.request
 import subprocess
 import sys
 from pathlib import Path
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from loadtest import procstat
+from loadtest.httpjson import CallError, call_json
 from stack.net import free_port, http_ok
 from stack.process import log_tail, spawn, terminate, wait_until
 
@@ -69,15 +69,10 @@ class Stack:
         headers = {"Content-Type": "application/json"}
         if self.config.proxy.admin_token:
             headers["Authorization"] = f"Bearer {self.config.proxy.admin_token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.admin_url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise TargetError(f"admin {method} {path}: {exc.code} {exc.read()[:200]!r}") from None
-        except (OSError, ValueError) as exc:
-            raise TargetError(f"admin {method} {path}: {exc}") from None
+            return call_json(method, self.admin_url + path, body=body, headers=headers, timeout=10)
+        except CallError as exc:
+            raise TargetError(f"admin {exc}") from None
 
     def cache_enabled(self) -> bool:
         return bool(self.admin("GET", "/-/admin/state")["cache_enabled"])
