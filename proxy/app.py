@@ -33,6 +33,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", CacheStore)
 GATEWAY = web.AppKey("gateway", Gateway)
+DRAINING = web.AppKey("draining", set)  # retired generations whose fetches are still finishing
 
 
 def create_app(config: Config, *, metrics: Metrics | None = None,
@@ -41,6 +42,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None,
     app[CONFIG] = config
     app[METRICS] = metrics or Metrics()
     app[ACCESS_LOG] = access_log or AccessLog()
+    app[DRAINING] = set()
     app.cleanup_ctx.append(_clients)
     app.router.add_get("/-/health", health)
     app.router.add_get("/-/ready", ready)
@@ -74,6 +76,9 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         flusher.cancel()
+        for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
+            task.cancel()
+        await asyncio.gather(flusher, *app[DRAINING], return_exceptions=True)  # the flusher writes its last lines
         await close_strategies(app[GATEWAY].generation)
         await session.close()
         if lookups is not None:
@@ -123,9 +128,6 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return await request.app[GATEWAY].handle(request)
 
 
-_closing: set[asyncio.Task[None]] = set()
-
-
 async def reload(app: web.Application, source=None) -> Generation:
     """Load the config again and swap it in whole; an invalid file raises ConfigError and changes nothing."""
     gateway = app[GATEWAY]
@@ -142,9 +144,10 @@ async def reload(app: web.Application, source=None) -> Generation:
     gateway.access_log = config.proxy.access_log
     # The old generation's in-flight requests finish with it, and so do the fetches they wait on:
     # cancelling those would fail requests that were accepted before the reload.
+    draining = app[DRAINING]
     task = asyncio.get_running_loop().create_task(drain_strategies(previous))
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+    draining.add(task)
+    task.add_done_callback(draining.discard)
     await set_cache_enabled(app, config.cache.enabled)
     app[METRICS].config_generation.set(generation.number)
     log.info("config generation %d loaded: %d routes, cache %s", generation.number, len(config.routes),
