@@ -5,23 +5,17 @@ import asyncio
 import json
 import stat
 
-from backends.common.db import connect
 from backends.migrate import SCHEMA_DIR, migrate, statements
 from backends.seed import KNOWN_USERS, seed, seed_row
 from backends.users.app import create_app as users_app
+from dbrows import fetch_rows
 from service_helpers import SERVICE_ONLY
 
 ROWS = "SELECT login, first_name, last_name, email, title FROM users ORDER BY login"
 
 
 async def query(config, sql, args=None):
-    conn = await connect(config.mariadb)
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(sql, args)
-            return list(await cur.fetchall())
-    finally:
-        conn.close()
+    return await fetch_rows(config, sql, args)
 
 
 def test_statements_split_on_line_ends_and_drop_comments():

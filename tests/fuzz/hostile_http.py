@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from backends.common.db import connect
+from dbrows import fetch_rows
 
 JSON = "application/json"
 
@@ -49,13 +49,7 @@ def assert_error(status: int, headers: dict[str, str], body: bytes, expected: in
 
 
 async def db_rows(seeded: Any, sql: str, args: tuple = ()) -> list[tuple]:
-    conn = await connect(seeded.world.config.mariadb)
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(sql, args)
-            return list(await cur.fetchall())
-    finally:
-        conn.close()
+    return await fetch_rows(seeded.world.config, sql, args)
 
 
 async def snapshot(seeded: Any) -> list[list[tuple]]:
