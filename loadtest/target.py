@@ -63,7 +63,7 @@ class Stack:
         return found
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """An admin call with the configured token (the file `cachegate up` made, or CACHEGATE_ADMIN_TOKEN)."""
+        """An admin call with the configured token (from the file `cachegate up` made, or the environment)."""
         try:
             return admin_call(self.config, method, path, body, timeout=10)
         except (AdminError, ConfigError) as exc:

@@ -17,14 +17,14 @@ if sys.path[:1] != [str(REPO)]:
     sys.path.insert(0, str(REPO))
 
 import pytest  # noqa: E402
-import redis  # noqa: E402
 import yaml  # noqa: E402
+from redisclients import gateway_denials  # noqa: E402
 
 from stack.keys import ensure_jwt_keys, ensure_secret  # noqa: E402
 from stack.mariadb import MariaDBServer  # noqa: E402
 from stack.net import free_port  # noqa: E402
 from stack.redis import RedisServer  # noqa: E402
-from stack.redis_acl import ADMIN_USER, RedisUsers  # noqa: E402
+from stack.redis_acl import RedisUsers  # noqa: E402
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -57,28 +57,6 @@ class TestSecrets:
     @property
     def admin_token(self) -> str:
         return self.admin_token_file.read_text().strip()
-
-
-def gateway_denials(server: RedisServer) -> list[str]:
-    """Commands, keys or channels the gateway's user was refused (Redis's ACL LOG), then the log is reset.
-
-    A refusal is invisible from outside (the store turns it into a bypass), so the fixtures look here: a
-    command the code sends but the ACL lacks fails the tests that used the server. Refused AUTH attempts
-    are not counted: tests make those on purpose.
-    """
-    if server.users is None or not server.is_running():
-        return []
-    client = redis.Redis(host=server.host, port=server.port, username=ADMIN_USER,
-                         password=server.users.admin_password, socket_timeout=5)
-    try:
-        entries = client.acl_log()
-        client.acl_log_reset()
-    except redis.RedisError:
-        return []  # paused or killed by its test: nothing to read
-    finally:
-        client.close()
-    return [f"{e['reason']} {e['object']}" for e in entries
-            if e["username"] == server.users.gateway_user and e["reason"] != "auth"]
 
 
 @pytest.fixture(scope="session")

@@ -125,8 +125,8 @@ async def test_metrics_ready_and_health_are_open_and_hold_no_secret(world, test_
     for _ in range(2):
         await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
     await world.proxy.get("/users/1", headers={"Authorization": "Bearer not-a-token"})
-    secrets = [world.config.proxy.admin_token(), world.config.redis.password(), world.config.mariadb.password(),
-               test_secrets.redis_users.admin_password, auth.split()[1],
+    secrets = [world.config.proxy.admin_token(), world.config.redis.password(),
+               world.config.mariadb.password(), test_secrets.redis_users.admin_password, auth.split()[1],
                world.config.auth.private_key_pem().splitlines()[1]]
     async with aiohttp.ClientSession() as anyone:  # no token of any kind
         for path in ("/-/metrics", "/-/ready", "/-/health"):

@@ -186,7 +186,8 @@ def test_no_admin_token_configured_is_refused_naming_the_key():
     data = shipped()
     del data["proxy"]["admin"]["token_file"]
     message = refused(data)
-    assert "proxy.admin.token_file: no admin token configured" in message and "CACHEGATE_ADMIN_TOKEN" in message
+    assert "proxy.admin.token_file: no admin token configured" in message
+    assert "CACHEGATE_ADMIN_TOKEN" in message
     config = load_config(data, env={"CACHEGATE_ADMIN_TOKEN": "t" * 32}, base_dir=REPO)
     assert config.proxy.admin_token() == "t" * 32
     assert "too short (8 characters, at least 16)" in refused(data, env={"CACHEGATE_ADMIN_TOKEN": "12345678"})

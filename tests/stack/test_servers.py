@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 import pymysql
 import pytest
 
-from conftest import gateway_denials
+from redisclients import gateway_denials
 from stack.mariadb import MariaDBServer
 from stack.net import free_port, port_open
 from stack.process import StackError, pid_alive
@@ -92,21 +92,23 @@ def test_redis_without_credentials_answers_nothing_but_noauth(redis_factory: Cal
     users = server.users
     assert redis_cli(server, "SET", "cg:e:user:1", "forged", user=ADMIN_USER,
                      password=users.admin_password) == "OK"
-    for command in (["GET", "cg:e:user:1"], ["SET", "cg:e:user:1", "x"], ["FLUSHALL"], ["CONFIG", "GET", "*"]):
+    for command in (["GET", "cg:e:user:1"], ["SET", "cg:e:user:1", "x"], ["FLUSHALL"],
+                    ["CONFIG", "GET", "*"]):
         assert redis_cli(server, *command).startswith("NOAUTH"), command
     wrong = redis_cli(server, "GET", "cg:e:user:1", user=users.gateway_user, password="wrong-password")
     assert "WRONGPASS" in wrong and "forged" not in wrong
     assert redis_cli(server, "GET", "cg:e:user:1", user=ADMIN_USER, password=users.admin_password) == "forged"
 
 
-def test_the_gateway_user_runs_its_commands_and_nothing_else(redis_factory: Callable[..., RedisServer]) -> None:
+def test_the_gateway_user_runs_its_commands_and_nothing_else(
+        redis_factory: Callable[..., RedisServer]) -> None:
     server = redis_factory()
     users = server.users
     as_gateway = {"user": users.gateway_user, "password": users.gateway_password}
     assert redis_cli(server, "SET", "cg:e:user:1", "v", **as_gateway) == "OK"
     assert redis_cli(server, "GET", "cg:e:user:1", **as_gateway) == "v"
-    for command in (["FLUSHALL"], ["KEYS", "*"], ["CONFIG", "SET", "save", "1 1"], ["SHUTDOWN"], ["ACL", "LIST"],
-                    ["SCRIPT", "FLUSH"]):
+    for command in (["FLUSHALL"], ["KEYS", "*"], ["CONFIG", "SET", "save", "1 1"], ["SHUTDOWN"],
+                    ["ACL", "LIST"], ["SCRIPT", "FLUSH"]):
         assert "NOPERM" in redis_cli(server, *command, **as_gateway), command
     # Inside a script too: Redis checks what a script calls against the same ACL.
     assert "can't run this command" in redis_cli(server, "EVAL", "return redis.call('FLUSHALL')", "0",
@@ -117,7 +119,8 @@ def test_the_gateway_user_runs_its_commands_and_nothing_else(redis_factory: Call
          "command script|flush", "command flushall"])
 
 
-def test_redis_conf_holds_password_hashes_only_and_is_private(redis_factory: Callable[..., RedisServer]) -> None:
+def test_redis_conf_holds_password_hashes_only_and_is_private(
+        redis_factory: Callable[..., RedisServer]) -> None:
     server = redis_factory()
     conf = server.conf_path.read_text()
     assert server.users.gateway_password not in conf and server.users.admin_password not in conf
