@@ -1,4 +1,4 @@
-"""Redis clients of the tests (as the gateway, or as the admin to look) and the gateway user's ACL refusals."""
+"""Redis clients of the tests (as the gateway, or as the admin to look) and the gateway user's refusals."""
 from __future__ import annotations
 
 from typing import Any
