@@ -73,7 +73,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     auth = Authenticator(config.auth, exchange)
     app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics, app[ACCESS_LOG])
     metrics.config_generation.set(1)
-    readiness = Readiness(lambda: check_dependencies(app), interval=config.proxy.readiness_interval)
+    readiness = Readiness(lambda: check_dependencies(app),
+                          interval=lambda: app[GATEWAY].generation.config.proxy.readiness_interval)
     app[READINESS] = readiness
     loop = asyncio.get_running_loop()
     flusher = loop.create_task(app[ACCESS_LOG].run())
@@ -144,11 +145,7 @@ async def reload(app: web.Application, source=None) -> Generation:
     gateway = app[GATEWAY]
     current = gateway.generation.config
     config = load_config(source if source is not None else current.path)
-    for what, old, new in (("proxy.port", current.proxy.port, config.proxy.port),
-                           ("redis.url", current.redis.url, config.redis.url),
-                           ("auth.public_key", current.auth.public_key, config.auth.public_key)):
-        if old != new:
-            raise ConfigError(f"{what}: changed from {old} to {new}; that needs a restart, not a reload")
+    check_reloadable(current, config)
     upstream = gateway.generation.upstream.with_bases(config.upstreams)
     generation = build_generation(gateway.generation.number + 1, config, app[STORE], upstream, app[METRICS])
     previous, gateway.generation = gateway.generation, generation
@@ -164,6 +161,20 @@ async def reload(app: web.Application, source=None) -> Generation:
     log.info("config generation %d loaded: %d routes, cache %s", generation.number, len(config.routes),
              "on" if gateway.cache_enabled else "off")
     return generation
+
+
+def check_reloadable(current: Config, config: Config) -> None:
+    """ConfigError when `config` changes what only a restart applies: a reload must not seem to rotate a
+    credential (the old admin token would keep working)."""
+    before, after = current.proxy, config.proxy
+    for what, old, new in (("proxy.port", before.port, after.port),
+                           ("proxy.admin.token_file", before.admin_token_file, after.admin_token_file),
+                           ("redis.url", current.redis.url, config.redis.url),
+                           ("redis.username", current.redis.username, config.redis.username),
+                           ("redis.password_file", current.redis.password_file, config.redis.password_file),
+                           ("auth.public_key", current.auth.public_key, config.auth.public_key)):
+        if old != new:
+            raise ConfigError(f"{what}: changed from {old} to {new}; that needs a restart, not a reload")
 
 
 async def set_cache_enabled(app: web.Application, enabled: bool) -> None:

@@ -12,7 +12,7 @@ Checks = dict[str, str]  # what was checked -> "ok" or why not
 class Readiness:
     """The last round of checks of one process; `run()` repeats them, a probe only reads the result."""
 
-    def __init__(self, check: Callable[[], Awaitable[Checks]], *, interval: float) -> None:
+    def __init__(self, check: Callable[[], Awaitable[Checks]], *, interval: Callable[[], float]) -> None:
         self._check = check
         self._interval = interval
         self._last: Checks | None = None
@@ -45,7 +45,7 @@ class Readiness:
                 log.exception("readiness check failed")
                 checks = {"checks": f"failed ({type(exc).__name__})"}
             self._record(checks)
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._interval())  # read each time: a reload may change it
 
     def _record(self, checks: Checks) -> None:
         # The probe's body no longer says what failed; the log does, once per change.

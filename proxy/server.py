@@ -19,7 +19,8 @@ import uvloop
 from aiohttp import web
 
 from proxy.admin import create_admin_app
-from proxy.app import GATEWAY, READINESS, STORE, create_app, make_redis, reload, set_cache_enabled
+from proxy.app import (GATEWAY, READINESS, STORE, check_reloadable, create_app, make_redis, reload,
+                       set_cache_enabled)
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError
 from proxy.metrics import Metrics
@@ -153,6 +154,7 @@ class _MasterControl:
 
     async def reload(self) -> int:
         config = load_config(self.config.path)  # refused here, before any worker sees it
+        check_reloadable(self.config, config)
         self.config = config
         self.generation += 1
         self.cache_enabled = config.cache.enabled
