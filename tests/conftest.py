@@ -54,10 +54,6 @@ class TestSecrets:
         return RedisUsers(TEST_REDIS_USER, self.redis_password_file.read_text().strip(),
                           self.redis_admin_password_file.read_text().strip())
 
-    @property
-    def admin_token(self) -> str:
-        return self.admin_token_file.read_text().strip()
-
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory,
