@@ -1,4 +1,4 @@
-"""One JSON call over HTTP for the runner's side steps (tokens, admin calls); wrk does the measured traffic."""
+"""One JSON call over HTTP for the runner's side steps (tokens); wrk does the measured traffic."""
 from __future__ import annotations
 
 import json

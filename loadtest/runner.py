@@ -162,13 +162,12 @@ def _config_record(config: Any) -> dict[str, Any]:
     def plain(section: Any) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(section).items()}
 
-    proxy = plain(config.proxy)
-    if proxy.get("admin_token"):
-        proxy["admin_token"] = "(set, not shown)"
+    # Secrets from the environment are fields too (repr=False); the record keeps none of them.
+    proxy = {k: v for k, v in plain(config.proxy).items() if k != "admin_token_env"}
     read = next((r for r in config.routes if "GET" in r.methods and r.path == "/users/{id:int}"), None)
     return {"path": str(config.path) if config.path else None, "proxy": proxy, "cache": plain(config.cache),
             "route_ttl": read.ttl if read is not None and read.ttl is not None else config.cache.default_ttl,
-            "redis": {k: v for k, v in plain(config.redis).items() if k != "url"},
+            "redis": {k: v for k, v in plain(config.redis).items() if k not in ("url", "password_env")},
             "env_overrides": sorted(k for k in os.environ if k.startswith("CACHEGATE"))}
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from loadtest import procstat
-from loadtest.httpjson import CallError, call_json
+from proxy.errors import ConfigError
+from stack.admin_client import AdminError, admin_call
 from stack.net import free_port, http_ok
 from stack.process import log_tail, spawn, terminate, wait_until
 
@@ -39,10 +40,6 @@ class Stack:
         return f"http://{_loopback(self.config.proxy.host)}:{self.config.proxy.port}"
 
     @property
-    def admin_url(self) -> str:
-        return f"http://{_loopback(self.config.proxy.admin_host)}:{self.config.proxy.admin_port}"
-
-    @property
     def users_url(self) -> str:
         return self.config.upstreams["users"].rstrip("/")
 
@@ -66,13 +63,11 @@ class Stack:
         return found
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.config.proxy.admin_token:
-            headers["Authorization"] = f"Bearer {self.config.proxy.admin_token}"
+        """An admin call with the configured token (from the file `cachegate up` made, or the environment)."""
         try:
-            return call_json(method, self.admin_url + path, body=body, headers=headers, timeout=10)
-        except CallError as exc:
-            raise TargetError(f"admin {exc}") from None
+            return admin_call(self.config, method, path, body, timeout=10)
+        except (AdminError, ConfigError) as exc:
+            raise TargetError(str(exc)) from None
 
     def cache_enabled(self) -> bool:
         return bool(self.admin("GET", "/-/admin/state")["cache_enabled"])

@@ -1,8 +1,8 @@
-"""The admin listener: reload, cache on/off, purge. Loopback only unless an admin token guards it."""
+"""The admin listener: reload, cache on/off, purge, state; every call carries the admin token."""
 from __future__ import annotations
 
+import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 from typing import Protocol
@@ -24,22 +24,9 @@ class Control(Protocol):
     def state(self) -> dict: ...
 
 
-def check_admin_binding(config: Config) -> None:
-    if config.proxy.admin_token:
-        return
-    try:
-        loopback = ipaddress.ip_address(config.proxy.admin_host).is_loopback
-    except ValueError:
-        loopback = config.proxy.admin_host == "localhost"
-    if not loopback:
-        raise ConfigError(f"proxy.admin.host: {config.proxy.admin_host} is not a loopback address; "
-                          "set proxy.admin.token (or CACHEGATE_ADMIN_TOKEN) to expose the admin listener")
-
-
 def create_admin_app(config: Config, control: Control) -> web.Application:
-    check_admin_binding(config)
-    token = config.proxy.admin_token
-    app = web.Application(middlewares=[_errors(token)], client_max_size=64 * 1024)
+    """The token is read now (ConfigError when there is none): a change of the file needs a restart."""
+    app = web.Application(middlewares=[_errors(config.proxy.admin_token())], client_max_size=64 * 1024)
 
     async def state(request: web.Request) -> web.Response:
         return web.json_response(control.state())
@@ -83,13 +70,20 @@ async def _json(request: web.Request) -> dict:
     return body
 
 
-def _errors(token: str | None):
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+
+
+def _errors(token: str):
+    # Digests of equal length, compared in constant time: neither the token nor its length leaks by timing.
+    expected = _digest(f"Bearer {token}")
+
     @web.middleware
     async def middleware(request: web.Request, handler):
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return _error(401, "unauthorized", "admin token required")
+        # Before routing: an unknown path answers 401 too, so the listener tells nothing without the token.
+        if not hmac.compare_digest(_digest(request.headers.get("Authorization", "")), expected):
+            return _error(401, "unauthorized", "admin token missing or wrong (Authorization: Bearer <token>)",
+                          headers={"WWW-Authenticate": 'Bearer realm="cachegate-admin"'})
         try:
             return await handler(request)
         except web.HTTPException as exc:
@@ -103,5 +97,5 @@ def _errors(token: str | None):
     return middleware
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)

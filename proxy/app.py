@@ -19,6 +19,7 @@ from proxy.errors import CacheUnavailable, ConfigError
 from proxy.handler import Gateway, Generation
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
+from proxy.readiness import Checks, Readiness
 from proxy.router import Router
 from proxy.store import CacheStore
 from proxy.upstream import Upstream, make_session
@@ -33,6 +34,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", CacheStore)
 GATEWAY = web.AppKey("gateway", Gateway)
+READINESS = web.AppKey("readiness", Readiness)
 DRAINING = web.AppKey("draining", set)  # retired generations whose fetches are still finishing
 
 
@@ -71,14 +73,21 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     auth = Authenticator(config.auth, exchange)
     app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics, app[ACCESS_LOG])
     metrics.config_generation.set(1)
-    flusher = asyncio.get_running_loop().create_task(app[ACCESS_LOG].run())
+    readiness = Readiness(lambda: check_dependencies(app),
+                          interval=lambda: app[GATEWAY].generation.config.proxy.readiness_interval)
+    app[READINESS] = readiness
+    loop = asyncio.get_running_loop()
+    flusher = loop.create_task(app[ACCESS_LOG].run())
+    checker = loop.create_task(readiness.run())
     try:
         yield
     finally:
+        checker.cancel()
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
             task.cancel()
-        await asyncio.gather(flusher, *app[DRAINING], return_exceptions=True)  # the flusher writes its last lines
+        # The flusher writes its last lines.
+        await asyncio.gather(flusher, checker, *app[DRAINING], return_exceptions=True)
         await close_strategies(app[GATEWAY].generation)
         await session.close()
         if lookups is not None:
@@ -89,7 +98,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 def make_lookups(config: Config) -> PipelinedLookups | None:
     if not config.redis.url.startswith("redis://"):
         return None  # TLS and unix sockets: redis-py's client does the lookups too
-    return PipelinedLookups(config.redis.url, connect_timeout=config.redis.timeout)
+    return PipelinedLookups(config.redis.url, connect_timeout=config.redis.timeout,
+                            username=config.redis.username, password=config.redis.password())
 
 
 def make_redis(config: Config) -> aioredis.Redis:
@@ -97,9 +107,11 @@ def make_redis(config: Config) -> aioredis.Redis:
     # Bytes out (no decode_responses): entries carry raw bodies.
     # A blocking pool: past 64 connections a call waits (within the timeout) for one to come free, where
     # the default pool raises at once and turned a burst of fills into bypasses.
+    # The credentials come from redis.username and redis.password_file: config refuses them in the URL.
     pool = aioredis.BlockingConnectionPool.from_url(
         config.redis.url, max_connections=64, timeout=config.redis.timeout,
-        socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout)
+        socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout,
+        username=config.redis.username, password=config.redis.password())
     return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
@@ -133,11 +145,7 @@ async def reload(app: web.Application, source=None) -> Generation:
     gateway = app[GATEWAY]
     current = gateway.generation.config
     config = load_config(source if source is not None else current.path)
-    for what, old, new in (("proxy.port", current.proxy.port, config.proxy.port),
-                           ("redis.url", current.redis.url, config.redis.url),
-                           ("auth.public_key", current.auth.public_key, config.auth.public_key)):
-        if old != new:
-            raise ConfigError(f"{what}: changed from {old} to {new}; that needs a restart, not a reload")
+    check_reloadable(current, config)
     upstream = gateway.generation.upstream.with_bases(config.upstreams)
     generation = build_generation(gateway.generation.number + 1, config, app[STORE], upstream, app[METRICS])
     previous, gateway.generation = gateway.generation, generation
@@ -153,6 +161,20 @@ async def reload(app: web.Application, source=None) -> Generation:
     log.info("config generation %d loaded: %d routes, cache %s", generation.number, len(config.routes),
              "on" if gateway.cache_enabled else "off")
     return generation
+
+
+def check_reloadable(current: Config, config: Config) -> None:
+    """ConfigError when `config` changes what only a restart applies: a reload must not seem to rotate a
+    credential (the old admin token would keep working)."""
+    before, after = current.proxy, config.proxy
+    for what, old, new in (("proxy.port", before.port, after.port),
+                           ("proxy.admin.token_file", before.admin_token_file, after.admin_token_file),
+                           ("redis.url", current.redis.url, config.redis.url),
+                           ("redis.username", current.redis.username, config.redis.username),
+                           ("redis.password_file", current.redis.password_file, config.redis.password_file),
+                           ("auth.public_key", current.auth.public_key, config.auth.public_key)):
+        if old != new:
+            raise ConfigError(f"{what}: changed from {old} to {new}; that needs a restart, not a reload")
 
 
 async def set_cache_enabled(app: web.Application, enabled: bool) -> None:
@@ -172,21 +194,43 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready when Redis answers (or the cache is off) and every upstream answers HTTP at all."""
-    app = request.app
+    """Ready when the last background round found Redis (unless the cache is off) and every upstream up.
+
+    A probe reads that round's result: it costs no Redis call and no upstream request, and the body says
+    only ready or not (what failed goes to the log and to the admin state).
+    """
+    readiness = request.app[READINESS]
+    if readiness.checks is None:
+        await readiness.wait_first(READY_FIRST_WAIT)
+    ok = readiness.ready
+    return web.json_response({"status": "ok" if ok else "not ready"}, status=200 if ok else 503)
+
+
+READY_FIRST_WAIT = 2.0  # seconds a probe waits for the first round after start-up
+CHECK_TIMEOUT = 1.0     # seconds each upstream has to answer a round's health check
+
+
+async def check_dependencies(app: web.Application) -> Checks:
+    """One round: Redis answers PING (when the cache is on) and every upstream answers HTTP below 500."""
     gateway = app[GATEWAY]
-    checks: dict[str, str] = {}
+    session = app[SESSION]
+    checks: Checks = {}
     if gateway.cache_enabled:
         checks["redis"] = "ok" if await app[STORE].ping() else "unavailable"
-    session = app[SESSION]
-    for name, base in gateway.generation.config.upstreams.items():
+
+    timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
+
+    async def upstream(base: str) -> str:
         try:
-            async with session.get(base + "/-/health", timeout=aiohttp.ClientTimeout(total=1)) as resp:
-                checks[f"upstream:{name}"] = "ok" if resp.status < 500 else f"status {resp.status}"
+            async with session.get(base + "/-/health", timeout=timeout) as resp:
+                return "ok" if resp.status < 500 else f"status {resp.status}"
         except (aiohttp.ClientError, TimeoutError):
-            checks[f"upstream:{name}"] = "unreachable"
-    ok = all(v == "ok" for v in checks.values())
-    return web.json_response({"status": "ok" if ok else "not ready", "checks": checks}, status=200 if ok else 503)
+            return "unreachable"
+
+    upstreams = gateway.generation.config.upstreams
+    found = await asyncio.gather(*(upstream(base) for base in upstreams.values()))
+    checks.update((f"upstream:{name}", state) for name, state in zip(upstreams, found))
+    return checks
 
 
 async def metrics_view(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from proxy.config_values import REQUIRED, Section, parse_percent
 from proxy.errors import ConfigError
 
 ENV_PREFIX = "CACHEGATE__"
+MIN_ADMIN_TOKEN = 16  # characters; `cachegate up` makes 32
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -30,11 +31,27 @@ class ProxyConfig:
     workers: int
     admin_host: str
     admin_port: int
-    admin_token: str | None
+    admin_token_file: Path | None
     max_body: int
     upstream_connect_timeout: float
     upstream_timeout: float
     access_log: bool
+    readiness_interval: float
+    admin_token_env: str | None = field(default=None, repr=False)
+
+    def admin_token(self) -> str:
+        """The token every admin call must carry; the environment wins over the file (read on call)."""
+        if self.admin_token_env:
+            token, where = self.admin_token_env, "environment CACHEGATE_ADMIN_TOKEN"
+        elif self.admin_token_file is not None:
+            token = _read_secret(self.admin_token_file, "proxy.admin.token_file")
+            where = f"proxy.admin.token_file: {self.admin_token_file}"
+        else:  # refused when the config was loaded; a config built by hand could still lack both
+            raise ConfigError(_NO_ADMIN_TOKEN)
+        if len(token) < MIN_ADMIN_TOKEN:
+            raise ConfigError(f"{where}: the admin token is too short ({len(token)} characters, "
+                              f"at least {MIN_ADMIN_TOKEN})")
+        return token
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +60,23 @@ class RedisConfig:
     host: str
     port: int
     db: int
+    username: str | None
+    password_file: Path | None
     timeout: float
     breaker_failures: int
     breaker_reset: float
+    password_env: str | None = field(default=None, repr=False)
+
+    def password(self) -> str | None:
+        """The environment wins over the file (read on call); None: Redis asks for no password."""
+        if self.password_env:
+            return self.password_env
+        if self.password_file is None:
+            if self.username is not None:
+                raise ConfigError(f"redis.username: {self.username} needs a password "
+                                  "(set redis.password_file or CACHEGATE_REDIS_PASSWORD)")
+            return None
+        return _read_secret(self.password_file, "redis.password_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +97,7 @@ class MariaDBConfig:
             return self.password_env
         if self.password_file is None:
             raise ConfigError("mariadb.password_file: no password given (set it or CACHEGATE_DB_PASSWORD)")
-        try:
-            return self.password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"mariadb.password_file: cannot read {self.password_file}: {exc.strerror}"
-                              " (does `cachegate up` need to run first?)") from exc
+        return _read_secret(self.password_file, "mariadb.password_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +242,21 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], label: str) -> None
             data["cache"]["enabled"] = switch.lower() in ("on", "true", "1")
 
 
+_NO_ADMIN_TOKEN = ("proxy.admin.token_file: no admin token configured; every admin call needs one (set "
+                   "proxy.admin.token_file, which `cachegate up` fills, or CACHEGATE_ADMIN_TOKEN)")
+
+
+def _read_secret(path: Path, where: str) -> str:
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}"
+                          " (does `cachegate up` need to run first?)") from exc
+    if not secret:
+        raise ConfigError(f"{where}: {path} is empty")
+    return secret
+
+
 def _read_key(path: Path, where: str) -> str:
     try:
         return path.read_text()
@@ -260,11 +302,24 @@ class _Builder:
             host=s.string("host", "127.0.0.1"), port=s.port("port", 8888),
             workers=s.integer("workers", 1, low=1, high=64),
             admin_host=admin.string("host", "127.0.0.1"), admin_port=admin.port("port", 8889),
-            admin_token=admin.string("token", None) or self.env.get("CACHEGATE_ADMIN_TOKEN"),
+            admin_token_file=admin.path("token_file", self.root, None),
             max_body=s.size("max_body", 1024**2),
             upstream_connect_timeout=s.duration("upstream_connect_timeout", 1.0),
             upstream_timeout=s.duration("upstream_timeout", 5.0),
-            access_log=s.boolean("access_log", True))
+            access_log=s.boolean("access_log", True),
+            readiness_interval=s.duration("readiness_interval", 1.0),
+            admin_token_env=self.env.get("CACHEGATE_ADMIN_TOKEN") or None)
+        # Every process reads this file, so `check-config` refuses what the proxy would refuse at start:
+        # a token is required wherever the admin listener binds (only its file is read later, at start).
+        if cfg.admin_token_file is None and cfg.admin_token_env is None:
+            raise ConfigError(f"{self.label}: {_NO_ADMIN_TOKEN}")
+        if cfg.admin_token_env is not None:
+            try:
+                cfg.admin_token()  # too short a token from the environment is refused now, with the rest
+            except ConfigError as exc:
+                raise ConfigError(f"{self.label}: {exc.message}") from None
+        if cfg.readiness_interval < 0.1:
+            s.fail(f"expected at least 100ms, got {cfg.readiness_interval:g}s", "readiness_interval")
         admin.done()
         s.done()
         return cfg
@@ -272,6 +327,9 @@ class _Builder:
     def _redis(self, s: Section) -> RedisConfig:
         url = s.string("url", REQUIRED)
         parts = urlsplit(url)
+        if parts.username or parts.password:  # the message must not repeat the URL: it holds a password
+            s.fail("must not hold credentials; set redis.username and redis.password_file "
+                   "(or CACHEGATE_REDIS_PASSWORD) instead", "url")
         if parts.scheme not in ("redis", "rediss", "unix"):
             s.fail(f'expected a redis:// URL, got "{url}"', "url")
         try:
@@ -281,9 +339,12 @@ class _Builder:
             s.fail(f'expected redis://host:port/db, got "{url}"', "url")
         breaker = s.section("breaker")
         cfg = RedisConfig(url=url, host=parts.hostname or "127.0.0.1", port=port, db=db,
+                          username=s.string("username", None),
+                          password_file=s.path("password_file", self.root, None),
                           timeout=s.duration("timeout", 0.05),
                           breaker_failures=breaker.integer("failures", 5, low=1, high=1000),
-                          breaker_reset=breaker.duration("reset", 2.0))
+                          breaker_reset=breaker.duration("reset", 2.0),
+                          password_env=self.env.get("CACHEGATE_REDIS_PASSWORD") or None)
         breaker.done()
         s.done()
         return cfg

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -66,16 +66,22 @@ class _Protocol(asyncio.Protocol):
 
 
 class PipelinedLookups:
-    """MGET over one connection, opened on first use and again after it is lost."""
+    """MGET over one connection, opened on first use and again after it is lost.
 
-    def __init__(self, url: str, *, connect_timeout: float) -> None:
+    It authenticates as `username` with `password` (AUTH with the password alone when no username is
+    given), like redis-py's client of the same config; the URL gives only host, port and database.
+    """
+
+    def __init__(self, url: str, *, connect_timeout: float, username: str | None = None,
+                 password: str | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme != "redis":
             raise ValueError(f"pipelined lookups need a redis:// URL, got {parts.scheme}://")
         self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 6379
         self._db = int(parts.path.lstrip("/") or 0)
-        self._password = unquote(parts.password) if parts.password else None
-        self._username = unquote(parts.username) if parts.username else None
+        if username is not None and password is None:
+            raise ValueError("a Redis username needs a password")
+        self._username, self._password = username, password
         self._connect_timeout = connect_timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None

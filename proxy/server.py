@@ -19,7 +19,8 @@ import uvloop
 from aiohttp import web
 
 from proxy.admin import create_admin_app
-from proxy.app import GATEWAY, STORE, create_app, make_redis, reload, set_cache_enabled
+from proxy.app import (GATEWAY, READINESS, STORE, check_reloadable, create_app, make_redis, reload,
+                       set_cache_enabled)
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError
 from proxy.metrics import Metrics
@@ -33,7 +34,13 @@ def serve(config: Config, workers: int | None = None) -> None:
     """Block serving until SIGTERM or SIGINT."""
     _setup_logging()
     workers = workers or config.proxy.workers
-    if os.environ.get(WORKER_ENV):
+    worker = bool(os.environ.get(WORKER_ENV))
+    # A secret missing or unreadable is refused before any port is bound (ConfigError, exit 2). Only the
+    # process with the admin listener (the single one, or the master) needs the admin token.
+    config.redis.password()
+    if not worker:
+        config.proxy.admin_token()
+    if worker:
         runner = _serve_worker(config, shared_port=True)
     elif workers == 1:
         runner = _serve_single(config)
@@ -70,8 +77,11 @@ class _ProcessControl:
 
     def state(self) -> dict:
         gateway = self.app[GATEWAY]
+        readiness = self.app[READINESS]
         return {"pid": os.getpid(), "generation": gateway.generation.number, "cache_enabled": gateway.cache_enabled,
-                "routes": len(gateway.generation.config.routes), "breaker": self.app[STORE].breaker_state}
+                "routes": len(gateway.generation.config.routes), "breaker": self.app[STORE].breaker_state,
+                # What /-/ready no longer tells anyone who asks: which check failed.
+                "ready": readiness.ready, "checks": readiness.checks or {}}
 
 
 async def _start_api(config: Config, *, shared_port: bool) -> tuple[web.AppRunner, web.Application]:
@@ -144,6 +154,7 @@ class _MasterControl:
 
     async def reload(self) -> int:
         config = load_config(self.config.path)  # refused here, before any worker sees it
+        check_reloadable(self.config, config)
         self.config = config
         self.generation += 1
         self.cache_enabled = config.cache.enabled

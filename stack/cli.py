@@ -1,9 +1,10 @@
-"""The `cachegate` command: run the stack (up, down, status), its parts (backend, proxy) and its chores."""
+"""The `cachegate` command: the stack (up, down, status), its parts (backend, proxy), admin calls, chores."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import inspect
+import json
 import os
 import sys
 import time
@@ -106,6 +107,25 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin(args: argparse.Namespace) -> int:
+    """One call on the running proxy's admin listener, with the token from proxy.admin.token_file."""
+    from stack.admin_client import admin_call
+    config = _load(args.config)
+    if args.action == "state":
+        print(json.dumps(admin_call(config, "GET", "/-/admin/state"), indent=2, sort_keys=True))
+    elif args.action == "cache":
+        admin_call(config, "POST", "/-/admin/cache", {"enabled": args.switch == "on"})
+        print(f"cache {args.switch}")
+    elif args.action == "purge":
+        what = {"key": args.key} if args.key is not None else {"tag": args.tag}
+        admin_call(config, "POST", "/-/admin/purge", what)
+        print("purged " + " ".join(f"{k} {v}" for k, v in what.items()))
+    else:
+        answer = admin_call(config, "POST", "/-/admin/reload")
+        print(f"reloaded: config generation {answer.get('generation')}")
+    return 0
+
+
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from loadtest.runner import main as loadtest_main
     argv = list(args.rest)
@@ -144,6 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: proxy.workers)")
     p = add("check-config", cmd_check_config, "validate a config file and print its route table")
     p.add_argument("file", nargs="?", default=None)
+    p = add("admin", cmd_admin, "call the running proxy's admin listener (token: proxy.admin.token_file)")
+    verbs = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verbs.add_parser("state", parents=[common], help="generation, cache switch, breaker, readiness checks")
+    v = verbs.add_parser("cache", parents=[common], help="turn the cache on (a new key epoch) or off")
+    v.add_argument("switch", choices=["on", "off"])
+    v = verbs.add_parser("purge", parents=[common], help="drop one cache key or every entry of a tag")
+    one = v.add_mutually_exclusive_group(required=True)
+    one.add_argument("--key", help='a rendered key, e.g. "user:42"')
+    one.add_argument("--tag", help='a tag, e.g. "user-lists"')
+    verbs.add_parser("reload", parents=[common], help="load config.yaml again without a restart")
     add("loadtest", cmd_loadtest, "run the load test (every argument after it goes to loadtest.runner)")
     return parser
 

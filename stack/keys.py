@@ -1,4 +1,4 @@
-"""Generated secrets of the local stack: the ES256 key pair for tokens, random tokens (the DB password)."""
+"""Generated secrets of the local stack: the ES256 key pair for tokens, random passwords and tokens."""
 from __future__ import annotations
 
 import os

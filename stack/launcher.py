@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import pymysql
 
+from proxy.errors import ConfigError
 from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.managed import ManagedProcess
 from stack.mariadb import MariaDBServer
 from stack.net import http_ok, port_open
 from stack.process import StackError
 from stack.redis import RedisServer
+from stack.redis_acl import RedisUsers
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -61,9 +63,36 @@ def _dirs(config: Config) -> tuple[Path, Path, Path]:
     return data, data / "logs", data / "run"
 
 
+def redis_admin_password_file(config: Config) -> Path:
+    """The Redis admin's password: the launcher's own (PING, SHUTDOWN), never given to the gateway."""
+    return config.stack.data_dir / "secrets" / "redis-admin-password"
+
+
+def redis_users(config: Config) -> RedisUsers:
+    """The users of the launcher's Redis: the gateway's (redis.username) and the admin; else StackError."""
+    if config.redis.username is None:
+        raise StackError("redis.username: the launcher's Redis gives the gateway a user of its own; set it")
+    try:
+        password = config.redis.password()
+        admin = redis_admin_password_file(config).read_text().strip()
+    except OSError as exc:
+        raise StackError(f"redis: cannot read {exc.filename}: {exc.strerror} (`cachegate up` makes it)") \
+            from None
+    except ConfigError as exc:
+        raise StackError(exc.message) from None
+    try:
+        return RedisUsers(config.redis.username, password or "", admin)
+    except ValueError as exc:
+        raise StackError(f"redis: {exc}") from None
+
+
 def redis_server(config: Config) -> RedisServer:
     data, logs, run = _dirs(config)
-    return RedisServer(data / "redis", config.redis.host, config.redis.port,
+    try:
+        users: RedisUsers | None = redis_users(config)
+    except StackError:
+        users = None  # not made yet: status and down need none, and start() says it cannot
+    return RedisServer(data / "redis", config.redis.host, config.redis.port, users=users,
                        pid_path=run / "redis.pid", log_path=logs / "redis.log")
 
 
@@ -118,9 +147,13 @@ def _run(result: Any) -> Any:
 
 
 def ensure_secrets(config: Config) -> None:
+    """Make what is missing of .stack/secrets/ (each file 0600); a file that exists is never replaced."""
     ensure_jwt_keys(config.auth.private_key, config.auth.public_key)
-    if config.mariadb.password_file is not None:
-        ensure_secret(config.mariadb.password_file)
+    for path in (config.mariadb.password_file, config.redis.password_file, config.proxy.admin_token_file):
+        if path is not None:
+            ensure_secret(path)
+    ensure_secret(redis_admin_password_file(config))
+    redis_users(config)  # a config the launcher's Redis cannot run with is refused before anything starts
 
 
 def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print) -> None:
@@ -133,6 +166,10 @@ def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print
             say(f"{name:<8} skipped: {module} is not written yet")
             continue
         state = "started" if unit.start() else "already running"
+        if isinstance(unit, RedisServer) and not unit.ping():
+            raise StackError(f"redis: the redis-server on {unit.host}:{unit.port} (pid {unit.pid}) refuses "
+                             f"the credentials in {redis_admin_password_file(config).parent}; stop it "
+                             "(`cachegate down`) and run `cachegate up` again")
         say(f"{name:<8} {state:<15} pid {unit.pid}  {host}:{unit.port}")
         if name == "mariadb":
             mariadb.ensure_database(config.mariadb.database, config.mariadb.user, config.mariadb.password())

@@ -23,6 +23,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port found after 100 tries")
 
 
+def loopback(host: str) -> str:
+    """Where a client on this machine reaches a server bound to `host` (every interface: over loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when something accepts TCP connections on host:port."""
     try:

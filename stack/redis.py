@@ -1,6 +1,7 @@
-"""A redis-server run as a plain process with its own config, data folder, pid file and log."""
+"""A redis-server run as a plain process with its own config, ACL users, data folder, pid file and log."""
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -10,19 +11,26 @@ from pathlib import Path
 from stack.net import port_open
 from stack.process import (StackError, log_tail, pid_alive, pid_cmdline, read_pid_file, send_signal,
                            spawn, terminate, wait_gone, wait_until)
+from stack.redis_acl import ADMIN_USER, RedisUsers
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
 
 class RedisServer:
-    """One redis-server on host:port with everything (conf, pid, log) under `data_dir`."""
+    """One redis-server on host:port with everything (conf, pid, log) under `data_dir`.
+
+    It always runs with `users`: no client gets in without AUTH. Without them (a stack whose secrets were
+    never made) the server can be found and stopped, not started.
+    """
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 6390, *,
-                 pid_path: Path | None = None, log_path: Path | None = None) -> None:
+                 users: RedisUsers | None, pid_path: Path | None = None,
+                 log_path: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
+        self.users = users
         self.conf_path = self.data_dir / "redis.conf"
         # The launcher keeps every pid file in one run/ folder and every log in one logs/ folder.
         self.pid_path = Path(pid_path) if pid_path else self.data_dir / "redis.pid"
@@ -50,8 +58,9 @@ class RedisServer:
         return self.pid is not None
 
     def ping(self, timeout: float = 0.5) -> bool:
+        """True when the server answers PING to the admin user (so also False when it refuses our users)."""
         try:
-            return self._command(b"PING", timeout) == b"+PONG"
+            return self._command(b"PING", timeout=timeout) == b"+PONG"
         except OSError:
             return False
 
@@ -59,6 +68,8 @@ class RedisServer:
         """Start the server and wait until it answers PING; False (a no-op) when it already runs."""
         if self.is_running():
             return False
+        if self.users is None:
+            raise StackError("redis: no credentials for its users (`cachegate up` makes them)")
         if port_open(self.host, self.port):
             raise StackError(f"redis: {self.host}:{self.port} is already taken by another process")
         binary = shutil.which("redis-server")
@@ -66,7 +77,7 @@ class RedisServer:
             raise StackError("redis-server is not installed (apt-get install redis-server)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        self.conf_path.write_text(self._conf())
+        _write_private(self.conf_path, self._conf())
         self._popen = spawn([binary, str(self.conf_path)], self.log_path, cwd=self.data_dir)
 
         def ready() -> bool:
@@ -89,11 +100,16 @@ class RedisServer:
             self._popen = None
             return
         send_signal(pid, signal.SIGCONT)  # a paused server cannot answer SHUTDOWN
-        try:
-            self._command(b"SHUTDOWN NOSAVE", timeout=1.0)
-        except OSError:
-            pass  # the server closes the connection as it exits: no reply is the normal case
-        if not wait_gone(pid, STOP_TIMEOUT, self._popen):
+        asked = False
+        if self.users is not None:
+            try:
+                refused = self._command(b"SHUTDOWN", b"NOSAVE", timeout=1.0)  # e.g. -WRONGPASS
+            except OSError:
+                asked = True  # the server closes the connection as it exits: no reply is the normal case
+            else:
+                asked = not refused.startswith(b"-")
+        # Without the admin's password, or refused: SIGTERM, on which Redis exits cleanly too.
+        if not asked or not wait_gone(pid, STOP_TIMEOUT, self._popen):
             terminate(pid, timeout=STOP_TIMEOUT, popen=self._popen)
         self.pid_path.unlink(missing_ok=True)
         self._popen = None
@@ -121,19 +137,26 @@ class RedisServer:
             raise StackError(f"redis on port {self.port} is not running")
         send_signal(pid, sig)
 
-    def _command(self, command: bytes, timeout: float) -> bytes:
-        """Send one inline command and return the first reply line (enough for PING and SHUTDOWN)."""
+    def _command(self, *command: bytes, timeout: float) -> bytes:
+        """Send one command as the admin user; its first reply line, or AUTH's error (enough for PING and
+        SHUTDOWN)."""
+        request = _resp(*command)
+        if self.users is not None:
+            request = _resp(b"AUTH", ADMIN_USER.encode(), self.users.admin_password.encode()) + request
         with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
-            sock.sendall(command + b"\r\n")
-            reply = b""
-            while not reply.endswith(b"\r\n"):
-                chunk = sock.recv(256)
-                if not chunk:
-                    raise ConnectionResetError("redis closed the connection")
-                reply += chunk
+            sock.sendall(request)
+            with sock.makefile("rb") as replies:
+                if self.users is not None:
+                    auth = replies.readline().strip()
+                    if auth != b"+OK":
+                        return auth or b"-ERR no reply to AUTH"
+                reply = replies.readline()
+        if not reply:
+            raise ConnectionResetError("redis closed the connection")
         return reply.strip()
 
     def _conf(self) -> str:
+        assert self.users is not None
         return "\n".join([
             f"bind {self.host}",
             f"port {self.port}",
@@ -145,8 +168,22 @@ class RedisServer:
             'save ""',
             "appendonly no",
             "maxmemory 0",
+            *self.users.conf_lines(),
             "",
         ])
+
+
+def _resp(*parts: bytes) -> bytes:
+    """One command in RESP, so a password is sent as it is, whatever characters it holds."""
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """The conf holds the users' password hashes: readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)  # an older conf (written before with 0644) keeps its mode through O_TRUNC
 
 
 def _quote(path: Path) -> str:

@@ -18,37 +18,60 @@ if sys.path[:1] != [str(REPO)]:
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from redisclients import gateway_denials  # noqa: E402
 
 from stack.keys import ensure_jwt_keys, ensure_secret  # noqa: E402
 from stack.mariadb import MariaDBServer  # noqa: E402
 from stack.net import free_port  # noqa: E402
 from stack.redis import RedisServer  # noqa: E402
+from stack.redis_acl import RedisUsers  # noqa: E402
 
 if TYPE_CHECKING:
     from proxy.config import Config
 TEST_DB_USER = "cachegate_test"
+TEST_REDIS_USER = "cachegate"
 
 
 @dataclass(frozen=True)
 class TestSecrets:
-    """Secrets made once per session: the JWT key pair and the test database user's password."""
+    """Secrets made once per session: the JWT key pair, the database, Redis and admin passwords."""
     __test__ = False  # not a test class, despite the name
 
     jwt_private: Path
     jwt_public: Path
     db_password_file: Path
+    redis_password_file: Path
+    redis_admin_password_file: Path
+    admin_token_file: Path
 
     @property
     def db_password(self) -> str:
         return self.db_password_file.read_text().strip()
 
+    @property
+    def redis_users(self) -> RedisUsers:
+        """The users every test Redis runs with: the gateway's (what the code under test uses), the admin."""
+        return RedisUsers(TEST_REDIS_USER, self.redis_password_file.read_text().strip(),
+                          self.redis_admin_password_file.read_text().strip())
+
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"), "127.0.0.1", free_port())
+def redis_server(tmp_path_factory: pytest.TempPathFactory,
+                 test_secrets: TestSecrets) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"), "127.0.0.1", free_port(),
+                         users=test_secrets.redis_users)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _gateway_user_was_never_refused(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that used the session Redis: its ACL LOG holds no refusal of the gateway's user."""
+    yield
+    if "redis_server" in request.fixturenames:
+        denied = gateway_denials(request.getfixturevalue("redis_server"))
+        assert not denied, f"the gateway's Redis user was refused: {denied} (see stack/redis_acl.py)"
 
 
 @pytest.fixture(scope="session")
@@ -62,27 +85,36 @@ def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB
 @pytest.fixture(scope="session")
 def test_secrets(tmp_path_factory: pytest.TempPathFactory) -> TestSecrets:
     folder = tmp_path_factory.mktemp("secrets")
-    found = TestSecrets(folder / "jwt-private.pem", folder / "jwt-public.pem", folder / "db-password")
+    found = TestSecrets(folder / "jwt-private.pem", folder / "jwt-public.pem", folder / "db-password",
+                        folder / "redis-password", folder / "redis-admin-password", folder / "admin-token")
     ensure_jwt_keys(found.jwt_private, found.jwt_public)
-    ensure_secret(found.db_password_file)
+    for path in (found.db_password_file, found.redis_password_file, found.redis_admin_password_file,
+                 found.admin_token_file):
+        ensure_secret(path)
     return found
 
 
 @pytest.fixture
-def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """A private, started RedisServer per call, for tests that kill or pause it; stopped after the test."""
+def redis_factory(tmp_path: Path, test_secrets: TestSecrets) -> Iterator[Callable[..., RedisServer]]:
+    """A private, started RedisServer per call, for tests that kill or pause it; stopped after the test.
+
+    It has the session server's users, so a config or client made for one reaches the other too.
+    """
     made: list[RedisServer] = []
 
     def factory(*, start: bool = True) -> RedisServer:
-        server = RedisServer(tmp_path / f"redis{len(made)}", "127.0.0.1", free_port())
+        server = RedisServer(tmp_path / f"redis{len(made)}", "127.0.0.1", free_port(),
+                             users=test_secrets.redis_users)
         made.append(server)
         if start:
             server.start()
         return server
 
     yield factory
+    denied = [d for server in made for d in gateway_denials(server)]
     for server in reversed(made):
         server.stop()
+    assert not denied, f"the gateway's Redis user was refused: {denied} (see stack/redis_acl.py)"
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +151,10 @@ class ConfigBuilder:
         world = {
             "stack": {"data_dir": str(data_dir)},
             "proxy": {"host": "127.0.0.1", "port": free_port(),
-                      "admin": {"host": "127.0.0.1", "port": free_port()}},
-            "redis": {"url": self.redis.url},
+                      "admin": {"host": "127.0.0.1", "port": free_port(),
+                                "token_file": str(self.secrets.admin_token_file)}},
+            "redis": {"url": self.redis.url, "username": TEST_REDIS_USER,
+                      "password_file": str(self.secrets.redis_password_file)},
             "mariadb": {"host": self.mariadb.host, "port": self.mariadb.port, "database": database,
                         "user": TEST_DB_USER, "password_file": str(self.secrets.db_password_file)},
             "auth": {"public_key": str(self.secrets.jwt_public),
@@ -135,7 +169,7 @@ class ConfigBuilder:
 
     def __call__(self, overrides: dict[str, Any] | None = None) -> Config:
         from proxy.config import load_config
-        # env={}: the developer's shell (CACHEGATE_CACHE=off, CACHEGATE_DB_PASSWORD) must not leak into tests.
+        # env={}: the developer's shell (CACHEGATE_CACHE=off, CACHEGATE_*_PASSWORD) must not leak into tests.
         return load_config(self.mapping(overrides), base_dir=self.tmp_path, env={})
 
     def file(self, overrides: dict[str, Any] | None = None) -> Config:

@@ -1,4 +1,4 @@
-"""compose.yaml agrees with config.yaml: the same services, ports and addresses, and no committed secret."""
+"""compose.yaml agrees with config.yaml: the same services, ports, addresses, Redis ACL; no secret in it."""
 from __future__ import annotations
 
 import configparser
@@ -7,12 +7,15 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 import yaml
 
 from proxy.config import load_config
+from stack.net import free_port
+from stack.process import terminate, wait_until
+from stack.redis_acl import gateway_rules
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("users", "paths", "trips")
@@ -36,11 +39,19 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
     return {key: str(value) for key, value in env.items()}
 
 
+DOT_ENV = {"CACHEGATE_DB_PASSWORD": "not-a-real-db-password", "CACHEGATE_REDIS_PASSWORD": "no-real-redis-pw",
+           "CACHEGATE_ADMIN_TOKEN": "not-a-real-admin-token"}
+
+
+def interpolated(value: str) -> str:
+    """A value as compose hands it over, DOT_ENV being the .env file: `${NAME:?...}` replaced, `$$` -> `$`."""
+    value = re.sub(r"\$\{(\w+)(?::\?[^}]*)?\}", lambda m: DOT_ENV[m.group(1)], value)
+    return value.replace("$$", "$")
+
+
 def config_in(service: dict[str, Any]):
     """The Config a container of this service would load: config.yaml plus its environment."""
-    env = env_of(service)
-    env["CACHEGATE_DB_PASSWORD"] = "not-a-real-password"  # interpolated from .env by compose
-    return load_config(REPO / "config.yaml", env=env)
+    return load_config(REPO / "config.yaml", env={k: interpolated(v) for k, v in env_of(service).items()})
 
 
 def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
@@ -88,6 +99,66 @@ def test_no_secret_is_written_in_compose(compose: dict[str, Any]) -> None:
                 assert value.startswith("${"), f"{name}: {key} must come from .env, not compose.yaml"
 
 
+def test_only_the_proxy_gets_the_redis_password_and_the_admin_token(compose: dict[str, Any]) -> None:
+    holders = {name for name, service in compose["services"].items()
+               if {"CACHEGATE_REDIS_PASSWORD", "CACHEGATE_ADMIN_TOKEN"} & set(env_of(service))}
+    assert holders == {"redis", "proxy"}
+    assert "CACHEGATE_ADMIN_TOKEN" not in env_of(compose["services"]["redis"])
+    proxy = config_in(compose["services"]["proxy"])
+    assert proxy.redis.password() == DOT_ENV["CACHEGATE_REDIS_PASSWORD"]
+    assert proxy.proxy.admin_token() == DOT_ENV["CACHEGATE_ADMIN_TOKEN"]
+    assert "@" not in proxy.redis.url  # no credentials in the URL
+
+
+def test_compose_redis_has_the_gateway_user_of_config_yaml_and_the_rules_of_the_launcher(
+        compose: dict[str, Any], shipped) -> None:
+    redis = compose["services"]["redis"]
+    env = env_of(redis)
+    assert env["REDIS_GATEWAY_USER"] == shipped.redis.username
+    assert " ".join(env["REDIS_GATEWAY_RULES"].split()) == gateway_rules()
+    script = redis["command"][2]
+    assert redis["command"][:2] == ["sh", "-ec"] and "--aclfile /tmp/users.acl" in script
+    assert "$$CACHEGATE_REDIS_PASSWORD" in " ".join(redis["healthcheck"]["test"])  # the probe logs in too
+
+
+@pytest.fixture
+def compose_acl_redis(compose: dict[str, Any], tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """A local redis-server on the ACL file that compose's own script writes (its printf, run by sh)."""
+    script = compose["services"]["redis"]["command"][2]
+    printf = script[script.index("printf"):script.index("\n", script.index("> /tmp/users.acl"))]
+    acl = tmp_path / "users.acl"
+    env = {k: interpolated(v) for k, v in env_of(compose["services"]["redis"]).items()}
+    subprocess.run(["sh", "-ec", interpolated(printf).replace("/tmp/users.acl", str(acl))], env=env,
+                   check=True, timeout=10)
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--aclfile", str(acl),
+            "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: "NOAUTH" in cli(port, "PING"), 10), "redis-server did not start"
+        yield port, env["REDIS_GATEWAY_USER"]
+    finally:
+        terminate(proc.pid, timeout=5, popen=proc)
+
+
+def cli(port: int, *args: str, user: str | None = None, password: str | None = None) -> str:
+    env = {"REDISCLI_AUTH": password} if password else {}
+    done = subprocess.run(["redis-cli", "-p", str(port), *(["--user", user] if user else []), *args],
+                          capture_output=True, text=True, timeout=10, env=env)
+    return (done.stdout + done.stderr).strip()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server here")
+def test_compose_redis_acl_lets_only_the_gateway_in(compose_acl_redis) -> None:
+    port, user = compose_acl_redis
+    password = DOT_ENV["CACHEGATE_REDIS_PASSWORD"]
+    assert cli(port, "SET", "cg:e:user:1", "forged").startswith("NOAUTH")
+    assert cli(port, "SET", "cg:e:user:1", "v", user=user, password=password) == "OK"
+    assert cli(port, "GET", "cg:e:user:1", user=user, password=password) == "v"
+    assert "NOPERM" in cli(port, "FLUSHALL", user=user, password=password)
+    assert "WRONGPASS" in cli(port, "PING", user="default", password=password)  # default is switched off
+
+
 def test_only_the_users_service_gets_the_private_key(compose: dict[str, Any]) -> None:
     holders = {name for name, service in compose["services"].items()
                if any(str(v).startswith("jwt-private:") for v in service.get("volumes", []))}
@@ -119,5 +190,5 @@ def test_docker_compose_accepts_the_file() -> None:
     if command is None:
         pytest.skip("no working `docker compose` or `docker-compose` here")
     result = subprocess.run([*command, "-f", str(REPO / "compose.yaml"), "config", "-q"], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "CACHEGATE_DB_PASSWORD": "x"})
+                            text=True, timeout=60, env={**os.environ, **DOT_ENV})
     assert result.returncode == 0, result.stderr

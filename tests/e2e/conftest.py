@@ -91,8 +91,10 @@ async def make_world(make_config) -> AsyncIterator[Callable[..., Any]]:
         proxy = TestClient(TestServer(app, host="127.0.0.1", port=config.proxy.port))
         await proxy.start_server()
         closers.append(proxy.close)
+        # The admin client carries the token on every call, as `cachegate admin` does.
         admin = TestClient(TestServer(create_admin_app(config, _ProcessControl(app)), host="127.0.0.1",
-                                      port=config.proxy.admin_port))
+                                      port=config.proxy.admin_port),
+                           headers={"Authorization": f"Bearer {config.proxy.admin_token()}"})
         await admin.start_server()
         closers.append(admin.close)
         return World(config, proxy, admin, backends, app)

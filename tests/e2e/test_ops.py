@@ -1,10 +1,15 @@
 """Operating the gateway: health, readiness, metrics, admin purge and the error answers of the proxy itself."""
 from __future__ import annotations
 
+import asyncio
 import io
+import time
+
+import aiohttp
+import pytest
+from redisclients import admin_client
 
 from proxy.app import ACCESS_LOG
-
 
 
 async def test_health_ready_and_metrics(world):
@@ -14,7 +19,10 @@ async def test_health_ready_and_metrics(world):
     assert (await world.proxy.get("/-/health")).status == 200
     ready = await world.proxy.get("/-/ready")
     assert ready.status == 200, await ready.text()
-    assert set((await ready.json())["checks"]) == {"redis", "upstream:users", "upstream:paths", "upstream:trips"}
+    assert await ready.json() == {"status": "ok"}  # what a probe needs, no more
+    state = await (await world.admin.get("/-/admin/state")).json()  # what failed, for whoever has the token
+    assert state["ready"] is True
+    assert set(state["checks"]) == {"redis", "upstream:users", "upstream:paths", "upstream:trips"}
     text = await (await world.proxy.get("/-/metrics")).text()
     assert 'cachegate_cache_outcomes_total{outcome="hit",reason="",route="GET /users/{id:int}"} 1.0' in text
     assert 'cachegate_requests_total{method="GET",route="GET /users/{id:int}",status="200",' \
@@ -22,11 +30,45 @@ async def test_health_ready_and_metrics(world):
     assert "cachegate_upstream_seconds_bucket" in text and "cachegate_breaker_state 0.0" in text
 
 
+async def poll(probe, deadline: float = 10.0):
+    """Call `probe()` until it returns something true, or fail after `deadline` seconds."""
+    until = time.monotonic() + deadline
+    while not (found := await probe()):
+        assert time.monotonic() < until, "condition not reached in time"
+        await asyncio.sleep(0.05)
+    return found
+
+
 async def test_not_ready_when_an_upstream_is_down(world):
     await world.backends.servers["trips"].close()
-    ready = await world.proxy.get("/-/ready")
-    assert ready.status == 503
-    assert (await ready.json())["checks"]["upstream:trips"] == "unreachable"
+
+    async def not_ready():
+        resp = await world.proxy.get("/-/ready")
+        return resp.status == 503 and await resp.json()
+
+    assert await poll(not_ready) == {"status": "not ready"}
+    state = await (await world.admin.get("/-/admin/state")).json()
+    assert state["ready"] is False and state["checks"]["upstream:trips"] == "unreachable"
+
+
+async def test_ready_probes_reach_neither_the_upstreams_nor_redis(make_world, redis_factory):
+    """Regression (issue 7): every probe of /-/ready sent a request to each upstream and a PING to Redis."""
+    redis = redis_factory()  # its own, so its command counts are this test's alone
+    world = await make_world({"redis": {"url": redis.url}, "proxy": {"readiness_interval": "1h"}})
+    observer = admin_client(redis)
+    try:
+        assert (await world.proxy.get("/-/ready")).status == 200  # waits for the first round of checks
+        health_before = world.backends.served("GET", "/-/health")
+        pings_before = (await observer.info("commandstats")).get("cmdstat_ping", {}).get("calls", 0)
+        for _ in range(50):
+            resp = await world.proxy.get("/-/ready")
+            assert resp.status == 200 and await resp.json() == {"status": "ok"}
+        assert health_before == 3  # that one round: each upstream once
+        assert world.backends.served("GET", "/-/health") == health_before
+        pings = (await observer.info("commandstats")).get("cmdstat_ping", {}).get("calls", 0)
+        assert pings == pings_before
+    finally:
+        await observer.aclose()
 
 
 async def test_admin_purge_key_and_tag(world):
@@ -45,11 +87,55 @@ async def test_admin_purge_key_and_tag(world):
     assert bad.status == 400
 
 
-async def test_admin_token_guards_the_admin_listener(make_world):
-    world = await make_world({"proxy": {"admin": {"token": "s3cret-admin"}}})
-    assert (await world.admin.get("/-/admin/state")).status == 401
-    ok = await world.admin.get("/-/admin/state", headers={"Authorization": "Bearer s3cret-admin"})
-    assert ok.status == 200 and (await ok.json())["cache_enabled"] is True
+ADMIN_CALLS = [("GET", "/-/admin/state", None), ("POST", "/-/admin/reload", None),
+               ("POST", "/-/admin/cache", {"enabled": False}), ("POST", "/-/admin/purge", {"key": "user:1"}),
+               ("POST", "/-/admin/purge", {"tag": "user-lists"}), ("GET", "/-/admin/nowhere", None)]
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-of-some-length", "Bearer ", "Basic eDp5",
+                                           "bearer {token}", "Bearer {token}x", "Bearer  {token}"])
+async def test_every_admin_call_without_the_token_is_401_and_changes_nothing(world, authorization):
+    """Regression (issue 7): without a configured token, any local process could turn the cache off."""
+    uid, auth = await world.user("nina")
+    await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    headers = {} if authorization is None else \
+        {"Authorization": authorization.format(token=world.config.proxy.admin_token())}
+    async with aiohttp.ClientSession() as anyone:  # not world.admin: that one sends the token
+        for method, path, body in ADMIN_CALLS:
+            async with anyone.request(method, f"http://127.0.0.1:{world.config.proxy.admin_port}{path}",
+                                      json=body, headers=headers) as resp:
+                assert resp.status == 401, (method, path)
+                assert (await resp.json())["error"]["code"] == "unauthorized"
+                assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    state = await (await world.admin.get("/-/admin/state")).json()
+    assert state["cache_enabled"] is True and state["generation"] == 1
+    hit = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    assert hit.headers["Cache-Status"].startswith("cachegate; hit")  # neither switched off nor purged
+
+
+async def test_the_admin_token_lets_every_call_through(world):
+    assert (await world.admin.post("/-/admin/cache", json={"enabled": False})).status == 200
+    assert (await (await world.admin.get("/-/admin/state")).json())["cache_enabled"] is False
+    missing = await world.admin.get("/-/admin/nowhere")
+    assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
+
+
+async def test_metrics_ready_and_health_are_open_and_hold_no_secret(world, test_secrets):
+    uid, auth = await world.user("oscar")
+    for _ in range(2):
+        await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
+    await world.proxy.get("/users/1", headers={"Authorization": "Bearer not-a-token"})
+    secrets = [world.config.proxy.admin_token(), world.config.redis.password(),
+               world.config.mariadb.password(), test_secrets.redis_users.admin_password, auth.split()[1],
+               world.config.auth.private_key_pem().splitlines()[1]]
+    async with aiohttp.ClientSession() as anyone:  # no token of any kind
+        for path in ("/-/metrics", "/-/ready", "/-/health"):
+            async with anyone.get(f"http://127.0.0.1:{world.config.proxy.port}{path}") as resp:
+                assert resp.status == 200, path
+                text = await resp.text()
+            assert "cachegate_" in text or path != "/-/metrics"
+            for secret in secrets:
+                assert secret not in text, path
 
 
 async def test_no_route_and_wrong_method_are_json(world):

@@ -52,6 +52,27 @@ async def test_bad_config_at_reload_is_refused_and_the_old_one_keeps_serving(mak
     assert state["generation"] == 1
 
 
+@pytest.mark.parametrize("section, key", [("proxy.admin", "token_file"), ("redis", "password_file"),
+                                          ("redis", "username")])
+async def test_a_reload_cannot_seem_to_change_a_credential(make_world, tmp_path, section, key):
+    """The admin token and the Redis login are read at start: a reload that changes them is refused, so no
+    one believes a token rotated while the old one still works."""
+    world = await make_world(as_file=True)
+    (tmp_path / "new-secret").write_text("a-new-secret-of-enough-length\n")
+
+    def change(data):
+        node = data
+        for part in section.split("."):
+            node = node[part]
+        node[key] = "other" if key == "username" else str(tmp_path / "new-secret")
+
+    edit(world.config, change)
+    resp = await world.admin.post("/-/admin/reload")
+    assert resp.status == 422
+    assert f"{section}.{key}: changed from" in (await resp.json())["error"]["message"]
+    assert (await (await world.admin.get("/-/admin/state")).json())["generation"] == 1
+
+
 @pytest.mark.slow
 async def test_reload_under_load_fails_no_request(make_world):
     world = await make_world(as_file=True)

@@ -44,5 +44,9 @@ def test_quick_run_is_valid_hits_the_cache_and_writes_the_report(stack_config, t
         assert (report.parent / name).read_bytes().startswith(b"\x89PNG")
     for point in run["points"]:
         assert (results / point["raw"]).is_file(), point["id"]
+    # It switched the cache with the admin token, and wrote that token (or Redis's password) nowhere.
+    written = (results / "results.json").read_text() + text
+    for secret in (stack_config.proxy.admin_token(), stack_config.redis.password()):
+        assert secret not in written
     # What the load test started, it stopped.
     assert not any(row.up for row in launcher.status(stack_config))

@@ -179,3 +179,59 @@ def test_ttl_on_a_write_rule_without_key_is_refused():
     rule = next(r for r in data["routes"] if r["path"] == "/paths" and r["methods"] == ["POST"])
     rule["ttl"] = "5m"
     assert "ttl is the lifetime of the entry stored under key" in refused(data)
+
+
+def test_no_admin_token_configured_is_refused_naming_the_key():
+    """Regression (issue 7): without a token the admin listener took any call from any local process."""
+    data = shipped()
+    del data["proxy"]["admin"]["token_file"]
+    message = refused(data)
+    assert "proxy.admin.token_file: no admin token configured" in message
+    assert "CACHEGATE_ADMIN_TOKEN" in message
+    config = load_config(data, env={"CACHEGATE_ADMIN_TOKEN": "t" * 32}, base_dir=REPO)
+    assert config.proxy.admin_token() == "t" * 32
+    assert "too short (8 characters, at least 16)" in refused(data, env={"CACHEGATE_ADMIN_TOKEN": "12345678"})
+
+
+def test_the_admin_token_file_is_read_on_use_and_the_environment_wins(tmp_path):
+    data = shipped()
+    data["proxy"]["admin"]["token_file"] = str(tmp_path / "admin-token")
+    config = load_config(data, env={}, base_dir=REPO)  # loads before `cachegate up` made the file
+    with pytest.raises(ConfigError, match="proxy.admin.token_file: cannot read .*admin-token"):
+        config.proxy.admin_token()
+    (tmp_path / "admin-token").write_text("short\n")
+    with pytest.raises(ConfigError, match="too short"):
+        config.proxy.admin_token()
+    (tmp_path / "admin-token").write_text("a-long-enough-admin-token\n")
+    assert config.proxy.admin_token() == "a-long-enough-admin-token"
+    from_env = load_config(data, env={"CACHEGATE_ADMIN_TOKEN": "from-the-environment"}, base_dir=REPO)
+    assert from_env.proxy.admin_token() == "from-the-environment"
+    assert "from-the-environment" not in repr(from_env)
+
+
+def test_redis_credentials_come_from_their_keys_never_from_the_url(tmp_path):
+    data = shipped()
+    data["redis"]["url"] = "redis://cachegate:hunter2-secret@127.0.0.1:6390/0"
+    message = refused(data)
+    assert "redis.url: must not hold credentials" in message and "hunter2" not in message
+    data = shipped()
+    data["redis"]["password_file"] = str(tmp_path / "redis-password")
+    config = load_config(data, env={}, base_dir=REPO)
+    assert config.redis.username == "cachegate" and "redis-password" in str(config.redis.password_file)
+    with pytest.raises(ConfigError, match="redis.password_file: cannot read"):
+        config.redis.password()
+    (tmp_path / "redis-password").write_text("from-the-file\n")
+    assert config.redis.password() == "from-the-file"
+    from_env = load_config(data, env={"CACHEGATE_REDIS_PASSWORD": "from-env"}, base_dir=REPO)
+    assert from_env.redis.password() == "from-env" and "from-env" not in repr(from_env)
+    del data["redis"]["password_file"]
+    with pytest.raises(ConfigError, match="redis.username: cachegate needs a password"):
+        load_config(data, env={}, base_dir=REPO).redis.password()
+    del data["redis"]["username"]
+    assert load_config(data, env={}, base_dir=REPO).redis.password() is None  # a Redis without AUTH
+
+
+def test_readiness_interval_has_a_floor():
+    data = shipped()
+    data["proxy"]["readiness_interval"] = "10ms"
+    assert "proxy.readiness_interval: expected at least 100ms" in refused(data)

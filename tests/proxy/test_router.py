@@ -10,6 +10,7 @@ from proxy.router import Router, compile_key_template, parse_path_template
 
 def routes(*rules: dict) -> Router:
     data = {"redis": {"url": "redis://127.0.0.1:1/0"},
+            "proxy": {"admin": {"token_file": "admin-token"}},  # required, read only by the admin listener
             "mariadb": {"database": "x", "user": "x"},
             "auth": {"public_key": "k.pem", "private_key": "k"},
             "upstreams": {"users": "http://127.0.0.1:1"},

@@ -1,6 +1,7 @@
 """The `cachegate` command: config errors exit 2 with the message only, arguments reach the right command."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from stack.cli import ProgressBar, main
+from stack.net import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,3 +72,49 @@ def test_progress_bar_ends_with_the_total(capsys: pytest.CaptureFixture[str]) ->
     bar(200, 200)
     err = capsys.readouterr().err
     assert err.endswith("200/200\n") and "#" * 30 in err
+
+
+def test_check_config_refuses_a_config_without_admin_token_as_the_proxy_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, lambda d: d["proxy"]["admin"].pop("token_file"))
+    assert main(["check-config", str(path)]) == 2
+    checked = capsys.readouterr().err
+    assert "proxy.admin.token_file: no admin token configured" in checked
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
+    proxy = subprocess.run([sys.executable, "-m", "stack.cli", "proxy", "--config", str(path)],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert proxy.returncode == 2 and proxy.stderr.strip() == checked.strip()
+
+
+def test_the_proxy_refuses_to_start_when_its_token_file_is_missing(tmp_path: Path) -> None:
+    port, admin_port = free_port(), free_port()
+
+    def change(data) -> None:
+        data["proxy"].update(port=port)
+        data["proxy"]["admin"].update(port=admin_port, token_file=str(tmp_path / "no-such-token"))
+        data["redis"]["password_file"] = str(tmp_path / "redis-password")
+
+    path = write_config(tmp_path, change)
+    (tmp_path / "redis-password").write_text("a-redis-password\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
+    result = subprocess.run([sys.executable, "-m", "stack.cli", "proxy", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "proxy.admin.token_file: cannot read" in result.stderr and "Traceback" not in result.stderr
+    assert not port_open("127.0.0.1", port) and not port_open("127.0.0.1", admin_port)
+
+
+def test_admin_verbs_say_why_when_no_listener_answers(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    admin_port = free_port()
+
+    def change(data) -> None:
+        data["proxy"]["admin"].update(port=admin_port, token_file=str(tmp_path / "admin-token"))
+
+    path = write_config(tmp_path, change)
+    assert main(["admin", "state", "--config", str(path)]) == 2  # no token file yet: a config error
+    assert "proxy.admin.token_file: cannot read" in capsys.readouterr().err
+    (tmp_path / "admin-token").write_text("a-long-enough-admin-token\n")
+    assert main(["admin", "cache", "off", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"no admin listener at http://127.0.0.1:{admin_port}" in err and "Traceback" not in err

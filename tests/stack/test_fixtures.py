@@ -11,6 +11,9 @@ def test_mapping_points_at_the_test_servers(make_config, redis_server: RedisServ
                                             mariadb_server: MariaDBServer, test_secrets) -> None:
     mapping = make_config.mapping()
     assert mapping["redis"]["url"] == redis_server.url
+    assert mapping["redis"]["username"] == redis_server.users.gateway_user
+    assert mapping["redis"]["password_file"] == str(test_secrets.redis_password_file)
+    assert mapping["proxy"]["admin"]["token_file"] == str(test_secrets.admin_token_file)
     assert (mapping["mariadb"]["host"], mapping["mariadb"]["port"]) == ("127.0.0.1", mariadb_server.port)
     assert mapping["auth"]["public_key"] == str(test_secrets.jwt_public)
     for name, service in mapping["services"].items():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -9,6 +10,7 @@ import urllib.request
 import pytest
 
 from stack import launcher
+from stack.admin_client import admin_call
 from stack.net import free_port, port_open
 from stack.process import pid_alive
 
@@ -18,9 +20,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def stack_config(make_config):
     """A config file with its own ports and data_dir, for a stack the test starts itself."""
+    data_dir = make_config.tmp_path / "own-stack"
     config = make_config.file({
         # Its own Redis and MariaDB: up starts them, down stops them, the session's servers stay untouched.
-        "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"},
+        # Its own secrets too, which `up` must make: none of the session's files.
+        "redis": {"url": f"redis://127.0.0.1:{free_port()}/0",
+                  "password_file": str(data_dir / "secrets" / "redis-password")},
+        "proxy": {"admin": {"token_file": str(data_dir / "secrets" / "admin-token")}},
         "mariadb": {"port": free_port()},
     })
     yield config
@@ -41,7 +47,11 @@ def test_up_status_second_up_and_down(stack_config) -> None:
     assert (config.stack.data_dir / "logs" / "redis.log").is_file()
     assert (config.stack.data_dir / "run" / "mariadb.pid").read_text().strip() == str(running["mariadb"])
     assert config.auth.private_key.is_file() and config.mariadb.password_file.is_file()
+    for secret in (config.redis.password_file, config.proxy.admin_token_file,
+                   launcher.redis_admin_password_file(config)):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
     assert_demo_user_reads_itself_through_the_proxy(config)
+    assert admin_call(config, "GET", "/-/admin/state")["cache_enabled"] is True  # with the token up made
 
     again: list[str] = []
     launcher.up(config, seed_users=20, say=again.append)

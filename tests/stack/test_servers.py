@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import socket
+import stat
+import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pymysql
 import pytest
 
+from redisclients import gateway_denials
 from stack.mariadb import MariaDBServer
 from stack.net import free_port, port_open
 from stack.process import StackError, pid_alive
 from stack.redis import RedisServer
+from stack.redis_acl import ADMIN_USER, RedisUsers
 
 
 @pytest.fixture
@@ -49,7 +53,7 @@ def test_redis_second_start_is_a_no_op(redis_factory: Callable[..., RedisServer]
     server.start()
     assert server.pid == pid
     # Another handle on the same folder (a second `cachegate up`) sees the running server by its pid file.
-    other = RedisServer(server.data_dir, server.host, server.port)
+    other = RedisServer(server.data_dir, server.host, server.port, users=server.users)
     assert other.pid == pid
     other.start()
     assert server.pid == pid and server.ping()
@@ -58,18 +62,87 @@ def test_redis_second_start_is_a_no_op(redis_factory: Callable[..., RedisServer]
 def test_redis_refuses_a_port_someone_listens_on(
         redis_factory: Callable[..., RedisServer], tmp_path: Path) -> None:
     server = redis_factory()
-    intruder = RedisServer(tmp_path / "intruder", "127.0.0.1", server.port)
+    intruder = RedisServer(tmp_path / "intruder", "127.0.0.1", server.port, users=server.users)
     with pytest.raises(StackError, match="already taken"):
         intruder.start()
     assert not intruder.is_running()
 
 
-def test_redis_that_exits_at_start_fails_with_its_log(tmp_path: Path, bound_port: int) -> None:
-    server = RedisServer(tmp_path / "r", "127.0.0.1", bound_port)
+def test_redis_that_exits_at_start_fails_with_its_log(tmp_path: Path, bound_port: int, test_secrets) -> None:
+    server = RedisServer(tmp_path / "r", "127.0.0.1", bound_port, users=test_secrets.redis_users)
     with pytest.raises(StackError, match="exited with code") as err:
         server.start()
     assert str(bound_port) in str(err.value)  # the log tail names the port it could not bind
     assert not server.is_running()
+
+
+def redis_cli(server: RedisServer, *args: str, user: str | None = None, password: str | None = None) -> str:
+    """What redis-cli prints for one command; the password goes by environment, never on a command line."""
+    auth = ["--user", user] if user else []
+    env = {"REDISCLI_AUTH": password} if password else {}
+    done = subprocess.run(["redis-cli", "-h", server.host, "-p", str(server.port), *auth, *args],
+                          capture_output=True, text=True, timeout=10, env=env)
+    return (done.stdout + done.stderr).strip()
+
+
+def test_redis_without_credentials_answers_nothing_but_noauth(redis_factory: Callable[..., RedisServer],
+                                                               tmp_path: Path) -> None:
+    """Regression (issue 7): any local process could read and write cache entries, or flush them."""
+    server = redis_factory()
+    users = server.users
+    assert redis_cli(server, "SET", "cg:e:user:1", "forged", user=ADMIN_USER,
+                     password=users.admin_password) == "OK"
+    for command in (["GET", "cg:e:user:1"], ["SET", "cg:e:user:1", "x"], ["FLUSHALL"],
+                    ["CONFIG", "GET", "*"]):
+        assert redis_cli(server, *command).startswith("NOAUTH"), command
+    wrong = redis_cli(server, "GET", "cg:e:user:1", user=users.gateway_user, password="wrong-password")
+    assert "WRONGPASS" in wrong and "forged" not in wrong
+    assert redis_cli(server, "GET", "cg:e:user:1", user=ADMIN_USER, password=users.admin_password) == "forged"
+
+
+def test_the_gateway_user_runs_its_commands_and_nothing_else(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    server = redis_factory()
+    users = server.users
+    as_gateway = {"user": users.gateway_user, "password": users.gateway_password}
+    assert redis_cli(server, "SET", "cg:e:user:1", "v", **as_gateway) == "OK"
+    assert redis_cli(server, "GET", "cg:e:user:1", **as_gateway) == "v"
+    for command in (["FLUSHALL"], ["KEYS", "*"], ["CONFIG", "SET", "save", "1 1"], ["SHUTDOWN"],
+                    ["ACL", "LIST"], ["SCRIPT", "FLUSH"]):
+        assert "NOPERM" in redis_cli(server, *command, **as_gateway), command
+    # Inside a script too: Redis checks what a script calls against the same ACL.
+    assert "can't run this command" in redis_cli(server, "EVAL", "return redis.call('FLUSHALL')", "0",
+                                                 **as_gateway)
+    assert redis_cli(server, "GET", "cg:e:user:1", **as_gateway) == "v"
+    assert sorted(gateway_denials(server)) == sorted(  # and the check of the fixtures sees each refusal
+        ["command flushall", "command keys", "command config|set", "command shutdown", "command acl|list",
+         "command script|flush", "command flushall"])
+
+
+def test_redis_conf_holds_password_hashes_only_and_is_private(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    server = redis_factory()
+    conf = server.conf_path.read_text()
+    assert server.users.gateway_password not in conf and server.users.admin_password not in conf
+    assert "user default reset" in conf.splitlines()
+    assert stat.S_IMODE(server.conf_path.stat().st_mode) == 0o600
+
+
+def test_redis_without_users_is_found_and_stopped_but_never_started(
+        redis_factory: Callable[..., RedisServer], tmp_path: Path) -> None:
+    server = redis_factory()
+    blind = RedisServer(server.data_dir, server.host, server.port, users=None, pid_path=server.pid_path)
+    assert blind.pid == server.pid and not blind.ping()
+    blind.stop()  # no admin password for SHUTDOWN: by SIGTERM
+    assert not server.is_running()
+    with pytest.raises(StackError, match="no credentials"):
+        RedisServer(tmp_path / "none", "127.0.0.1", free_port(), users=None).start()
+
+
+@pytest.mark.parametrize("name", ["admin", "default", "has space", ""])
+def test_redis_users_refuse_names_that_would_clash(name: str) -> None:
+    with pytest.raises(ValueError):
+        RedisUsers(name, "gateway-password", "admin-password")
 
 
 def test_redis_pause_silences_it_and_resume_brings_it_back(redis_factory: Callable[..., RedisServer]) -> None:

@@ -10,12 +10,22 @@ import redis.asyncio as aioredis
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
 from stack.redis import RedisServer
+from redisclients import admin_client
 from store_helpers import StoreFactory, client_for
 
 
 @pytest.fixture
 async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """The session Redis as the gateway's user: the client the stores under test use."""
     client = client_for(redis_server)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_admin(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    """The session Redis as its admin: for looking at what a store did, and cleaning up."""
+    client = admin_client(redis_server)
     yield client
     await client.aclose()
 
@@ -26,7 +36,8 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-async def make_store(metrics: Metrics, redis_client: aioredis.Redis) -> AsyncIterator[StoreFactory]:
+async def make_store(metrics: Metrics, redis_client: aioredis.Redis,
+                     redis_admin: aioredis.Redis) -> AsyncIterator[StoreFactory]:
     """Stores with a prefix of their own; their keys on the shared Redis are deleted afterwards."""
     made: list[str] = []
 
@@ -40,9 +51,9 @@ async def make_store(metrics: Metrics, redis_client: aioredis.Redis) -> AsyncIte
 
     yield make
     for prefix in made:
-        keys = [key async for key in redis_client.scan_iter(match=f"{prefix}:*", count=500)]
+        keys = [key async for key in redis_admin.scan_iter(match=f"{prefix}:*", count=500)]
         if keys:
-            await redis_client.delete(*keys)
+            await redis_admin.delete(*keys)
 
 
 @pytest.fixture

@@ -5,15 +5,13 @@ import time
 from typing import Callable
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redisclients import NO_RETRY, gateway_client
 
 from proxy.metrics import Metrics
 from proxy.store import CacheStore, Entry, make_entry
 from stack.redis import RedisServer
 
 StoreFactory = Callable[..., CacheStore]
-NO_RETRY = Retry(NoBackoff(), 0)
 
 
 def entity(version: int, body: bytes | None = None, *, ttl: float = 60.0, grace: float = 300.0,
@@ -30,6 +28,6 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 
 
 def client_for(server: RedisServer, timeout: float = 2.0) -> aioredis.Redis:
-    """Built like the proxy builds its client (no retries inside redis-py: the store's timeout decides)."""
-    return aioredis.Redis.from_url(server.url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                   retry=NO_RETRY)
+    """Built like the proxy builds its client: the gateway's user, no retries inside redis-py (the store's
+    timeout decides)."""
+    return gateway_client(server, socket_timeout=timeout, socket_connect_timeout=timeout, retry=NO_RETRY)

@@ -4,31 +4,41 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redisclients import admin_client
 
 from proxy.lookups import PipelinedLookups
 
 
+def lookups_for(server, url: str | None = None, **options) -> PipelinedLookups:
+    """As the proxy makes them: the gateway's user, whose ACL must allow what the connection sends."""
+    users = server.users
+    return PipelinedLookups(url or server.url, connect_timeout=options.pop("connect_timeout", 1.0),
+                            username=users.gateway_user, password=users.gateway_password, **options)
+
+
 @pytest.fixture
 async def lookups(redis_server):
-    made = PipelinedLookups(redis_server.url, connect_timeout=1.0)
+    made = lookups_for(redis_server)
     yield made
     await made.aclose()
 
 
-async def test_concurrent_mgets_share_one_connection_and_get_their_own_replies(lookups, redis_client):
-    await redis_client.mset({f"lk:{i}": str(i) for i in range(50)})
+async def test_concurrent_mgets_share_one_connection_and_get_their_own_replies(lookups, redis_admin,
+                                                                               redis_server):
+    await redis_admin.mset({f"lk:{i}": str(i) for i in range(50)})
     results = await asyncio.gather(*(lookups.mget([f"lk:{i}", "lk:missing", f"lk:{(i + 1) % 50}"])
                                      for i in range(50)))
     for i, values in enumerate(results):
         assert values == [str(i).encode(), None, str((i + 1) % 50).encode()]
-    names = [c for c in await redis_client.client_list() if c.get("cmd") == "mget"]
+    names = [c for c in await redis_admin.client_list() if c.get("cmd") == "mget"]
     assert len(names) == 1
+    assert names[0]["user"] == redis_server.users.gateway_user
 
 
-async def test_a_caller_that_gave_up_does_not_shift_the_replies(lookups, redis_client):
-    await redis_client.mset({"lk:a": "a", "lk:b": "b"})
+async def test_a_caller_that_gave_up_does_not_shift_the_replies(lookups, redis_admin):
+    await redis_admin.mset({"lk:a": "a", "lk:b": "b"})
     first = asyncio.ensure_future(lookups.mget(["lk:a"]))
     second = asyncio.ensure_future(lookups.mget(["lk:b"]))
     await asyncio.sleep(0)
@@ -38,9 +48,10 @@ async def test_a_caller_that_gave_up_does_not_shift_the_replies(lookups, redis_c
 
 
 async def test_database_number_in_the_url_is_selected(redis_server):
-    other = aioredis.Redis(host=redis_server.host, port=redis_server.port, db=3)
+    url = f"redis://{redis_server.host}:{redis_server.port}/3"
+    other = admin_client(redis_server, url=url)
     await other.set("lk:db3", "three")
-    lookups = PipelinedLookups(f"redis://{redis_server.host}:{redis_server.port}/3", connect_timeout=1.0)
+    lookups = lookups_for(redis_server, url)
     try:
         assert await lookups.mget(["lk:db3"]) == [b"three"]
     finally:
@@ -51,7 +62,7 @@ async def test_database_number_in_the_url_is_selected(redis_server):
 
 async def test_a_killed_redis_fails_every_waiter_and_a_restarted_one_is_used_again(redis_factory):
     server = redis_factory()
-    lookups = PipelinedLookups(server.url, connect_timeout=0.5)
+    lookups = lookups_for(server, connect_timeout=0.5)
     try:
         assert await lookups.mget(["x"]) == [None]
         server.kill()
@@ -63,3 +74,21 @@ async def test_a_killed_redis_fails_every_waiter_and_a_restarted_one_is_used_aga
         assert await lookups.mget(["x"]) == [None]
     finally:
         await lookups.aclose()
+
+
+async def test_without_the_password_or_with_a_wrong_one_no_lookup_is_answered(redis_server, redis_admin):
+    """Regression (issue 7): the lookup connection sent AUTH only from credentials in the URL."""
+    await redis_admin.set("lk:secret", "entry")
+    users = redis_server.users
+    anonymous = PipelinedLookups(redis_server.url, connect_timeout=1.0)
+    wrong = PipelinedLookups(redis_server.url, connect_timeout=1.0, username=users.gateway_user,
+                             password="not-" + users.gateway_password)
+    try:
+        with pytest.raises(ResponseError, match="NOAUTH"):
+            await anonymous.mget(["lk:secret"])
+        with pytest.raises(ResponseError, match="WRONGPASS"):
+            await wrong.mget(["lk:secret"])
+    finally:
+        await anonymous.aclose()
+        await wrong.aclose()
+        await redis_admin.delete("lk:secret")

@@ -6,6 +6,7 @@ import time
 from typing import Callable
 
 import redis.asyncio as aioredis
+from redisclients import admin_client
 from store_helpers import StoreFactory, client_for, entity
 
 from proxy.store import CacheStore, make_entry
@@ -23,27 +24,27 @@ async def test_any_body_bytes_and_headers_round_trip(store: CacheStore) -> None:
 
 
 async def test_the_stored_value_holds_the_raw_body_not_json(store: CacheStore,
-                                                             redis_client: aioredis.Redis) -> None:
+                                                             redis_admin: aioredis.Redis) -> None:
     body = b'{"name": "\\u00e9l\\u00e8ve"}'
     await store.write("user:1", entity(2, body))
-    raw = await redis_client.get(store.entry_key("user:1"))
+    raw = await redis_admin.get(store.entry_key("user:1"))
     assert raw.endswith(body)
     assert len(raw) - len(body) < 160  # the header is small: prefix, times, the four whitelisted headers
 
 
-async def test_redis_expiry_is_ttl_plus_grace(store: CacheStore, redis_client: aioredis.Redis) -> None:
+async def test_redis_expiry_is_ttl_plus_grace(store: CacheStore, redis_admin: aioredis.Redis) -> None:
     await store.write("user:1", entity(1, ttl=60, grace=300))
-    pttl = await redis_client.pttl(store.entry_key("user:1"))
+    pttl = await redis_admin.pttl(store.entry_key("user:1"))
     assert 359_000 < pttl <= 360_000
     entry = (await store.lookup("user:1")).entry
     assert entry.fresh_until - entry.stored_at == 60
     assert entry.stale_until - entry.fresh_until == 300
 
 
-async def test_a_tombstone_lives_for_its_own_ttl(store: CacheStore, redis_client: aioredis.Redis) -> None:
+async def test_a_tombstone_lives_for_its_own_ttl(store: CacheStore, redis_admin: aioredis.Redis) -> None:
     await store.write("user:1", entity(1, ttl=600, grace=600))
     await store.tombstone("user:1", 2, ttl=30)
-    assert 29_000 < await redis_client.pttl(store.entry_key("user:1")) <= 30_000
+    assert 29_000 < await redis_admin.pttl(store.entry_key("user:1")) <= 30_000
 
 
 async def test_an_expired_entry_is_gone(store: CacheStore) -> None:
@@ -63,7 +64,7 @@ async def _command_calls(client: aioredis.Redis) -> dict[str, int]:
 async def test_concurrent_lookups_of_one_tick_are_one_mget(redis_factory: Callable[..., RedisServer],
                                                            make_store: StoreFactory) -> None:
     server = redis_factory()
-    client, observer = client_for(server), client_for(server)
+    client, observer = client_for(server), admin_client(server)
     try:
         store = make_store(client)
         for n in range(20):
@@ -82,7 +83,7 @@ async def test_concurrent_lookups_of_one_tick_are_one_mget(redis_factory: Callab
 async def test_a_hit_is_one_round_trip(redis_factory: Callable[..., RedisServer],
                                        make_store: StoreFactory) -> None:
     server = redis_factory()
-    client, observer = client_for(server), client_for(server)
+    client, observer = client_for(server), admin_client(server)
     try:
         store = make_store(client)
         await store.write("user:1", entity(1))

@@ -7,8 +7,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redisclients import NO_RETRY, admin_client, gateway_client
 from strategy_helpers import Backend, World, WorldFactory
 
 from proxy.metrics import Metrics
@@ -26,7 +25,10 @@ def backend() -> Backend:
 @pytest.fixture
 async def make_world(aiohttp_server: Any, backend: Backend,
                      redis_server: RedisServer) -> AsyncIterator[WorldFactory]:
-    """Worlds around one backend; `redis_url` points a world at a private (killable) server instead."""
+    """Worlds around one backend; `redis_url` points a world at a private (killable) server instead.
+
+    Every world's store runs as the gateway's Redis user (private servers have the same users).
+    """
     server = await aiohttp_server(backend.app())
     base = str(server.make_url("")).rstrip("/")
     sessions: list[aiohttp.ClientSession] = []
@@ -37,9 +39,8 @@ async def make_world(aiohttp_server: Any, backend: Backend,
                    reset: float = 0.3, upstream_timeout: float = 2.0) -> World:
         session = make_session(connect_timeout=1.0, total_timeout=upstream_timeout)
         sessions.append(session)
-        client = aioredis.Redis.from_url(redis_url or redis_server.url, socket_timeout=5.0,
-                                         socket_connect_timeout=1.0,
-                                         retry=Retry(NoBackoff(), 0))
+        client = gateway_client(redis_server, url=redis_url, socket_timeout=5.0, socket_connect_timeout=1.0,
+                                retry=NO_RETRY)
         clients.append(client)
         metrics = Metrics()
         prefix = f"s{uuid.uuid4().hex[:12]}"
@@ -59,7 +60,7 @@ async def make_world(aiohttp_server: Any, backend: Backend,
             await strategy.close()
     for session in sessions:
         await session.close()
-    shared = aioredis.Redis.from_url(redis_server.url)
+    shared = admin_client(redis_server)
     for world in worlds:
         keys = [key async for key in shared.scan_iter(match=f"{world.prefix}:*", count=500)]
         if keys:
