@@ -62,6 +62,18 @@ def parser() -> argparse.ArgumentParser:
                    help="profile the proxy with py-spy during one extra cache-on point "
                         "(auto: full runs, when py-spy is installed)")
     p.add_argument("--keep-stack", action="store_true", help="leave running what this run started")
+    ab = p.add_argument_group("A/B", "the hit path's proxy CPU per request of this tree against an anchor, "
+                                     "measured in turn in the same run")
+    ab.add_argument("--vs", metavar="ANCHOR", default=None,
+                    help="REF (a commit of this repository, its config.yaml), REF:CONFIG, or :CONFIG "
+                         "(this tree with another config file)")
+    ab.add_argument("--vs-target", metavar="RATIO", type=float, default=None,
+                    help="report whether this tree's CPU per hit is at most RATIO times the anchor's")
+    ab.add_argument("--vs-rounds", metavar="N", type=int, default=None,
+                    help="measured points per side, taken in turn (full: 4, quick: 2)")
+    ab.add_argument("--ab-only", action="store_true",
+                    help="only the A/B comparison (needs --vs): no sweeps; "
+                         "the report goes to the results folder")
     return p
 
 
@@ -78,8 +90,13 @@ def resolve(args: argparse.Namespace) -> tuple[Plan, Path, Path]:
         plan = replace(plan, warmup_s=args.warmup)
     if plan.users < 1 or plan.duration_s < 1 or plan.warmup_s < 0:
         raise ValueError("--users and --duration must be at least 1, --warmup at least 0")
-    default_results = REPO / "loadtest" / "results" / ("tmp/quick" if args.quick else "full")
+    if args.ab_only and not args.vs:
+        raise ValueError("--ab-only needs --vs ANCHOR")
+    if args.vs_rounds is not None and args.vs_rounds < 1:
+        raise ValueError("--vs-rounds must be at least 1")
+    quick_dir, full_dir = ("tmp/quick-ab", "ab") if args.ab_only else ("tmp/quick", "full")
+    default_results = REPO / "loadtest" / "results" / (quick_dir if args.quick else full_dir)
     results = (args.results or default_results).resolve()
-    default_report = results / "performance.md" if args.quick else REPO / "performance.md"
+    default_report = (results / "performance.md" if args.quick or args.ab_only else REPO / "performance.md")
     report = (args.report or default_report).resolve()
     return plan, results, report

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     run: dict[str, Any] = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
         "command": shlex.join(["cachegate", "loadtest", *argv]), "plan": asdict(plan),
+        "ab_only": args.ab_only,
         "status_count": args.status_count, "machine": procstat.machine(),
         "software": procstat.software(wrk_version),
         "config": _config_record(config), "report": str(report_path), "results_dir": str(results_dir)}
@@ -94,6 +95,9 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
 
         measurer = Measurer(results_dir, plan.warmup_s, plan.duration_s, wrk_cpu, stack.pids,
                             stack.proxy_url + "/-/metrics", stack.route)
+        if args.ab_only:
+            run["ab"] = _ab(args, plan, config, bearer, measurer, secrets_dir, server_cpus if pin else None)
+            return measurer
         steps.references(measurer, plan, run, secrets_dir, stack, bearer, server_cpus if pin else None)
 
         cache_was = stack.cache_enabled()
@@ -119,6 +123,10 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
             script, script_args = scripts[variant]
             measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args,
                                        all_procs))
+        if args.vs:
+            procstat.unpin(pinned)
+            pinned = {}
+            run["ab"] = _ab(args, plan, config, bearer, measurer, secrets_dir, server_cpus if pin else None)
         run["proxy_pids"]["after"] = stack.pids()["proxy"]
         if sorted(run["proxy_pids"]["after"]) != sorted(proxy_pids):
             measurer.problems.append("the proxy processes changed during the run (restart or crashed worker)")
@@ -133,6 +141,20 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         shutil.rmtree(secrets_dir, ignore_errors=True)
         if not args.keep_stack:
             close_stack(stack, say)
+
+
+def _ab(args: Any, plan: Plan, config: Any, bearer: dict[str, str], measurer: Measurer, scratch: Path,
+        server_cpus: set[int] | None) -> dict[str, Any]:
+    """This tree (B) against the anchor (A), in turn; see loadtest/ab.py."""
+    from loadtest import ab
+    rounds = args.vs_rounds or (2 if args.quick else 4)
+    seconds = plan.duration_s if args.quick else max(plan.duration_s, 8)
+    record = ab.run_ab(anchor=ab.parse_side(args.vs, "A"), measured=ab.SideSpec("B", None, None),
+                       stack_config=config, bearer=bearer, measurer=measurer, rounds=rounds, seconds=seconds,
+                       warm_s=max(plan.warmup_s, 2 if args.quick else 6), scratch=scratch / "ab",
+                       server_cpus=server_cpus, say=say)
+    record["anchor"], record["target"] = args.vs, args.vs_target
+    return record
 
 
 def _credentials(run: dict[str, Any], config: Any, plan: Plan, stack: Stack,

@@ -178,3 +178,36 @@ def reproduce(add, run: dict[str, Any], points: list[dict[str, Any]]) -> None:
     for command in run.get("commands", []):
         add(command)
     add("```\n</details>")
+
+
+def ab(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> None:
+    """The A/B comparison of the hit path's proxy CPU per request: both sides, every round, the ratio."""
+    record = run.get("ab")
+    if not record:
+        return
+    a, b = record["sides"]
+    add("## Hit path against an anchor (A/B in one run)\n")
+    add(f"Side A is the anchor `{record['anchor']}` ({a['ref'] or 'this tree'}, config "
+        f"`{a['config']}`); side B is this tree (config `{b['config']}`). Each side is its own proxy process "
+        "started from its own source tree, with a private Redis, in front of the same services; after a "
+        f"warm-up each side was measured {record['rounds']} times for {record['seconds']} s at "
+        f"{record['connections']} connections, alternately (A B, then B A, ...), with wrk on one core and "
+        "the measured proxy on the other. The figure is the proxy's utime + stime per completed request.\n")
+    add("| round | A: proxy CPU µs/request | B: proxy CPU µs/request | B / A | A req/s | B req/s |")
+    add("|---:|---:|---:|---:|---:|---:|")
+    for i, (acpu, bcpu) in enumerate(zip(a["cpu_us_per_request"], b["cpu_us_per_request"])):
+        raw_a = link(results_dir / "raw" / f"{a['points'][i]}.txt", report_path)
+        raw_b = link(results_dir / "raw" / f"{b['points'][i]}.txt", report_path)
+        add(f"| {i + 1} | [{acpu:.1f}]({raw_a}) | [{bcpu:.1f}]({raw_b}) | {bcpu / acpu:.3f} | "
+            f"{a['rps'][i]:.0f} | {b['rps'][i]:.0f} |")
+    add(f"| median | {us(a['median_cpu_us'])} | {us(b['median_cpu_us'])} | "
+        f"{record['median_paired_ratio']:.3f} | {a['median_rps']:.0f} | {b['median_rps']:.0f} |\n")
+    ratio = record["median_paired_ratio"]
+    target = record.get("target")
+    if target is not None:
+        verdict = "met" if ratio <= target else "**missed**"
+        add(f"Target: B's CPU per hit at most {target:g} × A's. Measured (median of the paired rounds): "
+            f"{ratio:.3f} × — {verdict}. Ratio of the medians: {record['ratio_of_medians']:.3f}.\n")
+    else:
+        add(f"B / A (median of the paired rounds): {ratio:.3f}; ratio of the medians: "
+            f"{record['ratio_of_medians']:.3f}.\n")
