@@ -20,6 +20,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
+
+import yaml
 
 from loadtest import procstat
 from loadtest.measure import Measurer, PointSpec
@@ -80,7 +83,7 @@ def run_ab(*, anchor: SideSpec, measured: SideSpec, stack_config: Any, bearer: d
     original_pids = measurer.pids
     try:
         for spec in (anchor, measured):
-            side = _prepare(spec, scratch)
+            side = _prepare(spec, scratch, stack_config)
             sides.append(side)
             _start(side, stack_config, scratch, say)
             if server_cpus is not None:
@@ -135,9 +138,12 @@ def _record(sides: list[Side], rounds: int, seconds: int) -> dict[str, Any]:
     return out
 
 
-def _prepare(spec: SideSpec, scratch: Path) -> Side:
+def _prepare(spec: SideSpec, scratch: Path, stack_config: Any) -> Side:
+    from stack.launcher import redis_users
     tree = REPO if spec.ref is None else _checkout(spec.ref, scratch / f"tree-{spec.label}")
-    redis = RedisServer(scratch / f"redis-{spec.label}", "127.0.0.1", free_port())
+    # The stack's ACL users on every side's Redis: a side is configured exactly as the stack's proxy is.
+    redis = RedisServer(scratch / f"redis-{spec.label}", "127.0.0.1", free_port(),
+                        users=redis_users(stack_config))
     return Side(spec, tree, free_port(), free_port(), redis)
 
 
@@ -167,7 +173,7 @@ def _start(side: Side, stack_config: Any, scratch: Path, say: Callable[[str], No
     data_dir = scratch / f"data-{side.spec.label}"
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
-    env.update(_overrides(side, stack_config, data_dir))
+    env.update(_overrides(side, stack_config, data_dir, config))
     env["PYTHONPATH"] = str(side.tree)
     # Trees before the command moved start their proxy through stack.cli; later ones have `python -m proxy`.
     new_style = (side.tree / "proxy" / "__main__.py").is_file()
@@ -185,24 +191,40 @@ def _start(side: Side, stack_config: Any, scratch: Path, say: Callable[[str], No
     say(f"ab: side {side.spec.label} ({side.spec.ref or 'this tree'}) on {side.url}, pid {side.pid}")
 
 
-def _overrides(side: Side, stack: Any, data_dir: Path) -> dict[str, str]:
+def _overrides(side: Side, stack: Any, data_dir: Path, config: Path) -> dict[str, str]:
     """Environment overrides that point a side's own config at its ports, its Redis and the shared services.
 
     Only keys that every version of the config has are set; the secrets are the running stack's.
     """
+    users = side.redis.users
+    assert users is not None
     out = {
         "CACHEGATE__STACK__DATA_DIR": str(data_dir),
         "CACHEGATE__PROXY__PORT": str(side.port),
         "CACHEGATE__PROXY__WORKERS": "1",
         "CACHEGATE__PROXY__ADMIN__PORT": str(side.admin_port),
         "CACHEGATE__REDIS__URL": side.redis.url,
+        "CACHEGATE_REDIS_PASSWORD": users.gateway_password,
         "CACHEGATE__AUTH__PUBLIC_KEY": str(stack.auth.public_key),
         "CACHEGATE__AUTH__PRIVATE_KEY": str(stack.auth.private_key),
         "CACHEGATE_ADMIN_TOKEN": "ab-" + os.urandom(12).hex(),
     }
     for name, base in stack.upstreams.items():
         out[f"CACHEGATE__UPSTREAMS__{name.upper()}"] = base
+    if not _knows_redis_users(config):
+        # A tree from before the Redis ACL: its only way to log in is the URL.
+        out["CACHEGATE__REDIS__URL"] = (f"redis://{quote(users.gateway_user)}:{quote(users.gateway_password)}"
+                                        f"@{side.redis.host}:{side.redis.port}/0")
     return out
+
+
+def _knows_redis_users(config: Path) -> bool:
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return True
+    redis = data.get("redis") if isinstance(data, dict) else None
+    return isinstance(redis, dict) and "username" in redis
 
 
 def _pids_of(side: Side) -> Callable[[], dict[str, list[int]]]:
