@@ -6,7 +6,8 @@ import random
 
 import pytest
 import redis.asyncio as aioredis
-from store_helpers import entity, fence_of, redis_ms, sample, wait_for_redis_time
+from records import fence_of, redis_ms, wait_for_redis_time
+from store_helpers import entity, sample
 
 from proxy.metrics import Metrics
 from proxy.store import DROPPED, ENTRY, OPEN, TOMBSTONE, WRITING, CacheStore, new_writer
