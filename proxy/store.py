@@ -217,7 +217,7 @@ class CacheStore:
         """Before a write goes upstream: each key it changes becomes a miss that refuses fills, and each tag
         it invalidates refuses fills under it, until the write settles or `lifetime` seconds pass (its
         gateway died). The marks outlive that by `linger` seconds, so fills that looked before them still
-        see them. One round trip: a script per key or tag, each touching only that key's or tag's keys."""
+        see them. A script per key or tag (each touches only that key's or tag's keys), all sent at once."""
         calls = [self._fence_key(key, writer, lifetime, linger) for key in keys]
         calls += [self._tag(tag, writer, "fence", lifetime, linger) for tag in tags]
         for result in await asyncio.gather(*calls, return_exceptions=True):
