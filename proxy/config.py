@@ -17,6 +17,9 @@ from proxy.errors import ConfigError
 ENV_PREFIX = "CACHEGATE__"
 MIN_ADMIN_TOKEN = 16  # characters; `cachegate up` makes 32
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# A write fence must outlast its write: the fence call, the upstream call, the call that settles it (two
+# Redis calls), and a second for a busy loop. write_fence = proxy.upstream_timeout + 2 * redis.timeout + 1s.
+FENCE_MARGIN = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,7 @@ class CacheConfig:
     grace: float
     tombstone_ttl: float
     fill_wait: float
+    write_fence: float  # derived: how long a write's fence lasts when its gateway dies (see FENCE_MARGIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +281,7 @@ class _Builder:
         redis = self._redis(top.section("redis"))
         mariadb = self._mariadb(top.section("mariadb"))
         auth = self._auth(top.section("auth"))
-        cache = self._cache(top.section("cache"))
+        cache = self._cache(top.section("cache"), proxy, redis)
         services = self._services(top.section("services"))
         upstreams = self._upstreams(top.section("upstreams"))
         if auth.exchange_upstream not in upstreams:
@@ -378,13 +382,14 @@ class _Builder:
         s.done()
         return cfg
 
-    def _cache(self, s: Section) -> CacheConfig:
+    def _cache(self, s: Section, proxy: ProxyConfig, redis: RedisConfig) -> CacheConfig:
         cfg = CacheConfig(
             enabled=s.boolean("enabled", True), prefix=s.value("prefix", _as_prefix, "a short name", "cg"),
             default_ttl=s.duration("default_ttl", 60.0), negative_ttl=s.duration("negative_ttl", 10.0),
             jitter=s.value("jitter", parse_percent, "a fraction like 10%", 0.1),
             grace=s.duration("grace", 300.0), tombstone_ttl=s.duration("tombstone_ttl", 30.0),
-            fill_wait=s.duration("fill_wait", 2.0))
+            fill_wait=s.duration("fill_wait", 2.0),
+            write_fence=proxy.upstream_timeout + 2 * redis.timeout + FENCE_MARGIN)
         if cfg.default_ttl <= 0:
             s.fail("must be longer than 0s", "default_ttl")
         s.done()

@@ -23,10 +23,12 @@ T = TypeVar("T")
 
 # Record layout: a fixed prefix the Lua scripts read and rewrite, then the entry itself (the "tail"),
 # then header lines and the raw body. No JSON of the body: a hit is one slice, not a parse.
-FORMAT, ENTRY, TOMBSTONE, DROPPED = 1, 1, 2, 3
+# A write fence ("writing", see proxy/lua/record.lua) lists after its prefix the writes in flight.
+FORMAT, ENTRY, TOMBSTONE, DROPPED, WRITING = 1, 1, 2, 3, 4
 _PREFIX = struct.Struct(">BBQQ8s")  # format, kind, epoch, floor (highest version seen), token
 _META = struct.Struct(">QHdddI")    # version, status, stored_at, fresh_until, stale_until, header bytes
-STORED = "stored"
+WRITER = struct.Struct(">8sQ")      # in a write fence: writer id, deadline (ms of Redis time)
+STORED, FENCED, OPEN = "stored", "fenced", "open"
 _FAILURES = (RedisError, OSError, TimeoutError)
 _LUA = Path(__file__).with_name("lua")
 PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
@@ -56,6 +58,7 @@ class Lookup:
     token: bytes                 # the record the key held (b"" for none), compared by the fill
     epoch: int
     generations: tuple[int, ...]  # of the tags asked for, in order
+    fenced: bool = False         # the key held a write fence: reopen it before going upstream to fill
 
 
 def make_entry(status: int, headers: Iterable[tuple[str, str]], body: bytes, *, version: int, now: float,
@@ -71,13 +74,18 @@ def _tail(entry: Entry) -> bytes:
     return meta + encoded + entry.body
 
 
-def _decode(raw: bytes | None, epoch: int) -> tuple[Entry | None, bytes]:
-    """(the entry if servable in this epoch, the record's token)."""
+def new_writer() -> bytes:
+    """An id for one write in flight, named in every fence it sets."""
+    return os.urandom(8)
+
+
+def _decode(raw: bytes | None, epoch: int) -> tuple[Entry | None, bytes, int]:
+    """(the entry if servable in this epoch, the record's token, its kind)."""
     if raw is None or len(raw) < _PREFIX.size:
-        return None, b""
+        return None, b"", 0
     fmt, kind, record_epoch, _floor, token = _PREFIX.unpack_from(raw)
     if fmt != FORMAT or kind != ENTRY or record_epoch != epoch or len(raw) < _PREFIX.size + _META.size:
-        return None, token
+        return None, token, kind
     version, status, stored_at, fresh_until, stale_until, size = _META.unpack_from(raw, _PREFIX.size)
     start = _PREFIX.size + _META.size
     headers = []
@@ -86,7 +94,7 @@ def _decode(raw: bytes | None, epoch: int) -> tuple[Entry | None, bytes]:
             name, _, value = line.partition(": ")
             headers.append((name, value))
     entry = Entry(status, tuple(headers), raw[start + size:], version, stored_at, fresh_until, stale_until)
-    return entry, token
+    return entry, token, kind
 
 
 def _ms(seconds: float) -> int:
@@ -112,8 +120,9 @@ class CacheStore:
                                        on_change=metrics.set_breaker)
         metrics.set_breaker(self._breaker.state)
         self._epoch_key = f"{prefix}:epoch"
-        self._scripts = {name: redis.register_script((_LUA / f"{name}.lua").read_text())
-                         for name in ("fill", "write", "mark", "invalidate")}
+        record = (_LUA / "record.lua").read_text()  # the layout and helpers every script shares
+        self._scripts = {name: redis.register_script(record + (_LUA / f"{name}.lua").read_text())
+                         for name in ("fill", "write", "mark", "fence", "reopen", "invalidate")}
         self._batch: list[_Waiter] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._missed = 0    # writes that may not have reached Redis...
@@ -134,6 +143,9 @@ class CacheStore:
     def index_key(self, tag: str) -> str:
         return f"{self._prefix}:t:{tag}"
 
+    def writers_key(self, tag: str) -> str:
+        return f"{self._prefix}:w:{tag}"
+
     # -- reads -------------------------------------------------------------------------------------------
 
     async def lookup(self, key: str, tags: Sequence[str] = ()) -> Lookup:
@@ -145,8 +157,8 @@ class CacheStore:
             loop.call_soon(self._send_batch)
         self._batch.append((names, future))
         epoch, values = await future
-        entry, token = _decode(values[0], epoch)
-        return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]))
+        entry, token, kind = _decode(values[0], epoch)
+        return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]), kind == WRITING)
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
@@ -184,35 +196,78 @@ class CacheStore:
     async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = ()) -> str:
         """Store a read-through response unless anything moved since `seen`: 'stored' or why not."""
         keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in tags),
-                *(self.index_key(t) for t in tags)]
+                *(self.index_key(t) for t in tags), *(self.writers_key(t) for t in tags)]
         args = [seen.epoch, seen.token, os.urandom(8), entry.version,
                 _ms(entry.stale_until - entry.stored_at), _tail(entry), len(tags), *seen.generations]
         return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
 
-    async def write(self, key: str, entry: Entry, *, tags: Sequence[str] = ()) -> str:
-        """Store the entity a write returned: 'stored', or 'older'/'deleted' when the key saw newer."""
+    async def reopen(self, key: str, seen: Lookup) -> tuple[str, Lookup]:
+        """After a lookup found a write fence, before going upstream: ('open', a Lookup to fill with) once
+        every write behind it has ended, else ('fenced' or 'raced', `seen`): then nothing may be filled."""
+        keys, args = [self.entry_key(key)], [seen.token, os.urandom(8)]
+        found = await self._call("reopen", lambda: self._scripts["reopen"](keys=keys, args=args))
+        outcome = found[0].decode()
+        if outcome != OPEN:
+            self._metrics.store_rejected.labels(outcome).inc()
+            return outcome, seen
+        return OPEN, Lookup(None, found[1], seen.epoch, seen.generations)
+
+    async def fence(self, writer: bytes, keys: Sequence[str], tags: Sequence[str], *, lifetime: float,
+                    linger: float) -> None:
+        """Before a write goes upstream: each key it changes becomes a miss that refuses fills, and each tag
+        it invalidates refuses fills under it, until the write settles or `lifetime` seconds pass (its
+        gateway died). The marks outlive that by `linger` seconds, so fills that looked before them still
+        see them. A script per key or tag (each touches only that key's or tag's keys), all sent at once."""
+        calls = [self._fence_key(key, writer, lifetime, linger) for key in keys]
+        calls += [self._tag(tag, writer, "fence", lifetime, linger) for tag in tags]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _fence_key(self, key: str, writer: bytes, lifetime: float, linger: float) -> None:
+        keys = [self.entry_key(key), self._epoch_key]
+        args = [writer, _ms(lifetime), os.urandom(8), _ms(linger)]
+        await self._call("fence", lambda: self._scripts["fence"](keys=keys, args=args), writes=True)
+
+    async def write(self, key: str, entry: Entry, *, tags: Sequence[str] = (), writer: bytes = b"",
+                    linger: float = PURGE_FENCE) -> str:
+        """Store the entity a write returned and end that write's fence: 'stored', 'older'/'deleted' when
+        the key saw newer, 'fenced' while another write to it is in flight (the key stays a miss)."""
         keys = [self.entry_key(key), self._epoch_key, *(self.index_key(t) for t in tags)]
-        args = [os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at), _tail(entry)]
+        args = [os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at), _tail(entry), writer,
+                _ms(linger)]
         return self._judge(await self._call("write", lambda: self._scripts["write"](keys=keys, args=args),
                                             writes=True))
 
-    async def tombstone(self, key: str, version: int, *, ttl: float) -> None:
-        """After a DELETE: nothing older than `version` may be stored under `key` for `ttl` seconds."""
-        await self._mark(key, TOMBSTONE, version, ttl)
-        self._metrics.tombstones.inc()
+    async def tombstone(self, key: str, version: int, *, ttl: float, writer: bytes = b"") -> str:
+        """After a DELETE: nothing older than `version` may be stored under `key` for `ttl` seconds.
+        'stored', or 'fenced' while another write to the key is in flight."""
+        outcome = await self._mark(key, TOMBSTONE, version, ttl, writer, hold=False)
+        if outcome == STORED:
+            self._metrics.tombstones.inc()
+        return outcome
 
-    async def drop(self, key: str, *, fence: float) -> None:
-        """Forget `key`, and refuse for `fence` seconds any fill that started before now."""
-        await self._mark(key, DROPPED, 0, fence)
+    async def drop(self, key: str, *, fence: float, writer: bytes = b"", hold: bool = False) -> str:
+        """Forget `key`, and refuse for `fence` seconds any fill that started before now. On behalf of a write
+        its fence ends, unless `hold` keeps it to its deadline. 'stored', or 'fenced' if a fence stays."""
+        return await self._mark(key, DROPPED, 0, fence, writer, hold=hold)
 
-    async def _mark(self, key: str, kind: int, version: int, ttl: float) -> None:
-        keys, args = [self.entry_key(key), self._epoch_key], [kind, os.urandom(8), version, _ms(ttl)]
-        await self._call("mark", lambda: self._scripts["mark"](keys=keys, args=args), writes=True)
+    async def _mark(self, key: str, kind: int, version: int, ttl: float, writer: bytes, *, hold: bool) -> str:
+        keys = [self.entry_key(key), self._epoch_key]
+        args = [kind, os.urandom(8), version, _ms(ttl), writer, "1" if hold else "0"]
+        outcome = await self._call("mark", lambda: self._scripts["mark"](keys=keys, args=args), writes=True)
+        return outcome.decode()
 
-    async def invalidate_tag(self, tag: str) -> int:
-        """Bump the tag's generation and remove the entries indexed under it; returns the new generation."""
-        keys = [self.generation_key(tag), self.index_key(tag)]
-        return int(await self._call("invalidate", lambda: self._scripts["invalidate"](keys=keys, args=[]),
+    async def invalidate_tag(self, tag: str, *, writer: bytes = b"", hold: bool = False,
+                             linger: float = PURGE_FENCE) -> int:
+        """Bump the tag's generation and remove the entries indexed under it; returns the new generation.
+        On behalf of a write its fence on the tag ends, unless `hold` keeps it to its deadline."""
+        return await self._tag(tag, writer, "hold" if hold else "release", 0.0, linger)
+
+    async def _tag(self, tag: str, writer: bytes, mode: str, lifetime: float, linger: float) -> int:
+        keys = [self.generation_key(tag), self.index_key(tag), self.writers_key(tag)]
+        args = [writer, mode, _ms(lifetime), _ms(linger)]
+        return int(await self._call("invalidate", lambda: self._scripts["invalidate"](keys=keys, args=args),
                                     writes=True))
 
     async def purge_key(self, key: str) -> None:

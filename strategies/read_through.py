@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from proxy.errors import CacheUnavailable, UpstreamError
 from proxy.httpcache import (NEGATIVE_STATUSES, NOT_MODIFIED_HEADERS, SAFE_METHODS, cache_status, decide,
                              etag_matches, stored_headers, unconditional, version_of)
-from proxy.store import STORED, Entry, Lookup, make_entry
+from proxy.store import OPEN, STORED, Entry, Lookup, make_entry
 from strategies.base import UNAVAILABLE, Context, Reply, Strategy, register_strategy, reply_from
 from strategies.flights import Flights
 
@@ -117,6 +117,13 @@ class ReadThrough(Strategy):
         """GET the full entity (no validators, so never a 304) and store it if the rules allow."""
         key, route = ctx.key, ctx.route
         assert key is not None
+        refused = None
+        if seen.fenced:  # a write is or was in flight: fill only with what is read after it has ended
+            try:
+                refused, seen = await self.store.reopen(key, seen)
+            except CacheUnavailable:
+                refused = UNAVAILABLE
+            refused = None if refused == OPEN else refused
         request = dataclasses.replace(ctx.request, method="GET", headers=unconditional(ctx.request.headers))
         try:
             response = await self.send(ctx, request)
@@ -129,9 +136,10 @@ class ReadThrough(Strategy):
             self._failures.pop(key, None)
         decision = decide(response.status, response.headers, ttl=self.ttl(route),
                           negative_ttl=self.negative_ttl(route))
-        if not decision.store:
-            self.count(ctx, "not_stored", decision.reason)
-            return Fetched(response, False, decision.reason)
+        if not decision.store or refused is not None:
+            reason = decision.reason if not decision.store else refused
+            self.count(ctx, "not_stored", reason)
+            return Fetched(response, False, reason)
         negative = response.status in NEGATIVE_STATUSES  # a 404 gets no grace: it must not outlive a create
         entry = make_entry(response.status, stored_headers(response.headers), response.body,
                            version=version_of(response.headers, response.body), now=time.time(),

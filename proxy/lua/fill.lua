@@ -1,22 +1,27 @@
 -- A read-through fill, stored only if nothing moved since the lookup that missed (a lease, as in
--- "Scaling Memcache at Facebook"): the same epoch, the same generation of every tag, the same record
--- still on the key (its token), and never a version older than one the key has already seen.
--- KEYS: entry, epoch, generation of each tag..., index of each tag...
+-- "Scaling Memcache at Facebook"): the same epoch, the same generation of every tag and no write in
+-- flight that invalidates one, the same record still on the key (its token) and not a write fence, and
+-- never a version older than one the key has already seen.
+-- KEYS: entry, epoch, generation of each tag..., index of each tag..., writers of each tag...
 -- ARGV: seen epoch, seen token ('' when the key held nothing), new token, version (0: none), ttl ms,
 --       tail (the encoded entry after its prefix), tag count, seen generation of each tag...
-local PREFIX, FORMAT, ENTRY, TOMBSTONE = '>BBI8I8c8', 1, 1, 2
 local tags = tonumber(ARGV[7])
 local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
 if epoch ~= tonumber(ARGV[1]) then return 'epoch' end
+local now = clock_ms()
 for i = 1, tags do
+  if tag_fenced(KEYS[2 + 2 * tags + i], KEYS[2 + i], now) then return 'fenced' end
   if tonumber(redis.call('GET', KEYS[2 + i]) or '0') ~= tonumber(ARGV[7 + i]) then return 'fenced' end
 end
 local floor, kind = 0, 0
 local current = redis.call('GET', KEYS[1])
 -- A record gone since the lookup has expired: nothing was written over it, so the fill may proceed.
-if current and #current >= 26 then
+-- (A write fence outlives its deadline, so no fill that looked before one finds it gone.)
+if current and #current >= PREFIX_SIZE then
   local _, k, _, f, token = struct.unpack(PREFIX, current)
   if token ~= ARGV[2] then return 'raced' end
+  -- The lookup saw this fence itself, perhaps while its write was in flight: it reopens the key first.
+  if k == WRITING then return 'fenced' end
   floor, kind = f, k
 end
 local version = tonumber(ARGV[4])
@@ -27,8 +32,6 @@ local record = struct.pack(PREFIX, FORMAT, ENTRY, epoch, floor, ARGV[3]) .. ARGV
 redis.call('SET', KEYS[1], record, 'PX', ARGV[5])
 -- Each tag's index is a sorted set scored by expiry time, trimmed as it grows: many distinct search
 -- keys under a busy tag must not pile up in it forever.
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for i = 1, tags do
   local index = KEYS[2 + tags + i]
   redis.call('ZADD', index, now + tonumber(ARGV[5]), KEYS[1])

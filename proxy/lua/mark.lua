@@ -1,15 +1,18 @@
 -- Replace whatever the key holds by a marker that is never served: a tombstone after a DELETE (kind 2,
 -- carrying the deleted version) or a drop (kind 3). Unlike a plain DEL it changes the key's token, so a
--- fill that started before it is refused, and it keeps the highest version the key has seen.
+-- fill that started before it is refused, and it keeps the highest version the key has seen. On behalf of
+-- a write (writer given), that write's fence ends, unless `hold` keeps it to its deadline (the outcome is
+-- unknown: the backend may still commit). While another write is in flight the key stays fenced.
 -- KEYS: entry, epoch
--- ARGV: kind, new token, version (0: none), ttl ms
-local PREFIX, FORMAT = '>BBI8I8c8', 1
+-- ARGV: kind, new token, version (0: none), ttl ms, writer ('' for none), hold ('1' or '0')
+local now = clock_ms()
 local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
-local floor = tonumber(ARGV[3])
-local current = redis.call('GET', KEYS[1])
-if current and #current >= 26 then
-  local _, _, _, f = struct.unpack(PREFIX, current)
-  if f > floor then floor = f end
+local leaving = ARGV[6] == '1' and '' or ARGV[5]
+local _, floor, _, _, writers = read_record(redis.call('GET', KEYS[1]), now, leaving)
+if tonumber(ARGV[3]) > floor then floor = tonumber(ARGV[3]) end
+if #writers > 0 then
+  set_writing(KEYS[1], epoch, floor, ARGV[2], writers, now, tonumber(ARGV[4]))
+  return 'fenced'
 end
 local record = struct.pack(PREFIX, FORMAT, tonumber(ARGV[1]), epoch, floor, ARGV[2])
 redis.call('SET', KEYS[1], record, 'PX', ARGV[4])

@@ -1,22 +1,30 @@
 -- The entity a write returned (write-through), stored unless the key has already seen a newer version
--- or a delete of this one: versions never go back.
+-- or a delete of this one: versions never go back. The write's own fence ends; while another write is in
+-- flight the key stays fenced (that one may commit later, or may have committed before and still die),
+-- keeping this version as its floor.
 -- KEYS: entry, epoch, index of each tag...
--- ARGV: new token, version, ttl ms, tail (the encoded entry after its prefix)
-local PREFIX, FORMAT, ENTRY, TOMBSTONE = '>BBI8I8c8', 1, 1, 2
+-- ARGV: new token, version, ttl ms, tail (the encoded entry after its prefix), writer ('' for none),
+--       linger ms (of a fence or marker left instead of the entry)
+local now = clock_ms()
 local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
-local floor, kind = 0, 0
-local current = redis.call('GET', KEYS[1])
-if current and #current >= 26 then
-  local _, k, _, f = struct.unpack(PREFIX, current)
-  floor, kind = f, k
-end
+local kind, floor, _, _, writers = read_record(redis.call('GET', KEYS[1]), now, ARGV[5])
 local version = tonumber(ARGV[2])
-if version < floor then return 'older' end
-if version == floor and kind == TOMBSTONE then return 'deleted' end
+if #writers > 0 then
+  if version > floor then floor = version end
+  set_writing(KEYS[1], epoch, floor, ARGV[1], writers, now, tonumber(ARGV[6]))
+  return 'fenced'
+end
+local refused = nil
+if version < floor then refused = 'older' end
+if version == floor and kind == TOMBSTONE then refused = 'deleted' end
+if refused then
+  if kind == WRITING then  -- never leave an ended fence behind: a plain miss that keeps the floor
+    redis.call('SET', KEYS[1], struct.pack(PREFIX, FORMAT, DROPPED, epoch, floor, ARGV[1]), 'PX', ARGV[6])
+  end
+  return refused
+end
 local record = struct.pack(PREFIX, FORMAT, ENTRY, epoch, version, ARGV[1]) .. ARGV[4]
 redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 for i = 3, #KEYS do  -- tag indexes, as in fill.lua: scored by expiry, trimmed as they grow
   redis.call('ZADD', KEYS[i], now + tonumber(ARGV[3]), KEYS[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)

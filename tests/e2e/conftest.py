@@ -1,7 +1,8 @@
 """The whole request path on real sockets: the three services over the test MariaDB, the proxy over the test Redis.
 
 Each backend counts the requests it served, so a test can tell what the cache saved; a backend can also be
-given a random delay per request, to shuffle the order in which concurrent reads and writes finish.
+given a random delay per request, to shuffle the order in which concurrent reads and writes finish, or hold
+its answers to writes after they committed (`hold_writes`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Backends:
     counts: collections.Counter = field(default_factory=collections.Counter)
     max_delay: float = 0.0   # a random delay up to this, per request
     delay: float = 0.0       # a fixed delay, per request
+    hold_writes: asyncio.Event | None = None  # answers to writes wait for it, after the handler committed
     servers: dict[str, TestServer] = field(default_factory=dict)
 
     def served(self, method: str, path: str) -> int:
@@ -40,7 +42,10 @@ class Backends:
             self.counts[(request.method, request.path)] += 1
             if self.max_delay or self.delay:
                 await asyncio.sleep(self.delay + random.uniform(0, self.max_delay))
-            return await handler(request)
+            response = await handler(request)
+            if self.hold_writes is not None and request.method not in ("GET", "HEAD"):
+                await asyncio.wait_for(self.hold_writes.wait(), 60)
+            return response
         return count_and_delay
 
 

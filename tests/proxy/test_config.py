@@ -36,6 +36,14 @@ def test_shipped_config_loads_with_every_route():
     assert users.key == "user:{id}" and users.ttl == 300.0 and users.negative_ttl == 10.0
 
 
+
+def test_the_write_fence_outlasts_the_upstream_call_and_two_redis_calls():
+    config = load_config(REPO / "config.yaml", env={})
+    assert config.cache.write_fence == pytest.approx(5.0 + 2 * 0.25 + 1.0)
+    data = shipped()
+    data["proxy"]["upstream_timeout"], data["redis"]["timeout"] = "2s", "50ms"
+    assert load_config(data, env={}, base_dir=REPO).cache.write_fence == pytest.approx(2.0 + 0.1 + 1.0)
+
 def test_check_config_table_names_every_route():
     config = load_config(REPO / "config.yaml", env={})
     table = describe(config)

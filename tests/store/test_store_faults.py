@@ -12,7 +12,7 @@ from store_helpers import NO_RETRY, StoreFactory, client_for, entity, sample
 
 from proxy.errors import CacheUnavailable
 from proxy.metrics import Metrics
-from proxy.store import CacheStore, Lookup
+from proxy.store import CacheStore, Lookup, new_writer
 from stack.net import free_port
 from stack.redis import RedisServer
 
@@ -56,7 +56,8 @@ async def test_killed_redis_fails_every_operation(redis_factory: Callable[..., R
         for call in (lambda: store.lookup("user:1"), lambda: store.fill("user:1", entity(1), seen=seen),
                      lambda: store.write("user:1", entity(1)), lambda: store.tombstone("user:1", 2, ttl=30),
                      lambda: store.drop("user:1", fence=30), lambda: store.invalidate_tag("user-lists"),
-                     lambda: store.new_epoch()):
+                     lambda: store.new_epoch(), lambda: store.reopen("user:1", seen),
+                     lambda: store.fence(new_writer(), ["user:1"], ["user-lists"], lifetime=6, linger=30)):
             with pytest.raises(CacheUnavailable):
                 await call()
     finally:
@@ -126,6 +127,25 @@ async def test_a_write_of_unknown_outcome_moves_the_epoch(redis_factory: Callabl
         server.pause()
         with pytest.raises(CacheUnavailable):
             await store.drop("user:1", fence=30)   # sent, but did it land? nobody knows
+        server.resume()
+        after = await store.lookup("user:1")
+        assert (after.entry, after.epoch) == (None, 1)
+    finally:
+        server.resume()
+        await client.aclose()
+
+
+async def test_a_fence_that_missed_redis_moves_the_epoch(redis_factory: Callable[..., RedisServer],
+                                                         make_store: StoreFactory) -> None:
+    """The write goes upstream without its fence: the old entry must not be served once Redis answers."""
+    server = redis_factory()
+    client = client_for(server, timeout=5.0)
+    store = make_store(client, timeout=0.2, failures=100)
+    try:
+        await store.write("user:1", entity(1))
+        server.pause()
+        with pytest.raises(CacheUnavailable):
+            await store.fence(new_writer(), ["user:1"], [], lifetime=6, linger=30)
         server.resume()
         after = await store.lookup("user:1")
         assert (after.entry, after.epoch) == (None, 1)

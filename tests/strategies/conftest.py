@@ -53,8 +53,9 @@ async def make_world(aiohttp_server: Any, backend: Backend,
 
     yield make
     backend.stop.set()
-    if backend.gate is not None:
-        backend.gate.set()
+    for gate in (backend.gate, backend.write_gate):
+        if gate is not None:
+            gate.set()
     for world in worlds:
         for strategy in world.made:
             await strategy.close()

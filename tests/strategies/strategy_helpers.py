@@ -25,7 +25,8 @@ class Backend:
     """Items with versions, like the real services: ETag "<version>", PUT bumps, DELETE answers version + 1.
 
     Counts every request by (method, path); `gate` holds GET answers back (computed before the wait, like a
-    slow read that already has its rows), `fail_with` answers every request with that status,
+    slow read that already has its rows), `write_gate` holds PUT/PATCH answers back after the version was
+    bumped (a write committed, its answer slow), `fail_with` answers every request with that status,
     `extra_headers` are added to entity and search answers.
     """
 
@@ -34,6 +35,7 @@ class Backend:
         self.deleted: set[int] = set()
         self.hits: Counter[tuple[str, str]] = Counter()
         self.gate: asyncio.Event | None = None
+        self.write_gate: asyncio.Event | None = None
         self.fail_with: int | None = None
         self.extra_headers: dict[str, str] = {}
         self.stop = asyncio.Event()
@@ -76,7 +78,10 @@ class Backend:
             return await self._hold(request, self._entity(item))
         if request.method in ("PUT", "PATCH"):
             self.versions[item] = self.versions.setdefault(item, 1) + 1
-            return self._entity(item)
+            answer = self._entity(item)
+            if self.write_gate is not None:
+                await asyncio.wait_for(self.write_gate.wait(), 10)
+            return answer
         if request.method == "DELETE":
             version = self.versions.setdefault(item, 1) + 1
             self.deleted.add(item)
@@ -118,7 +123,7 @@ def _error(status: int, message: str) -> web.Response:
 
 def cache_config(prefix: str, **changes: Any) -> CacheConfig:
     base = CacheConfig(enabled=True, prefix=prefix, default_ttl=60.0, negative_ttl=10.0, jitter=0.1,
-                       grace=300.0, tombstone_ttl=30.0, fill_wait=2.0)
+                       grace=300.0, tombstone_ttl=30.0, fill_wait=2.0, write_fence=3.5)
     return replace(base, **changes)
 
 

@@ -83,3 +83,31 @@ async def test_a_write_that_missed_redis_is_never_answered_stale(redis_factory: 
     assert body_of(after)["version"] == 2
     assert after.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
     assert world.metrics.registry.get_sample_value("cachegate_epoch_bumps_total") == 1
+
+
+async def test_a_fence_that_missed_redis_lets_the_write_through_and_moves_the_epoch(
+        redis_factory: Callable[..., RedisServer], make_world: WorldFactory, backend: Backend) -> None:
+    """Redis frozen when the fence should be set: the write still goes upstream (it costs a timeout, never an
+    error), and the missed fence moves the epoch, so the old entry is not served while the write is out."""
+    server = redis_factory()
+    world = await make_world(redis_url=server.url, timeout=0.2, failures=100)
+    reader, writer = world.strategy(RT), world.strategy(WT)
+    assert body_of(await reader.handle(read()))["version"] == 1
+    backend.write_gate = asyncio.Event()
+    server.pause()
+    try:
+        in_flight = asyncio.create_task(writer.handle(put()))
+        deadline = time.monotonic() + 10
+        while backend.versions.get(1) != 2:  # the fence timed out, and the write went on regardless
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+    finally:
+        server.resume()
+    during = await reader.handle(read())
+    assert body_of(during)["version"] == 2
+    backend.write_gate.set()
+    written = await in_flight
+    assert (written.status, body_of(written)["version"]) == (200, 2)
+    assert backend.served("PUT", "/items/1") == 1
+    assert world.metrics.registry.get_sample_value("cachegate_epoch_bumps_total") == 1
+    assert body_of(await reader.handle(read()))["version"] == 2

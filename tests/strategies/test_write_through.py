@@ -32,13 +32,16 @@ async def test_read_your_writes_from_the_cache(world: World, backend: Backend) -
     assert world.outcomes("stored") == 2
 
 
-async def test_a_write_answering_an_older_version_keeps_the_newer_entry(world: World) -> None:
+async def test_a_write_answering_an_older_version_never_brings_it_back(world: World) -> None:
     newer = make_entry(200, [("ETag", '"9"')], b'{"id": 1, "version": 9}', version=9, now=time.time(),
                        ttl=60, grace=60)
     await world.store.write("item:1", newer)
     reply = await world.strategy(WT).handle(write("PATCH"))  # the backend answers version 2
     assert reply.cache_status == "cachegate; fwd=method; fwd-status=200; detail=older"
-    assert (await world.store.lookup("item:1")).entry.version == 9
+    seen = await world.store.lookup("item:1")   # the fence took version 9 out; its floor stays
+    assert seen.entry is None and not seen.fenced
+    assert await world.store.fill("item:1", make_entry(200, [], b"{}", version=2, now=time.time(), ttl=60,
+                                                       grace=0), seen=seen) == "older"
 
 
 async def test_delete_leaves_a_tombstone_that_refuses_a_slow_fill(world: World, backend: Backend) -> None:
@@ -58,13 +61,16 @@ async def test_delete_leaves_a_tombstone_that_refuses_a_slow_fill(world: World, 
     assert world.metrics.registry.get_sample_value("cachegate_tombstones_total") == 1
 
 
-async def test_a_refused_write_leaves_the_cache_alone(world: World, backend: Backend) -> None:
+async def test_a_refused_write_ends_its_fence_and_the_next_read_fills(world: World, backend: Backend) -> None:
     reader, writer = world.strategy(RT), world.strategy(WT)
     await reader.handle(read())
     backend.fail_with = 409
     reply = await writer.handle(write("PUT"))
-    assert (reply.status, reply.cache_status) == (409, "cachegate; fwd=method; fwd-status=409")
-    assert (await world.store.lookup("item:1")).entry.version == 1
+    assert (reply.status, reply.cache_status) == (409, "cachegate; fwd=method; fwd-status=409; detail=dropped")
+    backend.fail_with = None
+    again = await reader.handle(read())            # a plain miss, not a block: it fills at once
+    assert again.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
+    assert body_of(again)["version"] == 1
 
 
 async def test_a_5xx_drops_the_key(world: World, backend: Backend) -> None:
@@ -76,15 +82,25 @@ async def test_a_5xx_drops_the_key(world: World, backend: Backend) -> None:
     assert (await world.store.lookup("item:1")).entry is None
 
 
-async def test_a_timeout_drops_the_key_and_is_still_a_timeout(make_world: WorldFactory,
-                                                              backend: Backend) -> None:
+async def test_a_timeout_keeps_the_fence_to_its_lifetime_and_is_still_a_timeout(make_world: WorldFactory,
+                                                                                  backend: Backend) -> None:
+    """The backend may still commit after the gateway gave up: the key stays fenced until the fence's end."""
     world = await make_world(upstream_timeout=0.3)
-    await world.strategy(RT).handle(read())
+    reader = world.strategy(RT)
+    await reader.handle(read())
     with pytest.raises(UpstreamTimeout):
-        await world.strategy(WT).handle(write("PUT", "/slow", invalidates=("tag:item-lists",)))
+        await world.strategy(WT, write_fence=1.0).handle(write("PUT", "/slow", invalidates=("tag:item-lists",)))
     assert backend.served("PUT", "/slow") == 1
-    assert (await world.store.lookup("item:1")).entry is None
-    assert (await world.store.lookup("x", ["item-lists"])).generations == (1,)
+    # Fenced before the write went (one bump), released as unknown after it (another)
+    assert (await world.store.lookup("x", ["item-lists"])).generations == (2,)
+    during = await reader.handle(read())
+    assert during.cache_status == "cachegate; fwd=miss; fwd-status=200; detail=fenced"
+    deadline = time.monotonic() + 10
+    while (reply := await reader.handle(read())).cache_status.endswith("detail=fenced"):
+        assert time.monotonic() < deadline, "the fence never ended"
+        await asyncio.sleep(0.05)
+    assert reply.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
+    assert (await reader.handle(read())).cache_status.startswith("cachegate; hit")
 
 
 async def test_invalidates_drops_tags_and_keys(world: World, backend: Backend) -> None:
@@ -113,3 +129,44 @@ async def test_get_on_a_write_through_route_touches_nothing(world: World, backen
     reply = await world.strategy(WT).handle(context(WT, "GET", "/items/1", key="item:1"))
     assert reply.cache_status == "cachegate; fwd=bypass; detail=write-through"
     assert (await world.store.lookup("item:1")).entry is None
+
+
+async def test_reads_during_a_write_in_flight_never_get_the_old_entry(world: World, backend: Backend) -> None:
+    """Regression (issue 7): the write was forwarded while the old entry stayed a hit until the answer."""
+    reader, writer = world.strategy(RT), world.strategy(WT)
+    assert body_of(await reader.handle(read()))["version"] == 1
+    backend.write_gate = asyncio.Event()             # the backend commits version 2, then answers slowly
+    in_flight = asyncio.create_task(writer.handle(write("PATCH")))
+    deadline = time.monotonic() + 5
+    while backend.versions.get(1) != 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    during = await reader.handle(read())
+    assert body_of(during)["version"] == 2
+    assert during.cache_status == "cachegate; fwd=miss; fwd-status=200; detail=fenced"  # read, not stored
+    backend.write_gate.set()
+    written = await in_flight
+    assert written.cache_status == "cachegate; fwd=method; fwd-status=200; stored"
+    after = await reader.handle(read())
+    assert body_of(after)["version"] == 2 and after.cache_status.startswith("cachegate; hit")
+
+
+async def test_of_two_writes_in_flight_the_first_answer_stores_nothing(world: World, backend: Backend) -> None:
+    reader, writer = world.strategy(RT), world.strategy(WT)
+    await reader.handle(read())
+    gate = backend.write_gate = asyncio.Event()
+    slow = asyncio.create_task(writer.handle(write("PATCH")))    # commits version 2, answers later
+    deadline = time.monotonic() + 5
+    while backend.versions.get(1) != 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    backend.write_gate = None
+    quick = await writer.handle(write("PATCH"))                  # commits version 3 and answers first
+    # It cannot tell whether the slow one committed before or after it: a slow one that committed later and
+    # then died would leave version 3 served over a newer row. So the key stays fenced.
+    assert quick.cache_status == "cachegate; fwd=method; fwd-status=200; detail=fenced"
+    assert (await world.store.lookup("item:1")).entry is None
+    gate.set()
+    assert (await slow).cache_status == "cachegate; fwd=method; fwd-status=200; detail=older"
+    after = await reader.handle(read())
+    assert body_of(after)["version"] == 3 and after.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"

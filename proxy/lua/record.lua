@@ -1,0 +1,49 @@
+-- Shared by every script (the store puts it in front of each): the record layout of proxy/store.py.
+-- A record is a prefix (format, kind, epoch, floor = the highest version the key has seen, token), then
+-- for an entry the encoded response, and for a "writing" record (a write fence) the writes in flight:
+-- each an 8-byte writer id and its deadline in milliseconds of Redis time.
+local PREFIX, PREFIX_SIZE, FORMAT = '>BBI8I8c8', 26, 1
+local ENTRY, TOMBSTONE, DROPPED, WRITING = 1, 2, 3, 4
+local WRITER, WRITER_SIZE = '>c8I8', 16
+
+local function clock_ms()
+  local clock = redis.call('TIME')
+  return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
+
+-- kind, floor, token and epoch of a record (0, 0, '', 0 for none), and the writes still in flight on it:
+-- those whose deadline has not passed, except `leaving`.
+local function read_record(raw, now, leaving)
+  if not raw or #raw < PREFIX_SIZE then return 0, 0, '', 0, {} end
+  local _, kind, epoch, floor, token = struct.unpack(PREFIX, raw)
+  local writers = {}
+  if kind == WRITING then
+    for at = PREFIX_SIZE + 1, #raw - WRITER_SIZE + 1, WRITER_SIZE do
+      local id, deadline = struct.unpack(WRITER, raw, at)
+      if deadline > now and id ~= leaving then writers[#writers + 1] = {id, deadline} end
+    end
+  end
+  return kind, floor, token, epoch, writers
+end
+
+-- A write fence for the writes in flight: never served, it refuses fills. It outlives the last deadline
+-- by `linger` ms, so a fill that looked at the key before the fence still finds a changed token.
+local function set_writing(key, epoch, floor, token, writers, now, linger)
+  local parts, last = {struct.pack(PREFIX, FORMAT, WRITING, epoch, floor, token)}, now
+  for _, writer in ipairs(writers) do
+    parts[#parts + 1] = struct.pack(WRITER, writer[1], writer[2])
+    if writer[2] > last then last = writer[2] end
+  end
+  redis.call('SET', key, table.concat(parts), 'PX', last - now + linger)
+end
+
+-- Whether fills under a tag must be refused: a write that invalidates it is in flight, or one ended
+-- without a word (its gateway died). Such an expiry counts as that write's invalidation: the generation
+-- moves, so no fill that looked during the write is stored.
+local function tag_fenced(writers, generation, now)
+  if redis.call('ZREMRANGEBYSCORE', writers, '-inf', now) > 0 then
+    redis.call('INCR', generation)
+    return true
+  end
+  return redis.call('EXISTS', writers) == 1
+end
