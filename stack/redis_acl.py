@@ -11,10 +11,10 @@ ADMIN_USER = "admin"
 # A command missing here fails with NOPERM, which the store counts as Redis unavailable: a bypass.
 GATEWAY_COMMANDS = (
     "ping", "select",                                     # readiness probe, redis://host/db
-    "get", "mget", "set", "del", "unlink",                # lookups, and inside the scripts
+    "get", "mget", "set", "del", "unlink", "exists",      # lookups, and inside the scripts
     "incr", "incrby",                                     # the epoch (redis-py's incr() sends INCRBY)
     "pexpire", "pttl", "time",                            # inside the scripts
-    "zadd", "zrange", "zremrangebyscore",                 # tag indexes, inside the scripts
+    "zadd", "zrange", "zrem", "zremrangebyscore",         # tag indexes and tag write fences, in scripts
     "evalsha", "eval", "script|load",                     # redis-py loads a script on its first NOSCRIPT
 )
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

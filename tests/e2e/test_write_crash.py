@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from dbrows import fetch_rows
 from records import fence_of, redis_ms, wait_for_redis_time
+from redisclients import gateway_client
 
 from proxy.config import Config
 from proxy.metrics import Metrics
@@ -87,7 +88,7 @@ def served(path: str, body: Any, uid: int) -> int:
     return body["version"]
 
 
-async def test_a_gateway_killed_after_the_commits_leaves_no_old_entry(make_world, tmp_path):
+async def test_a_gateway_killed_after_the_commits_leaves_no_old_entry(make_world, redis_server, tmp_path):
     """Issue 7: a user's PATCH (its key and a tag) and a trip join (two other keys) commit, their answers are
     held, and the gateway is SIGKILLed. Every affected key, read through a fresh gateway and in Redis itself,
     is a miss or the new version, never the old one; after the fence's lifetime it fills from the database."""
@@ -95,7 +96,7 @@ async def test_a_gateway_killed_after_the_commits_leaves_no_old_entry(make_world
     await world.proxy.close()   # the gateways here are processes of their own, on the same port
     await world.admin.close()
     config, log = world.config, tmp_path / "gateway.log"
-    redis = aioredis.Redis.from_url(config.redis.url)
+    redis = gateway_client(redis_server, url=config.redis.url)
     store = CacheStore(redis, prefix=config.cache.prefix, timeout=2.0, breaker_failures=100,
                        breaker_reset=1.0, metrics=Metrics())
     hold = world.backends.hold_writes = asyncio.Event()

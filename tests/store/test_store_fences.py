@@ -180,11 +180,11 @@ async def test_a_tag_write_that_dies_counts_as_its_invalidation_when_it_expires(
 
 
 async def test_fences_are_kept_in_each_keys_and_tags_own_keys(store: CacheStore,
-                                                              redis_client: aioredis.Redis) -> None:
+                                                              redis_admin: aioredis.Redis) -> None:
     """Ready for Redis Cluster: no global key besides the epoch is written by a fence."""
     await fence(store, "trip:1", "trip-members:1", tags=("trip-lists",))
     prefix = store.entry_key("").removesuffix(":e:")
-    names = sorted([k.decode() async for k in redis_client.scan_iter(match=f"{prefix}:*")])
+    names = sorted([k.decode() async for k in redis_admin.scan_iter(match=f"{prefix}:*")])
     assert names == sorted([f"{prefix}:e:trip:1", f"{prefix}:e:trip-members:1", f"{prefix}:g:trip-lists",
                             f"{prefix}:w:trip-lists"])
 
