@@ -18,20 +18,21 @@ from proxy.app import GATEWAY, REDIS, STORE
 
 pytestmark = pytest.mark.slow
 
-# Key name -> (upstream, canonical target for the rest of the key), for every read-through rule of config.yaml.
+# Key name -> (upstream, canonical target for the rest of the key): every read-through rule of config.yaml.
 CANONICAL = {"user": ("users", "/users/{}"), "path": ("paths", "/paths/{}"), "trip": ("trips", "/trips/{}"),
              "trip-members": ("trips", "/trips/{}/members"), "user-search": ("users", "/users/search?{}"),
              "user-login": ("users", "/users?{}"), "path-search": ("paths", "/paths/search?{}"),
              "trips": ("trips", "/trips?{}")}
-COLLECTIONS = ["users", "paths", "trips", "users", "paths", "trips", "Users", "users/search"]
+COLLECTIONS = ["users", "paths", "trips", "users", "paths", "trips", "Users", "users/search", "users/me"]
 SEPARATORS = ["/", "%2f", "%2F", "%5c", "%5C", "\\", "//", "/./", "/%2e/", "/%2E%2E/users/", "/../users/", ""]
 TAILS = ["", "/", "/members", "%2fmembers", "%2Fmembers", "/.", "/..", "%2e", ".", "/%2e%2e", "#x", "%00",
          "%", "%zz", "?x=1", "?last_name=Tester", "?start=Ashford", "?owner={owner}", "?login=fuzzer"]
 QUERIES = ["users/search", "paths/search", "trips", "users"]
-PAIRS = ["last_name=Tester", "last_name=Tes%74er", "first_name=Fuzzer", "first_name=%46uzzer", "start=Ashford",
-         "start=Ash%66ord", "owner={owner}", "login=fuzzer", "login=fuzz%65r", "limit=1", "a+b=c", "x=%FF", ";",
-         "", "=", "%2B", "%zz", "+"]
-NOISE = ["%", "2f", "2F", "2e", "5c", "/", "\\", ".", "a", "e", "1", "0", "%3", "%31", "%7e", "?", "=", "&", "#"]
+PAIRS = ["last_name=Tester", "last_name=Tes%74er", "first_name=Fuzzer", "first_name=%46uzzer",
+         "start=Ashford", "start=Ash%66ord", "owner={owner}", "login=fuzzer", "login=fuzz%65r", "limit=1",
+         "a+b=c", "x=%FF", ";", "", "=", "%2B", "%zz", "+"]
+NOISE = ["%", "2f", "2F", "2e", "5c", "/", "\\", ".", "a", "e", "1", "0", "%3", "%31", "%7e", "?", "=", "&",
+         "#"]
 
 
 def digits_escaped(value: str) -> str:
