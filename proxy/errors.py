@@ -3,6 +3,8 @@
     CachegateError                      base; .status, .code and a message safe to show a client
     ├── ConfigError                     a bad config.yaml: refused at start and at reload (never served)
     ├── RequestError (400)              a request the proxy itself refuses
+    │   ├── BadPath (400)               a path with no one canonical form (proxy/canonical.py)
+    │   ├── BadQuery (400)              a query string with no one canonical form
     │   ├── NotFound (404)              no route matches the path
     │   ├── MethodNotAllowed (405)      the path matches, the method does not (carries Allow)
     │   └── PayloadTooLarge (413)
@@ -35,6 +37,14 @@ class ConfigError(CachegateError):
 class RequestError(CachegateError):
     status = 400
     code = "bad_request"
+
+
+class BadPath(RequestError):
+    code = "bad_path"
+
+
+class BadQuery(RequestError):
+    code = "bad_query"
 
 
 class NotFound(RequestError):

@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 
 from proxy.accesslog import AccessLog
 from proxy.auth import Authenticator
+from proxy.canonical import canonical_target
 from proxy.config import Config
 from proxy.errors import CachegateError, PayloadTooLarge
 from proxy.metrics import Metrics
@@ -67,7 +68,10 @@ class Gateway:
             request_id = f"{_ID_PREFIX}-{next(_ids):x}"
         route_name, strategy_name = "-", "-"
         try:
-            match = gen.router.resolve(request.method, request.path)
+            # One spelling of the target for the router, the key and the upstream request (refreshes too):
+            # aiohttp's decoded request.path and its raw target disagree (%2F), so both come from this.
+            path, wire_path, qs = canonical_target(request.raw_path)
+            match = gen.router.resolve(request.method, path)
             route = match.route
             cfg = route.config
             route_name, strategy_name = route.name, cfg.strategy
@@ -80,14 +84,13 @@ class Gateway:
             elif "Authorization" in request.headers:
                 authorization = request.headers["Authorization"]
             body = await _read_body(request)
-            qs = request.rel_url.raw_query_string  # as sent: decoding here would let %23 or %26 change meaning
             bypass = None if self.cache_enabled else "CACHE-OFF"
             if bypass is None and route.key is not None and qs and request.method in SAFE and not route.key_covers(qs):
                 bypass = "QUERY-NOT-IN-KEY"
             headers = OutgoingHeaders(request.headers, authorization=authorization, client=request,
                                       request_id=request_id)
             ctx = Context(
-                request=Request(request.method, request.raw_path.split("?", 1)[0], qs, headers, body),
+                request=Request(request.method, wire_path, qs, headers, body),
                 route=cfg, route_name=route_name, caller=caller,
                 key=route.key(match.params, qs, caller) if route.key else None,
                 invalidates=render_invalidations(route, match.params, qs, caller) if route.invalidates else (),

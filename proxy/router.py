@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from proxy.config import Config, RouteConfig
 from proxy.errors import MethodNotAllowed, NotFound
@@ -64,11 +64,12 @@ def parse_path_template(text: str) -> PathTemplate:
     return PathTemplate(text, tuple(params), re.compile("".join(pattern)))
 
 
+# render(path params, query in canonical form (proxy/canonical.py), caller) -> key
 KeyRenderer = Callable[[Mapping[str, str], str, "str | None"], str]
 
 
 def compile_key_template(text: str, path_params: Iterable[str]) -> tuple[KeyRenderer, frozenset[str]]:
-    """'user-search:{query}' -> (render(params, query_string, caller), placeholders). ValueError says why.
+    """'user-search:{query}' -> (render(params, query, caller), placeholders). ValueError says why.
 
     Rendering is on every request's path, so the template becomes one str.format call."""
     known = set(path_params)
@@ -122,15 +123,17 @@ def _check_key_text(literal: str, text: str) -> None:
         raise ValueError(f'key "{text}" may only use letters, digits and _ . : / - outside placeholders')
 
 
-def _all_query(query_string: str) -> str:
-    # Sorted and re-encoded, so ?a=1&b=2 and ?b=2&a=1 share one entry and no value can forge a separator.
-    pairs = sorted(parse_qsl(query_string, keep_blank_values=True))
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
+def _all_query(query: str) -> str:
+    # Already sorted and escaped (proxy/canonical.py): ?a=1&b=2 and ?b=2&a=1 share one entry, no value can
+    # forge a separator, and the key names exactly the query that goes upstream.
+    return query
 
 
-def _one_query(query_string: str, name: str) -> str:
-    values = [v for k, v in parse_qsl(query_string, keep_blank_values=True) if k == name]
-    return ",".join(quote(v, safe="") for v in values)
+def _one_query(query: str, name: str) -> str:
+    prefix = name + "="  # names in key templates are unreserved characters, the same escaped or not
+    values = [part[len(prefix):] for part in query.split("&") if part.startswith(prefix)] if query else []
+    # An absent parameter is not an empty one (?name=): a bare % never appears in an escaped value.
+    return ",".join(values) if values else "%"
 
 
 def _caller(caller: str | None) -> str:
@@ -152,12 +155,12 @@ class Route:
     def name(self) -> str:
         return self.config.name
 
-    def key_covers(self, query_string: str) -> bool:
-        """Does the key tell this URL apart? A query parameter the key ignores could change the answer
-        (or make the service refuse it), so such a request must not share the entry of the plain URL."""
-        if not query_string or self.key_query is None:
+    def key_covers(self, query: str) -> bool:
+        """Does the key tell this URL apart (query in canonical form)? A query parameter the key ignores
+        could change the answer (or make the service refuse it): it must not share the plain URL's entry."""
+        if not query or self.key_query is None:
             return True
-        return all(name in self.key_query for name, _ in parse_qsl(query_string, keep_blank_values=True))
+        return all(part.partition("=")[0] in self.key_query for part in query.split("&"))
 
 
 @dataclass(frozen=True, slots=True)

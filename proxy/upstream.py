@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from proxy.errors import AuthError, UpstreamError, UpstreamTimeout
 from proxy.metrics import Metrics
@@ -66,9 +67,9 @@ class Upstream:
         return Upstream(self._session, bases, self._metrics, max_body=self._max_body)
 
     async def send(self, upstream: str, request: Request) -> UpstreamResponse:
-        url = self._bases[upstream] + request.path
-        if request.query_string:
-            url += "?" + request.query_string
+        target = request.path + "?" + request.query_string if request.query_string else request.path
+        # encoded=True: the target is already canonical (proxy/canonical.py); yarl must not re-encode it.
+        url = URL(self._bases[upstream] + target, encoded=True)
         started = time.perf_counter()
         status = "error"
         try:

@@ -26,8 +26,8 @@ UNAVAILABLE = "CACHE-UNAVAILABLE"
 class Request:
     """What the proxy hands over; no aiohttp types, so strategies can be tested without an app."""
     method: str
-    path: str
-    query_string: str
+    path: str                   # canonical (proxy/canonical.py), encoded exactly as it goes upstream
+    query_string: str           # canonical too: the very string the key was rendered from
     headers: Mapping[str, str]  # case-insensitive (a multidict)
     body: bytes
 

@@ -28,6 +28,7 @@ SERVICES = ("users", "paths", "trips")
 @dataclass
 class Backends:
     counts: collections.Counter = field(default_factory=collections.Counter)
+    targets: collections.Counter = field(default_factory=collections.Counter)  # (method, target as received)
     max_delay: float = 0.0   # a random delay up to this, per request
     delay: float = 0.0       # a fixed delay, per request
     hold_writes: asyncio.Event | None = None  # answers to writes wait for it, after the handler committed
@@ -40,6 +41,7 @@ class Backends:
         @web.middleware
         async def count_and_delay(request: web.Request, handler):
             self.counts[(request.method, request.path)] += 1
+            self.targets[(request.method, request.raw_path)] += 1
             if self.max_delay or self.delay:
                 await asyncio.sleep(self.delay + random.uniform(0, self.max_delay))
             response = await handler(request)

@@ -31,7 +31,9 @@ async def test_unknown_query_parameter_is_refused_whether_or_not_the_entity_is_c
 
 
 @pytest.mark.xfail(strict=True, reason="known limitation: aiohttp's HTTP parser answers a malformed request "
-                                       "line or header with its own text/plain 400, before any handler runs")
+                                       "line or header with its own text/plain 400 before any middleware, "
+                                       "handler or signal runs, and has no supported hook to change it "
+                                       "(docs/architecture.md, 'Errors before a handler')")
 @pytest.mark.parametrize("head", [
     "GET /users/\xd9\xa1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",  # a raw non-ASCII byte
     "GET /users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " + "a" * 9000 + "\r\n\r\n",  # > 8190

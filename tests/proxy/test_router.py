@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.canonical import canonical_query
 from proxy.config import load_config
 from proxy.errors import MethodNotAllowed, NotFound
 from proxy.router import Router, compile_key_template, parse_path_template
@@ -51,17 +52,24 @@ def test_head_uses_the_get_rule():
     assert router.resolve("HEAD", "/users/1").route.config.methods == ("GET",)
 
 
-def test_key_renders_query_sorted_and_escaped():
+def test_key_renders_the_canonical_query():
     render, used = compile_key_template("s:{query}", ())
     assert used == {"query"}
-    assert render({}, "b=2&a=1", None) == render({}, "a=1&b=2", None) == "s:a=1&b=2"
+    assert render({}, canonical_query("b=2&a=1"), None) == "s:a=1&b=2"
+    assert render({}, canonical_query("a=1&b=2"), None) == "s:a=1&b=2"
     # a value can not forge a separator or another parameter
-    assert render({}, "a=1%26b%3D2", None) == "s:a=1%26b%3D2"
+    assert render({}, canonical_query("a=1%26b%3D2"), None) == "s:a=1%26b%3D2"
+    # the values of a repeated name keep their order: a service may take the first one
+    assert render({}, canonical_query("a=2&a=1"), None) != render({}, canonical_query("a=1&a=2"), None)
 
 
 def test_key_single_query_and_caller():
     render, _ = compile_key_template("u:{query.login}", ())
-    assert render({}, "login=al%3Aice&x=1", None) == "u:al%3Aice"
+    assert render({}, canonical_query("login=al%3aice&x=1"), None) == "u:al%3Aice"
+    assert render({}, canonical_query("login=a&login=b"), None) == "u:a,b"
+    assert render({}, canonical_query("login=a%2Cb"), None) == "u:a%2Cb"
+    # absent and empty are two requests
+    assert render({}, canonical_query("login="), None) == "u:" != render({}, "", None)
     render, _ = compile_key_template("me:{caller}", ())
     assert render({}, "", "7") == "me:7"
     with pytest.raises(LookupError):
@@ -79,4 +87,5 @@ def test_key_covers_only_the_query_parameters_it_names():
     by_id, by_login, search = router.routes
     assert by_id.key_covers("") and not by_id.key_covers("debug=1")
     assert by_login.key_covers("login=a") and not by_login.key_covers("login=a&x=1")
+    assert by_login.key_covers(canonical_query("%6Cogin=a")) and not by_login.key_covers(canonical_query("x"))
     assert search.key_covers("anything=1&else=2")
