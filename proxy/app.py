@@ -19,6 +19,7 @@ from proxy.errors import CacheUnavailable, ConfigError
 from proxy.handler import Gateway, Generation
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
+from proxy.revocations import Revocations
 from proxy.router import Router
 from proxy.store import CacheStore
 from proxy.upstream import Upstream, make_session
@@ -34,6 +35,7 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 STORE = web.AppKey("store", CacheStore)
 GATEWAY = web.AppKey("gateway", Gateway)
 DRAINING = web.AppKey("draining", set)  # retired generations whose fetches are still finishing
+REVOCATIONS = web.AppKey("revocations", Revocations)
 
 
 def create_app(config: Config, *, metrics: Metrics | None = None,
@@ -68,22 +70,41 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     async def exchange(credentials: str) -> str:
         return await app[GATEWAY].generation.upstream.exchange_basic(*exchange_to, credentials)
 
-    auth = Authenticator(config.auth, exchange)
-    app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics, app[ACCESS_LOG])
+    # A revocation is remembered until every token it voids has expired, leeway included (twice: a token
+    # issued while its user was being changed may be stamped a little after the change).
+    revocations = Revocations(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
+                              lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
+    app[REVOCATIONS] = revocations
+    auth = Authenticator(config.auth, exchange, revoked=revocations.below)
+    app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics, app[ACCESS_LOG],
+                           revocations=revocations)
     metrics.config_generation.set(1)
-    flusher = asyncio.get_running_loop().create_task(app[ACCESS_LOG].run())
+    loop = asyncio.get_running_loop()
+    flusher = loop.create_task(app[ACCESS_LOG].run())
+    follower = loop.create_task(revocations.run())
     try:
+        await _in_step(revocations, config)
         yield
     finally:
+        follower.cancel()
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
             task.cancel()
-        await asyncio.gather(flusher, *app[DRAINING], return_exceptions=True)  # the flusher writes its last lines
+        # the flusher writes its last lines
+        await asyncio.gather(flusher, follower, *app[DRAINING], return_exceptions=True)
         await close_strategies(app[GATEWAY].generation)
         await session.close()
         if lookups is not None:
             await lookups.aclose()
         await redis.aclose()
+
+
+async def _in_step(revocations: Revocations, config: Config) -> None:
+    """Serve once the revoked tokens are read, when Redis lets that be quick; otherwise they follow later."""
+    try:
+        await asyncio.wait_for(revocations.connected.wait(), 4 * config.redis.timeout)
+    except TimeoutError:
+        log.warning("serving before the revoked tokens could be read from Redis; they follow when it answers")
 
 
 def make_lookups(config: Config) -> PipelinedLookups | None:

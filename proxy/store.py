@@ -201,9 +201,10 @@ class CacheStore:
         await self._mark(key, TOMBSTONE, version, ttl)
         self._metrics.tombstones.inc()
 
-    async def drop(self, key: str, *, fence: float) -> None:
-        """Forget `key`, and refuse for `fence` seconds any fill that started before now."""
-        await self._mark(key, DROPPED, 0, fence)
+    async def drop(self, key: str, *, fence: float, version: int = 0) -> None:
+        """Forget `key`, and refuse for `fence` seconds any fill that started before now (or, given a
+        version, any fill older than it)."""
+        await self._mark(key, DROPPED, version, fence)
 
     async def _mark(self, key: str, kind: int, version: int, ttl: float) -> None:
         keys, args = [self.entry_key(key), self._epoch_key], [kind, os.urandom(8), version, _ms(ttl)]

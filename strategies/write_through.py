@@ -45,7 +45,9 @@ class WriteThrough(Strategy):
                 detail = "tombstone"
             elif ctx.key is not None:
                 stored, detail = await self._store(ctx, response, version)
-            await self._invalidate(ctx)
+            # The keys a write invalidates are views of the same entity (user:{id} beside user-me:{caller}):
+            # dropped at its new version, so no fill of an older view lands there.
+            await self._invalidate(ctx, version)
         except CacheUnavailable:
             return self.unavailable(ctx)
         self.count(ctx, "stored" if stored else "not_stored", detail or "")
@@ -63,12 +65,12 @@ class WriteThrough(Strategy):
         outcome = await self.store.write(ctx.key, entry, tags=ctx.route.tags)
         return outcome == STORED, None if outcome == STORED else outcome
 
-    async def _invalidate(self, ctx: Context) -> None:
+    async def _invalidate(self, ctx: Context, version: int = 0) -> None:
         for target in ctx.invalidates:
             if target.startswith("tag:"):
                 await self.store.invalidate_tag(target[4:])
             else:
-                await self.store.drop(target, fence=self.cache.tombstone_ttl)
+                await self.store.drop(target, fence=self.cache.tombstone_ttl, version=version)
 
     async def _forget(self, ctx: Context, reason: str, fwd_status: int | None = None) -> str:
         """The outcome is unknown: drop the key and everything the write would invalidate."""
