@@ -72,7 +72,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
 
     # A revocation is remembered until every token it voids has expired, leeway included (twice: a token
     # issued while its user was being changed may be stamped a little after the change).
-    revocations = Revocations(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
+    revocations_redis = make_redis(config)
+    revocations = Revocations(revocations_redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                               lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
     app[REVOCATIONS] = revocations
     auth = Authenticator(config.auth, exchange, revoked=revocations.below)
@@ -86,17 +87,18 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         await _in_step(revocations, config)
         yield
     finally:
-        follower.cancel()
+        await revocations.stop(follower)
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
             task.cancel()
         # the flusher writes its last lines
-        await asyncio.gather(flusher, follower, *app[DRAINING], return_exceptions=True)
+        await asyncio.gather(flusher, *app[DRAINING], return_exceptions=True)
         await close_strategies(app[GATEWAY].generation)
         await session.close()
         if lookups is not None:
             await lookups.aclose()
         await redis.aclose()
+        await revocations_redis.aclose()
 
 
 async def _in_step(revocations: Revocations, config: Config) -> None:

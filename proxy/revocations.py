@@ -28,13 +28,15 @@ _HEADER = REVOCATION_HEADER.lower()
 
 
 class Revocations:
-    """One per gateway process. `below` maps a user id to the lowest token version still valid."""
+    """One per gateway process. `below` maps a user id to the lowest token version still valid.
+
+    It needs a Redis client of its own (the subscription holds a connection, and a failure resets the pool)."""
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str, lifetime: float, timeout: float,
                  resync: float = RESYNC, retry: float = RETRY, clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
-        self._key = f"{prefix}:revoked"
-        self._channel = f"{prefix}:revocations"
+        self.key = f"{prefix}:revoked"
+        self.channel = f"{prefix}:revocations"
         self._lifetime = lifetime
         self._timeout = timeout
         self._resync = resync
@@ -46,6 +48,7 @@ class Revocations:
         self._until: dict[str, float] = {}
         self._unsent: dict[tuple[str, int], float] = {}  # recorded while Redis was unreachable
         self._healthy = True
+        self._stopping = False
         self.connected = asyncio.Event()  # set while subscribed and in step with the set
 
     # -- the users service's answers ---------------------------------------------------------------------------
@@ -81,10 +84,10 @@ class Revocations:
         member = f"{sub}:{below}"
         async with asyncio.timeout(self._timeout):
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(self._key, {member: until})
-                pipe.zremrangebyscore(self._key, "-inf", self._clock())
-                pipe.expire(self._key, int(self._lifetime) + 1)
-                pipe.publish(self._channel, f"{member}:{until:.3f}")
+                pipe.zadd(self.key, {member: until})
+                pipe.zremrangebyscore(self.key, "-inf", self._clock())
+                pipe.expire(self.key, int(self._lifetime) + 1)
+                pipe.publish(self.channel, f"{member}:{until:.3f}")
                 await pipe.execute()
 
     def _apply(self, sub: str, below: int, until: float) -> None:
@@ -98,19 +101,19 @@ class Revocations:
     # -- every process: the subscription ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the channel until cancelled; after every (re)subscription, send what is unsent and re-read."""
+        """Follow the channel until stop(); after every (re)subscription, send what is unsent and re-read."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._stopping:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     async with asyncio.timeout(self._timeout):
-                        await pubsub.subscribe(self._channel)
+                        await pubsub.subscribe(self.channel)
                     await self._flush_unsent()
                     await self.resync()  # after subscribing: nothing published meanwhile is missed
                     self._recovered()
                     self.connected.set()
                     next_read = loop.time() + self._resync
-                    while True:
+                    while not self._stopping:
                         message = await pubsub.get_message(timeout=max(0.0, next_read - loop.time()))
                         if message is not None and message.get("type") == "message":
                             self._on_message(message["data"])
@@ -119,14 +122,28 @@ class Revocations:
                             next_read = loop.time() + self._resync
             except _FAILURES as exc:
                 self.connected.clear()
+                if self._stopping:
+                    return
                 self._unhealthy(exc)
-            await asyncio.sleep(self._retry)  # a reconnect attempt, not a synchronisation
+                # The client is this module's own: its idle connections died with the server, and the next
+                # attempt must not spend itself on one of them.
+                await self._redis.connection_pool.disconnect()
+            if not self._stopping:
+                await asyncio.sleep(self._retry)  # between reconnect attempts, not a synchronisation
+
+    async def stop(self, follower: asyncio.Task[None]) -> None:
+        """End run(). A cancel alone can be lost inside redis-py's pubsub read, so the connections are closed
+        too: the read fails, and run() sees it is stopping."""
+        self._stopping = True
+        follower.cancel()
+        await self._redis.connection_pool.disconnect()
+        await asyncio.gather(follower, return_exceptions=True)
 
     async def resync(self) -> None:
         """Merge the whole set into the dict, and forget what has expired."""
         now = self._clock()
         async with asyncio.timeout(self._timeout):
-            found = await self._redis.zrangebyscore(self._key, now, "+inf", withscores=True)
+            found = await self._redis.zrangebyscore(self.key, now, "+inf", withscores=True)
         held: dict[str, int] = {}
         for member, until in found:
             parsed = _member(member)
@@ -141,8 +158,8 @@ class Revocations:
         lost = {f"{sub}:{below}": self._until[sub] for sub, below in self.below.items() if held.get(sub, 0) < below}
         if lost:
             async with asyncio.timeout(self._timeout):
-                await self._redis.zadd(self._key, lost)
-                await self._redis.expire(self._key, int(self._lifetime) + 1)
+                await self._redis.zadd(self.key, lost)
+                await self._redis.expire(self.key, int(self._lifetime) + 1)
 
     def _on_message(self, data: bytes | str) -> None:
         text = data.decode("ascii", "replace") if isinstance(data, bytes) else data
