@@ -77,8 +77,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
                               lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
     app[REVOCATIONS] = revocations
     auth = Authenticator(config.auth, exchange, revoked=revocations.below)
-    app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics, app[ACCESS_LOG],
-                           revocations=revocations)
+    generation = build_generation(1, config, store, upstream, metrics)
+    app[GATEWAY] = Gateway(generation, auth, metrics, app[ACCESS_LOG], revocations=revocations)
     metrics.config_generation.set(1)
     loop = asyncio.get_running_loop()
     flusher = loop.create_task(app[ACCESS_LOG].run())

@@ -1,4 +1,4 @@
-"""Who is asking: Bearer JWTs checked by proxy.tokens and remembered, revoked ones refused, Basic exchanged once."""
+"""Who is asking: Bearer JWTs checked by proxy.tokens, remembered, refused once revoked; Basic traded once."""
 from __future__ import annotations
 
 import asyncio
@@ -92,7 +92,7 @@ class Authenticator:
             del self._verified[token]
         refused = self._refused.get(token)
         if refused is not None:
-            raise TokenRefused(refused[0], code=refused[1])  # a fresh one: a raised exception keeps its frames
+            raise TokenRefused(refused[0], code=refused[1])  # a fresh one: a raised one keeps its frames
         try:
             claims = self._rules.check(token)
         except TokenRefused as exc:
@@ -120,7 +120,8 @@ class Authenticator:
     async def _basic(self, credentials: str) -> Identity:
         slot = hmac.digest(self._hmac_key, credentials.encode(), hashlib.sha256)
         known = self._exchanged.get(slot)
-        if known is not None and known.expires_at - RENEW_BEFORE > self._clock() and not self.is_revoked(known):
+        fresh = known is not None and known.expires_at - RENEW_BEFORE > self._clock()
+        if fresh and not self.is_revoked(known):
             return known  # a revoked one is exchanged again: a new password gives a token that holds
         pending = self._pending.get(slot)
         if pending is not None:  # the same credentials are being exchanged right now: share that answer

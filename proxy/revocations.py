@@ -1,4 +1,4 @@
-"""Revoked tokens shared by every gateway process: a sorted set in Redis, announced on a channel, kept in a dict.
+"""Revoked tokens shared by every gateway process: a Redis sorted set, announced on a channel, kept in a dict.
 
 The users service signals a revocation on the answer to the DELETE or password change that caused it
 (proxy.tokens.REVOCATION_HEADER). The gateway that forwarded it records it here before it answers: in its
@@ -30,10 +30,11 @@ _HEADER = REVOCATION_HEADER.lower()
 class Revocations:
     """One per gateway process. `below` maps a user id to the lowest token version still valid.
 
-    It needs a Redis client of its own (the subscription holds a connection, and a failure resets the pool)."""
+    It needs a Redis client of its own: the subscription holds a connection, and a failure resets the pool."""
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str, lifetime: float, timeout: float,
-                 resync: float = RESYNC, retry: float = RETRY, clock: Callable[[], float] = time.time) -> None:
+                 resync: float = RESYNC, retry: float = RETRY,
+                 clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
         self.key = f"{prefix}:revoked"
         self.channel = f"{prefix}:revocations"
@@ -51,7 +52,7 @@ class Revocations:
         self._stopping = False
         self.connected = asyncio.Event()  # set while subscribed and in step with the set
 
-    # -- the users service's answers ---------------------------------------------------------------------------
+    # -- the users service's answers -------------------------------------------------------------------------
 
     async def absorb(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Record the revocations an upstream answer announces; return its headers without them."""
@@ -155,7 +156,8 @@ class Revocations:
             self.below.pop(sub, None)
         # A Redis that lost its data (a restart without persistence) gets back what this process still knows,
         # so a gateway started afterwards learns it too.
-        lost = {f"{sub}:{below}": self._until[sub] for sub, below in self.below.items() if held.get(sub, 0) < below}
+        lost = {f"{sub}:{below}": self._until[sub]
+                for sub, below in self.below.items() if held.get(sub, 0) < below}
         if lost:
             async with asyncio.timeout(self._timeout):
                 await self._redis.zadd(self.key, lost)
@@ -193,6 +195,8 @@ class Revocations:
 def _member(raw: bytes | str) -> tuple[str, int] | None:
     text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
     sub, _, below = text.partition(":")
-    if not (sub.isdigit() and below.isdigit() and 0 < len(sub) <= 18 and 0 < len(below) <= 10) or sub[0] == "0":
+    if not (sub.isdigit() and below.isdigit() and 0 < len(sub) <= 18 and 0 < len(below) <= 10):
+        return None
+    if sub[0] == "0":
         return None
     return sub, int(below)

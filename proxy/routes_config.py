@@ -149,8 +149,9 @@ def _refuse_shared_caller_keys(routes: tuple[RouteConfig, ...], label: str) -> N
                 continue
             if other.scope != "caller" or other.key != mine.key:
                 raise ConfigError(
-                    f'{label}: routes[{other.index}].key: "{other.key}" may name the entries of routes[{mine.index}]'
-                    f' ("{mine.key}", scope: caller); give it scope: caller and the same key, or a key of its own')
+                    f'{label}: routes[{other.index}].key: "{other.key}" may name the entries of '
+                    f'routes[{mine.index}] ("{mine.key}", scope: caller); give it scope: caller and the same '
+                    'key, or a key of its own')
 
 
 def _may_render_alike(a: str, b: str) -> bool:

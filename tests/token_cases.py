@@ -56,11 +56,13 @@ def signed(**changes: Any) -> Make:
 
 
 def _unsigned(auth: AuthConfig, user_id: int) -> str:
-    return b64url(b'{"alg":"none","typ":"JWT"}') + "." + b64url(json.dumps(claims(auth, user_id)).encode()) + "."
+    payload = b64url(json.dumps(claims(auth, user_id)).encode())
+    return b64url(b'{"alg":"none","typ":"JWT"}') + "." + payload + "."
 
 
 def _hs256_with_public_key(auth: AuthConfig, user_id: int) -> str:
-    signing_input = b64url(b'{"alg":"HS256","typ":"JWT"}') + "." + b64url(json.dumps(claims(auth, user_id)).encode())
+    payload = b64url(json.dumps(claims(auth, user_id)).encode())
+    signing_input = b64url(b'{"alg":"HS256","typ":"JWT"}') + "." + payload
     mac = hmac.new(auth.public_key_pem().encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(mac)}"
 
@@ -78,7 +80,8 @@ def _tampered(auth: AuthConfig, user_id: int) -> str:
 
 def _header_says_another_alg(auth: AuthConfig, user_id: int) -> str:
     """Signed with the right key and algorithm, but a header that claims ES384: refused before verifying."""
-    return jwt.encode(claims(auth, user_id), auth.private_key_pem(), algorithm="ES256", headers={"alg": "ES384"})
+    return jwt.encode(claims(auth, user_id), auth.private_key_pem(), algorithm="ES256",
+                      headers={"alg": "ES384"})
 
 
 def _leading_zero(auth: AuthConfig, user_id: int) -> str:

@@ -68,7 +68,7 @@ async def by_login(request: web.Request) -> web.Response:
 
 @routes.get(USER_ID)
 async def get_user(request: web.Request) -> web.Response:
-    """The public profile, to every caller alike (the user itself included): one entry for all at the proxy."""
+    """The public profile, to every caller alike (the user itself included): one entry at the proxy."""
     check_query(request, ())
     user_id = path_id(request)
     row = await repo.get(request.app[DB_POOL], user_id)

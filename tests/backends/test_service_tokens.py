@@ -34,7 +34,8 @@ async def test_other_services_apply_the_same_rules(paths, trips, account, db_con
     for client, path in ((paths, "/paths/1"), (trips, "/trips/1")):
         assert (await client.get(path, headers=account.headers)).status == 404  # authenticated; no such row
         for case in CASES:
-            resp = await client.get(path, headers={"Authorization": f"Bearer {case.make(db_config.auth, account.id)}"})
+            token = case.make(db_config.auth, account.id)
+            resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
             if case.code is None:
                 assert resp.status == 404, case.name
             else:
@@ -56,7 +57,7 @@ async def test_a_sub_naming_no_user_is_refused(users, paths, trips, db_config, r
 
 
 async def test_two_authorization_headers_are_400(users, paths, account):
-    two = CIMultiDict([("Authorization", f"Bearer {account.token}"), ("Authorization", f"Bearer {account.token}")])
+    two = CIMultiDict([("Authorization", f"Bearer {account.token}")] * 2)
     for client, method, path in ((users, "GET", "/users/me"), (users, "POST", "/auth/token"),
                                  (users, "POST", "/users"), (paths, "GET", "/paths/1")):
         resp = await client.request(method, path, headers=two)
@@ -89,11 +90,13 @@ async def test_a_deleted_users_token_is_refused(users, paths, account):
 
 async def test_a_password_change_voids_older_tokens(users, trips, account):
     assert (await trips.get("/trips/1", headers=account.headers)).status == 404
-    resp = await users.patch(f"/users/{account.id}", json={"password": "a brand new one"}, headers=account.headers)
+    resp = await users.patch(f"/users/{account.id}", json={"password": "a brand new one"},
+                             headers=account.headers)
     assert resp.status == 200
     assert await error_of(await users.get("/users/me", headers=account.headers), 401) == "token_revoked"
     await poll_until_refused(trips, "GET", "/trips/1", account.headers, FRESH + 0.5)
-    fresh = await users.post("/auth/token", json={"login": account.user["login"], "password": "a brand new one"})
+    fresh = await users.post("/auth/token",
+                             json={"login": account.user["login"], "password": "a brand new one"})
     new = {"Authorization": f"Bearer {(await fresh.json())['access_token']}"}
     assert jwt.get_unverified_claims(new["Authorization"][7:])["tv"] == 2
     assert (await users.get("/users/me", headers=new)).status == 200
@@ -107,7 +110,8 @@ async def test_the_revocation_is_announced_to_the_gateway(users, account, regist
     resp = await users.patch(f"/users/{account.id}", json={"title": "no password"}, headers=account.headers)
     assert "Cachegate-Revoked-Tokens" not in resp.headers
     resp = await users.put(f"/users/{account.id}", headers=account.headers, json={
-        "first_name": "A", "last_name": "B", "email": "a@example.com", "title": "", "password": PASSWORD + "2"})
+        "first_name": "A", "last_name": "B", "email": "a@example.com", "title": "",
+        "password": PASSWORD + "2"})
     assert resp.headers["Cachegate-Revoked-Tokens"] == f"user={account.id}; below=2"
     other = await register()
     resp = await users.delete(f"/users/{other.id}", headers=other.headers)

@@ -32,7 +32,7 @@ REVOCATION_BOUND = 1.0  # seconds, with Redis up: README and docs/architecture.m
 
 
 def second_config(path: Path) -> Path:
-    """The world's config file with a proxy port and an admin port of its own: the same Redis, prefix, keys."""
+    """The world's config file with a proxy port and an admin port of its own: same Redis, prefix, keys."""
     data = yaml.safe_load(path.read_text())
     data["proxy"]["port"], data["proxy"]["admin"]["port"] = free_port(), free_port()
     other = path.with_name("config-b.yaml")
@@ -116,7 +116,8 @@ async def test_a_password_change_revokes_older_tokens_at_another_gateway(two_gat
                                       headers={"Authorization": old})
     assert changed.status == 200
     await refused_within(gateway_b, paths, old, REVOCATION_BOUND)
-    async with gateway_b.post("/auth/token", json={"login": "rotator", "password": "the-second-password"}) as r:
+    credentials = {"login": "rotator", "password": "the-second-password"}
+    async with gateway_b.post("/auth/token", json=credentials) as r:
         new = "Bearer " + (await r.json())["access_token"]
     for path in paths:
         await cached(gateway_b, path, new)  # the new token holds, and gets hits
@@ -154,4 +155,5 @@ async def test_with_redis_down_the_services_refuse_and_the_revocation_follows_la
     await cached(gateway_b, f"/users/{wid}", witness)  # hits are possible again...
     # ...and A hands on what it recorded while Redis was away, so B refuses at the gateway: both subscribe
     # again within RETRY, and A sends what it holds before it reads the set.
-    await refused_within(gateway_b, [f"/users/{wid}"], auth, REVOCATION_BOUND + RETRY - (time.monotonic() - back))
+    left = REVOCATION_BOUND + RETRY - (time.monotonic() - back)
+    await refused_within(gateway_b, [f"/users/{wid}"], auth, left)

@@ -37,7 +37,8 @@ async def test_two_authorization_headers_are_400_before_anything_else(world):
                                ("GET", url, (basic, auth)),
                                ("POST", "/auth/token", (basic, basic)),  # a route without auth
                                ("GET", "/nowhere", (auth, auth))):       # before routing
-        resp = await world.proxy.request(method, path, headers=CIMultiDict(("Authorization", v) for v in pair))
+        headers = CIMultiDict(("Authorization", value) for value in pair)
+        resp = await world.proxy.request(method, path, headers=headers)
         assert resp.status == 400, (method, path, await resp.text())
         assert (await resp.json())["error"]["code"] == "bad_request"
         assert "hit" not in resp.headers["Cache-Status"]

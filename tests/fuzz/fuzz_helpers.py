@@ -110,11 +110,13 @@ class Target:
     credentials: dict[str, str]  # {"login", "password"} of a registered user
     logins: dict[str, str] = field(default_factory=dict)  # caller -> its login, for callers that are users
 
-    def renew_after_password_change(self, caller: str, case: Any, response: Any, session: requests.Session) -> None:
+    def renew_after_password_change(self, caller: str, case: Any, response: Any,
+                                    session: requests.Session) -> None:
         """A new password voids the caller's older tokens (the one it used included): sign in again, as a
         client would, so later requests of that caller are not all 401."""
         body = case.body if isinstance(case.body, dict) else {}
-        changed = case.method.upper() in ("PUT", "PATCH") and "password" in body and 200 <= response.status_code < 300
+        succeeded = 200 <= response.status_code < 300
+        changed = case.method.upper() in ("PUT", "PATCH") and "password" in body and succeeded
         if not changed or caller not in self.logins:
             return
         answer = session.post(f"{self.base_url}/auth/token", timeout=10,

@@ -1,4 +1,4 @@
-"""Token checks at the proxy: the rules of proxy/tokens.py, remembered verifications, revocations, Basic once."""
+"""Tokens at the proxy: the rules of proxy/tokens.py, remembered verifications, revocations, Basic once."""
 from __future__ import annotations
 
 import asyncio
