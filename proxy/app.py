@@ -91,8 +91,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
             task.cancel()
-        # the flusher writes its last lines
-        await asyncio.gather(flusher, *app[DRAINING], return_exceptions=True)
+        await asyncio.gather(flusher, *app[DRAINING], return_exceptions=True)  # the flusher writes its last lines
         await close_strategies(app[GATEWAY].generation)
         await session.close()
         if lookups is not None:
