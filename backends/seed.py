@@ -128,9 +128,11 @@ async def _credentials_match(cur: aiomysql.Cursor, path: Path, users: int) -> bo
 async def _put_known(conn: aiomysql.Connection, cur: aiomysql.Cursor, known: list[tuple[int, str]],
                      hashes: list[str], now: datetime) -> None:
     rows = [_values(i, h, now) for (i, _), h in zip(known, hashes)]
-    # Known users may exist from an earlier run: they get the new password (and a new version).
+    # Known users may exist from an earlier run: they get the new password (and a new version), and their
+    # tokens of that run are void, as after any password change.
     await _insert_batch(conn, cur, " ON DUPLICATE KEY UPDATE password_hash = VALUES(password_hash),"
-                        " version = version + 1, updated_at = VALUES(updated_at)", rows)
+                        " version = version + 1, token_version = token_version + 1,"
+                        " updated_at = VALUES(updated_at)", rows)
 
 
 async def _put_bulk(conn: aiomysql.Connection, cur: aiomysql.Cursor, first: int, last: int, bulk_hash: str,

@@ -9,10 +9,9 @@ import signal
 import uvloop
 from aiohttp import web
 
-# About the size and shape of a user as the users service returns it.
+# About the size and shape of a user's public profile as the users service returns it.
 BODY = json.dumps({
-    "id": 0, "login": "user000000", "first_name": "Ada", "last_name": "Lovelace",
-    "email": "user000000@example.com", "title": "Countess", "version": 1,
+    "id": 0, "first_name": "Ada", "last_name": "Lovelace", "title": "Countess", "version": 1,
     "created_at": "2026-01-01T00:00:00.000000Z", "updated_at": "2026-01-01T00:00:00.000000Z",
 }).encode()
 

@@ -99,7 +99,8 @@ def with_tokens(proxy_url: str, users: list[Known], progress: Callable[[int], No
         body = {"login": user.login, "password": user.password}
         token = _call("POST", f"{proxy_url}/auth/token", body=body)
         access = str(token["access_token"])
-        profile = _call("GET", f"{proxy_url}/users/{user.id}", headers={"Authorization": f"Bearer {access}"})
+        # /users/me: the user's own view, the only one with the email a PUT must send back
+        profile = _call("GET", f"{proxy_url}/users/me", headers={"Authorization": f"Bearer {access}"})
         done += 1
         progress(done)
         return Known(user.id, user.login, user.password, access, {k: profile[k] for k in PROFILE_FIELDS})

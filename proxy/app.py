@@ -20,6 +20,7 @@ from proxy.handler import Gateway, Generation
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
 from proxy.readiness import Checks, Readiness
+from proxy.revocations import Revocations
 from proxy.router import Router
 from proxy.store import CacheStore
 from proxy.upstream import Upstream, make_session
@@ -36,6 +37,7 @@ STORE = web.AppKey("store", CacheStore)
 GATEWAY = web.AppKey("gateway", Gateway)
 READINESS = web.AppKey("readiness", Readiness)
 DRAINING = web.AppKey("draining", set)  # retired generations whose fetches are still finishing
+REVOCATIONS = web.AppKey("revocations", Revocations)
 
 
 def create_app(config: Config, *, metrics: Metrics | None = None,
@@ -70,8 +72,15 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     async def exchange(credentials: str) -> str:
         return await app[GATEWAY].generation.upstream.exchange_basic(*exchange_to, credentials)
 
-    auth = Authenticator(config.auth, exchange)
-    app[GATEWAY] = Gateway(build_generation(1, config, store, upstream, metrics), auth, metrics, app[ACCESS_LOG])
+    # A revocation is remembered until every token it voids has expired, leeway included (twice: a token
+    # issued while its user was being changed may be stamped a little after the change).
+    revocations_redis = make_redis(config)
+    revocations = Revocations(revocations_redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
+                              lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
+    app[REVOCATIONS] = revocations
+    auth = Authenticator(config.auth, exchange, revoked=revocations.below)
+    generation = build_generation(1, config, store, upstream, metrics)
+    app[GATEWAY] = Gateway(generation, auth, metrics, app[ACCESS_LOG], revocations=revocations)
     metrics.config_generation.set(1)
     readiness = Readiness(lambda: check_dependencies(app),
                           interval=lambda: app[GATEWAY].generation.config.proxy.readiness_interval)
@@ -79,10 +88,13 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     flusher = loop.create_task(app[ACCESS_LOG].run())
     checker = loop.create_task(readiness.run())
+    follower = loop.create_task(revocations.run())
     try:
+        await _in_step(revocations, config)
         yield
     finally:
         checker.cancel()
+        await revocations.stop(follower)
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
             task.cancel()
@@ -93,6 +105,15 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         if lookups is not None:
             await lookups.aclose()
         await redis.aclose()
+        await revocations_redis.aclose()
+
+
+async def _in_step(revocations: Revocations, config: Config) -> None:
+    """Serve once the revoked tokens are read, when Redis lets that be quick; otherwise they follow later."""
+    try:
+        await asyncio.wait_for(revocations.connected.wait(), 4 * config.redis.timeout)
+    except TimeoutError:
+        log.warning("serving before the revoked tokens could be read from Redis; they follow when it answers")
 
 
 def make_lookups(config: Config) -> PipelinedLookups | None:

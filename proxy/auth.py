@@ -1,24 +1,20 @@
-"""Who is asking: Bearer JWTs verified here (pinned algorithm, exp required), Basic exchanged once for a token."""
+"""Who is asking: Bearer JWTs checked by proxy.tokens, remembered, refused once revoked; Basic traded once."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
-import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, NoReturn
+from typing import Awaitable, Callable, Mapping, NoReturn
 
-from jose import jwt
-from jose.exceptions import JOSEError
+from multidict import CIMultiDictProxy
 
 from proxy.config import AuthConfig
-from proxy.errors import AuthError, UpstreamError
+from proxy.errors import AuthError, RequestError, UpstreamError
+from proxy.tokens import CHALLENGE, TokenRefused, TokenRules, revoked
 
-log = logging.getLogger("cachegate.auth")
-
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cachegate"'}
 # A Basic exchange is renewed this long before its token expires, so a request never carries a token that dies
 # on its way to the backend.
 RENEW_BEFORE = 60.0
@@ -31,6 +27,7 @@ MAX_REFUSED = 10_000
 @dataclass(frozen=True, slots=True)
 class Identity:
     sub: str
+    token_version: int
     token: str          # the Bearer token to forward (for Basic callers, the one the exchange gave)
     expires_at: float
     header: str         # "Bearer <token>", made once, forwarded on every request
@@ -40,18 +37,29 @@ class Identity:
 Exchange = Callable[[str], Awaitable[str]]
 
 
+def single_authorization(headers: CIMultiDictProxy[str]) -> str | None:
+    """The request's one Authorization header (None without one); two are refused, since components that
+    read the first and the last would disagree about who is asking."""
+    values = headers.getall("Authorization", None)
+    if values is None:
+        return None
+    if len(values) > 1:
+        raise RequestError("more than one Authorization header; send exactly one")
+    return values[0]
+
+
 class Authenticator:
     """One per app. Verified tokens and exchanged credentials are remembered until shortly before they expire."""
 
-    def __init__(self, config: AuthConfig, exchange: Exchange, *, clock: Callable[[], float] = time.time) -> None:
-        self._algorithm = config.algorithm
-        self._issuer = config.issuer
-        self._leeway = config.leeway
-        self._key = config.public_key_pem()
+    def __init__(self, config: AuthConfig, exchange: Exchange, *, revoked: Mapping[str, int] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._rules = TokenRules(config, clock=clock)
         self._exchange = exchange
+        # sub -> the lowest token version still valid (proxy.revocations keeps it current, in place)
+        self._revoked: Mapping[str, int] = revoked if revoked is not None else {}
         self._clock = clock
         self._verified: dict[str, Identity] = {}
-        self._refused: dict[str, str] = {}
+        self._refused: dict[str, tuple[str, str]] = {}  # token -> (message, code)
         self._exchanged: dict[bytes, Identity] = {}
         self._pending: dict[bytes, asyncio.Future[Identity]] = {}
         # Credentials are remembered under a keyed hash with a key that lives only in this process's memory,
@@ -66,8 +74,6 @@ class Authenticator:
         scheme = scheme.lower()
         value = value.strip()
         if scheme == "bearer" and value:
-            if not value.isascii():
-                raise AuthError("invalid token: a JWT is ASCII", headers=CHALLENGE)
             return self.verify(value)
         if scheme == "basic" and value:
             return await self._basic(value)
@@ -75,42 +81,48 @@ class Authenticator:
                         headers=CHALLENGE)
 
     def verify(self, token: str) -> Identity:
-        now = self._clock()
         known = self._verified.get(token)
         if known is not None:
-            if known.expires_at > now:
+            if known.expires_at > self._clock():
+                # The memo holds tokens that were valid when checked: a revocation since then must still win.
+                below = self._revoked.get(known.sub)
+                if below is not None and known.token_version < below:
+                    raise revoked()
                 return known
             del self._verified[token]
         refused = self._refused.get(token)
         if refused is not None:
-            raise AuthError(refused, headers=CHALLENGE)
+            raise TokenRefused(refused[0], code=refused[1])  # a fresh one: a raised one keeps its frames
         try:
-            claims = jwt.decode(token, self._key, algorithms=[self._algorithm], issuer=self._issuer,
-                                options={"require_exp": True, "require_sub": True, "leeway": self._leeway,
-                                         "verify_aud": False})
-        except (JOSEError, ValueError) as exc:  # python-jose lets UnicodeError through for non-ASCII input
-            self._refuse(token, f"invalid token: {_reason(exc)}")
-        sub, exp = claims.get("sub"), claims.get("exp")
-        if not isinstance(sub, str) or not sub or not isinstance(exp, (int, float)):
-            self._refuse(token, "invalid token: sub and exp are required")
-        identity = Identity(sub=sub, token=token, expires_at=float(exp), header="Bearer " + token)
+            claims = self._rules.check(token)
+        except TokenRefused as exc:
+            self._refuse(token, exc)
+        identity = Identity(sub=claims.sub, token_version=claims.token_version, token=token,
+                            expires_at=float(claims.expires_at), header="Bearer " + token)
         self._remember(self._verified, token, identity)
+        if self.is_revoked(identity):
+            raise revoked()
         return identity
 
-    def _refuse(self, token: str, reason: str) -> NoReturn:
-        if "not yet valid" in reason:  # the one refusal that time can heal (nbf, iat in the future)
-            raise AuthError(reason, headers=CHALLENGE)
+    def is_revoked(self, identity: Identity) -> bool:
+        below = self._revoked.get(identity.sub)
+        return below is not None and identity.token_version < below
+
+    def _refuse(self, token: str, refusal: TokenRefused) -> NoReturn:
+        if refusal.heals:  # not yet valid (nbf, iat ahead): time alone can make the same token good
+            raise refusal
         if len(self._refused) >= MAX_REFUSED:
             for old in list(self._refused)[: MAX_REFUSED // 10]:
                 del self._refused[old]
-        self._refused[token] = reason
-        raise AuthError(reason, headers=CHALLENGE)
+        self._refused[token] = (refusal.message, refusal.code)
+        raise refusal
 
     async def _basic(self, credentials: str) -> Identity:
         slot = hmac.digest(self._hmac_key, credentials.encode(), hashlib.sha256)
         known = self._exchanged.get(slot)
-        if known is not None and known.expires_at - RENEW_BEFORE > self._clock():
-            return known
+        fresh = known is not None and known.expires_at - RENEW_BEFORE > self._clock()
+        if fresh and not self.is_revoked(known):
+            return known  # a revoked one is exchanged again: a new password gives a token that holds
         pending = self._pending.get(slot)
         if pending is not None:  # the same credentials are being exchanged right now: share that answer
             return await asyncio.shield(pending)
@@ -137,9 +149,3 @@ class Authenticator:
                 del table[stale]
         table[key] = identity
 
-
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    if "expired" in text.lower():
-        return "token expired"
-    return text.rstrip(".").lower()

@@ -9,6 +9,7 @@
     │   ├── MethodNotAllowed (405)      the path matches, the method does not (carries Allow)
     │   └── PayloadTooLarge (413)
     ├── AuthError (401)                 missing, malformed, expired or badly signed credentials
+    │   └── TokenRefused (401)          a Bearer token broke a rule of proxy/tokens.py (its own codes)
     ├── UpstreamError (502)             the backend could not be reached or broke the connection
     │   └── UpstreamTimeout (504)       the backend did not answer in time
     └── CacheUnavailable                Redis down, slow or behind an open breaker; never reaches a

@@ -14,11 +14,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy.accesslog import AccessLog
-from proxy.auth import Authenticator
+from proxy.auth import Authenticator, single_authorization
 from proxy.canonical import canonical_target
 from proxy.config import Config
 from proxy.errors import CachegateError, PayloadTooLarge
 from proxy.metrics import Metrics
+from proxy.revocations import Revocations
 from proxy.router import Router, render_invalidations
 from proxy.forwarding import OutgoingHeaders
 from proxy.upstream import Upstream, upstream_time
@@ -47,9 +48,10 @@ class Generation:
 
 class Gateway:
     def __init__(self, generation: Generation, auth: Authenticator, metrics: Metrics,
-                 access_log: AccessLog) -> None:
+                 access_log: AccessLog, *, revocations: Revocations | None = None) -> None:
         self.generation = generation
         self.auth = auth
+        self.revocations = revocations
         self.metrics = metrics
         self.cache_enabled = generation.config.cache.enabled
         self.log = access_log
@@ -68,6 +70,7 @@ class Gateway:
             request_id = f"{_ID_PREFIX}-{next(_ids):x}"
         route_name, strategy_name = "-", "-"
         try:
+            presented = single_authorization(request.headers)  # before anything else reads it
             # One spelling of the target for the router, the key and the upstream request (refreshes too):
             # aiohttp's decoded request.path and its raw target disagree (%2F), so both come from this.
             path, wire_path, qs = canonical_target(request.raw_path)
@@ -79,10 +82,10 @@ class Gateway:
             authorization = None
             if cfg.auth == "required":
                 # Before any cache lookup: a cached response is never a way around authentication.
-                identity = await self.auth.authenticate(request.headers.get("Authorization"))
+                identity = await self.auth.authenticate(presented)
                 caller, authorization = identity.sub, identity.header
-            elif "Authorization" in request.headers:
-                authorization = request.headers["Authorization"]
+            else:
+                authorization = presented
             body = await _read_body(request)
             bypass = None if self.cache_enabled else "CACHE-OFF"
             if bypass is None and route.key is not None and qs and request.method in SAFE and not route.key_covers(qs):
@@ -96,6 +99,9 @@ class Gateway:
                 invalidates=render_invalidations(route, match.params, qs, caller) if route.invalidates else (),
                 bypass=bypass)
             reply = await gen.strategies[cfg.strategy].handle(ctx)
+            if request.method not in SAFE and self.revocations is not None:
+                # Recorded before the answer leaves: the caller's next request finds the token refused.
+                reply.headers = await self.revocations.absorb(reply.headers)
         except CachegateError as exc:
             reply = error_reply(exc)
         except Exception:  # a bug must still answer in JSON, and never show a traceback to the client

@@ -17,6 +17,7 @@ def read_routes(data: Any, label: str, upstreams: Mapping[str, str], cache: Cach
         raise ConfigError(f"{label}: routes: expected a non-empty list of rules")
     routes = tuple(_read_route(item, i, label, upstreams) for i, item in enumerate(data))
     _refuse_duplicates(routes, label)
+    _refuse_shared_caller_keys(routes, label)
     return tuple(_inherit_lifetime(r, routes) for r in routes)
 
 
@@ -133,3 +134,34 @@ def _refuse_duplicates(routes: tuple[RouteConfig, ...], label: str) -> None:
             if first != r.index:
                 raise ConfigError(f"{label}: routes[{r.index}]: duplicates routes[{first}] ({m} {r.path}); "
                                   "the second rule could never match")
+
+
+def _refuse_shared_caller_keys(routes: tuple[RouteConfig, ...], label: str) -> None:
+    """A caller-scoped entry holds one caller's own view. Any other rule that may name the same keys must be
+    caller-scoped with the very same template: a shared rule would serve that view to everyone (or store
+    everyone's view where one caller reads it), and a write rule keyed by a path parameter would store what
+    one caller's write returned under another caller's key."""
+    for mine in routes:
+        if mine.scope != "caller" or mine.key is None:
+            continue
+        for other in routes:
+            if other is mine or other.key is None or not _may_render_alike(mine.key, other.key):
+                continue
+            if other.scope != "caller" or other.key != mine.key:
+                raise ConfigError(
+                    f'{label}: routes[{other.index}].key: "{other.key}" may name the entries of '
+                    f'routes[{mine.index}] ("{mine.key}", scope: caller); give it scope: caller and the same '
+                    'key, or a key of its own')
+
+
+def _may_render_alike(a: str, b: str) -> bool:
+    """Could two key templates render the same key? Unless their fixed text before the first placeholder
+    already differs, assume they could."""
+    head_a, head_b = a.split("{", 1)[0], b.split("{", 1)[0]
+    if "{" not in a and "{" not in b:
+        return a == b
+    if "{" not in a:
+        return a.startswith(head_b)
+    if "{" not in b:
+        return b.startswith(head_a)
+    return head_a.startswith(head_b) or head_b.startswith(head_a)

@@ -247,10 +247,12 @@ class CacheStore:
             self._metrics.tombstones.inc()
         return outcome
 
-    async def drop(self, key: str, *, fence: float, writer: bytes = b"", hold: bool = False) -> str:
-        """Forget `key`, and refuse for `fence` seconds any fill that started before now. On behalf of a write
-        its fence ends, unless `hold` keeps it to its deadline. 'stored', or 'fenced' if a fence stays."""
-        return await self._mark(key, DROPPED, 0, fence, writer, hold=hold)
+    async def drop(self, key: str, *, fence: float, writer: bytes = b"", hold: bool = False,
+                   version: int = 0) -> str:
+        """Forget `key`, and refuse for `fence` seconds any fill that started before now (or, given a version,
+        any fill older than it). On behalf of a write its fence ends, unless `hold` keeps it to its deadline.
+        'stored', or 'fenced' if a fence stays."""
+        return await self._mark(key, DROPPED, version, fence, writer, hold=hold)
 
     async def _mark(self, key: str, kind: int, version: int, ttl: float, writer: bytes, *, hold: bool) -> str:
         keys = [self.entry_key(key), self._epoch_key]

@@ -16,6 +16,8 @@ GATEWAY_COMMANDS = (
     "pexpire", "pttl", "time",                            # inside the scripts
     "zadd", "zrange", "zrem", "zremrangebyscore",         # tag indexes and tag write fences, in scripts
     "evalsha", "eval", "script|load",                     # redis-py loads a script on its first NOSCRIPT
+    "multi", "exec", "expire", "zrangebyscore",           # token revocations: the sorted set...
+    "publish", "subscribe", "unsubscribe",                # ...and the channel every process follows
 )
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 

@@ -62,7 +62,9 @@ class WriteThrough(Strategy):
                 detail = "tombstone" if outcome == STORED else outcome
             elif ctx.key is not None:
                 stored, detail = await self._store(ctx, response, version, writer)
-            await self._invalidate(ctx, writer)
+            # The keys a write invalidates are views of the same entity (user:{id} beside user-me:{caller}):
+            # dropped at its new version, so no fill of an older view lands there.
+            await self._invalidate(ctx, writer, version=version)
         except CacheUnavailable:
             return self.unavailable(ctx)
         self.count(ctx, "stored" if stored else "not_stored", detail or "")
@@ -82,13 +84,14 @@ class WriteThrough(Strategy):
                                          linger=self.cache.tombstone_ttl)
         return outcome == STORED, None if outcome == STORED else outcome
 
-    async def _invalidate(self, ctx: Context, writer: bytes, *, hold: bool = False) -> None:
+    async def _invalidate(self, ctx: Context, writer: bytes, *, hold: bool = False, version: int = 0) -> None:
         for target in ctx.invalidates:
             if target.startswith("tag:"):
                 await self.store.invalidate_tag(target[4:], writer=writer, hold=hold,
                                                 linger=self.cache.tombstone_ttl)
             else:
-                await self.store.drop(target, fence=self.cache.tombstone_ttl, writer=writer, hold=hold)
+                await self.store.drop(target, fence=self.cache.tombstone_ttl, writer=writer, hold=hold,
+                                      version=version)
 
     async def _forget(self, ctx: Context, writer: bytes, reason: str, fwd_status: int | None = None, *,
                       hold: bool = False) -> str:

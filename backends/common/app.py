@@ -6,17 +6,20 @@ from collections.abc import Collection, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from backends.common.db import pool_ctx
-from backends.common.errors import error_middleware
-from backends.common.tokens import TokenVerifier, bearer_token
+from backends.common.db import DB_POOL, pool_ctx
+from backends.common.errors import bad_request, error_middleware
+from backends.common.tokens import TokenVerifier, TokenVersions, bearer_token
 from proxy.config import Config
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
+TOKEN_VERSIONS: web.AppKey[TokenVersions] = web.AppKey("token_versions", TokenVersions)
 CALLER: web.RequestKey[int] = web.RequestKey("caller", int)
 
 
-def auth_middleware(verifier: TokenVerifier, *, public: Collection[tuple[str, str]] = ()) -> Middleware:
-    """Require a valid Bearer token on every route except the (method, path template) pairs in `public`.
+def auth_middleware(verifier: TokenVerifier, versions: TokenVersions, *,
+                    public: Collection[tuple[str, str]] = ()) -> Middleware:
+    """Require a valid Bearer token of an existing user, at its current token version, on every route
+    except the (method, path template) pairs in `public`; refuse two Authorization headers everywhere.
 
     The service checks the token itself even though the proxy does too: a service must be safe to
     reach without the proxy in front of it.
@@ -25,12 +28,17 @@ def auth_middleware(verifier: TokenVerifier, *, public: Collection[tuple[str, st
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        presented = request.headers.getall("Authorization", ())
+        if len(presented) > 1:
+            raise bad_request("more than one Authorization header; send exactly one")
         match = request.match_info
         resource = match.route.resource
         # Unrouted requests (404/405) fall through to aiohttp's own answer, rendered as JSON.
         if match.http_exception is None and resource is not None:
             if (request.method, resource.canonical) not in public_routes:
-                request[CALLER] = verifier.verify(bearer_token(request.headers.get("Authorization")))
+                claims = verifier.verify(bearer_token(presented[0] if presented else None))
+                await versions.check(request.app[DB_POOL], claims)
+                request[CALLER] = claims.user_id
         return await handler(request)
 
     return middleware
@@ -40,10 +48,12 @@ def make_app(config: Config, routes: Iterable[web.AbstractRouteDef], *, auth: bo
              public: Collection[tuple[str, str]] = ()) -> web.Application:
     """A service app: JSON errors, `client_max_size` from proxy.max_body, the pool, and (by default) auth."""
     middlewares: list[Middleware] = [error_middleware]
+    versions = TokenVersions()
     if auth:
-        middlewares.append(auth_middleware(TokenVerifier(config.auth), public=public))
+        middlewares.append(auth_middleware(TokenVerifier(config.auth), versions, public=public))
     app = web.Application(middlewares=middlewares, client_max_size=config.proxy.max_body)
     app[CONFIG] = config
+    app[TOKEN_VERSIONS] = versions
     app.cleanup_ctx.append(pool_ctx(config.mariadb))
     app.add_routes(routes)
     return app

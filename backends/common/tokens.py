@@ -1,78 +1,69 @@
-"""Issue and verify the gateway's JWTs (python-jose), with the algorithm pinned to config.auth.algorithm.
+"""The services' side of the token rules: proxy.tokens checks the token, the database says if it still holds.
 
-Claims: `sub` (the user id as a string), `iat`, `exp`, `iss`. Verification refuses anything that is not
-signed with the configured algorithm and key (`alg: none`, another key, a tampered payload), a missing or
-past `exp` (beyond `leeway`) and a foreign issuer; every refusal is a 401 ApiError.
+A token names a user and that user's token version when it was issued; deleting the user removes the row
+and changing the password bumps `users.token_version`, so either voids every older token. The current
+version of each user is read from the database and kept FRESH seconds per process: a change made through
+another process is honoured within that bound, one made through this process at once (`forget`).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import Callable
 
-from jose import jwk, jwt
-from jose.exceptions import JOSEError
+import aiomysql
 
-from backends.common.errors import unauthorized
+from backends.common import db
+from backends.common.errors import ApiError, unauthorized
 from proxy.config import AuthConfig
+from proxy.tokens import Claims, TokenRefused, TokenRules, revoked
 
-
-@dataclass(frozen=True)
-class Token:
-    access_token: str
-    expires_in: int
-
-    def as_json(self) -> dict[str, object]:
-        return {"access_token": self.access_token, "token_type": "bearer", "expires_in": self.expires_in}
-
-
-class TokenIssuer:
-    """Signs tokens with the private key; only the users service holds one."""
-
-    def __init__(self, auth: AuthConfig) -> None:
-        self._algorithm = auth.algorithm
-        self._issuer = auth.issuer
-        self._ttl = int(auth.token_ttl)
-        # Parse the PEM once: constructing a key per token costs more than signing it.
-        self._key = jwk.construct(auth.private_key_pem(), auth.algorithm)
-
-    def issue(self, user_id: int, *, now: float | None = None) -> Token:
-        iat = int(time.time() if now is None else now)
-        claims = {"sub": str(user_id), "iat": iat, "exp": iat + self._ttl, "iss": self._issuer}
-        token = jwt.encode(claims, self._key, algorithm=self._algorithm)
-        return Token(token, self._ttl)
+FRESH = 1.0          # seconds a user's token version is trusted without asking the database again
+MAX_USERS = 100_000  # users remembered at once per process
 
 
 class TokenVerifier:
-    """Checks a token's signature and claims; returns the caller's user id."""
+    """Checks a token's signature and claims (proxy.tokens), as a 401 ApiError for the services."""
 
-    def __init__(self, auth: AuthConfig) -> None:
-        self._algorithm = auth.algorithm
-        self._issuer = auth.issuer
-        self._leeway = auth.leeway
-        self._key = jwk.construct(auth.public_key_pem(), auth.algorithm)
+    def __init__(self, auth: AuthConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self._rules = TokenRules(auth, clock=clock)
 
-    def verify(self, token: str) -> int:
+    def verify(self, token: str) -> Claims:
         try:
-            # Checked before decoding too, so that no header can pick its own algorithm.
-            header = jwt.get_unverified_header(token)
-            if header.get("alg") != self._algorithm:
-                raise unauthorized("token algorithm not accepted", "invalid_token")
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=[self._algorithm],
-                issuer=self._issuer,
-                options={"require_exp": True, "require_iat": True, "require_sub": True,
-                         "verify_aud": False, "leeway": self._leeway},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise unauthorized("token expired", "token_expired") from exc
-        except JOSEError as exc:
-            raise unauthorized("invalid token", "invalid_token") from exc
-        sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub.isdigit() or len(sub) > 18:
-            raise unauthorized("invalid token subject", "invalid_token")
-        return int(sub)
+            return self._rules.check(token)
+        except TokenRefused as exc:
+            raise _as_api_error(exc) from None
+
+
+class TokenVersions:
+    """Each user's current token version (None: no such user), from the database, remembered briefly."""
+
+    def __init__(self, *, fresh: float = FRESH, clock: Callable[[], float] = time.monotonic) -> None:
+        self._fresh = fresh
+        self._clock = clock
+        self._known: dict[int, tuple[int | None, float]] = {}  # user id -> (version, read at)
+
+    async def check(self, pool: aiomysql.Pool, claims: Claims) -> None:
+        """A 401 unless the token's user exists and its token version is the token's."""
+        if await self.current(pool, claims.user_id) != claims.token_version:
+            raise _as_api_error(revoked())
+
+    async def current(self, pool: aiomysql.Pool, user_id: int) -> int | None:
+        now = self._clock()
+        known = self._known.get(user_id)
+        if known is not None and now - known[1] < self._fresh:
+            return known[0]
+        row = await db.fetch_one(pool, "SELECT token_version FROM users WHERE id = %s", (user_id,))
+        version = None if row is None else int(row["token_version"])
+        if len(self._known) >= MAX_USERS:
+            for old in list(self._known)[: MAX_USERS // 10]:  # the oldest tenth: amortised, never a scan each
+                del self._known[old]
+        self._known.pop(user_id, None)  # re-inserted last, so eviction order follows the time of reading
+        self._known[user_id] = (version, now)
+        return version
+
+    def forget(self, user_id: int) -> None:
+        """This process changed the user's token version: the next request reads it again."""
+        self._known.pop(user_id, None)
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -84,3 +75,6 @@ def bearer_token(authorization: str | None) -> str:
         raise unauthorized("expected an Authorization: Bearer token")
     return token.strip()
 
+
+def _as_api_error(exc: TokenRefused) -> ApiError:
+    return unauthorized(exc.message, exc.code)

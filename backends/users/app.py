@@ -4,9 +4,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from backends.common.app import make_app
-from backends.common.tokens import TokenIssuer
 from backends.users import auth, handlers
 from proxy.config import Config
+from proxy.tokens import TokenIssuer
 
 # Registering and exchanging credentials are the only calls without a Bearer token.
 PUBLIC = (("POST", "/users"), ("POST", "/auth/token"))

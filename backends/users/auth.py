@@ -7,11 +7,11 @@ from aiohttp import web
 
 from backends.common.db import DB_POOL
 from backends.common.errors import ApiError, bad_request
-from backends.common.tokens import TokenIssuer
 from backends.common.validation import read_json, validate
 from backends.users import repository as repo
 from backends.users.passwords import verify_password_async
 from backends.users.schemas import CREDENTIALS
+from proxy.tokens import TokenIssuer
 
 ISSUER: web.AppKey[TokenIssuer] = web.AppKey("token_issuer", TokenIssuer)
 
@@ -26,7 +26,7 @@ async def issue_token(request: web.Request) -> web.Response:
     valid = await verify_password_async(password, found[1] if found else None)
     if found is None or not valid:
         raise _invalid("invalid login or password")
-    token = request.app[ISSUER].issue(found[0])
+    token = request.app[ISSUER].issue(found[0], found[2])
     return web.json_response(token.as_json(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 

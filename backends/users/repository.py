@@ -12,17 +12,15 @@ from backends.common.entities import iso
 from backends.common.errors import conflict
 from backends.common.validation import like_prefix
 
-COLUMNS = "id, login, first_name, last_name, email, title, version, created_at, updated_at"
+COLUMNS = "id, login, first_name, last_name, email, title, version, token_version, created_at, updated_at"
 
 
-def to_json(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A user as the API shows it: never the password hash."""
+def public(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A user as anyone may see it: no email, no login (half of the credentials), never the hash."""
     return {
         "id": row["id"],
-        "login": row["login"],
         "first_name": row["first_name"],
         "last_name": row["last_name"],
-        "email": row["email"],
         "title": row["title"],
         "version": row["version"],
         "created_at": iso(row["created_at"]),
@@ -30,7 +28,12 @@ def to_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def insert(pool: aiomysql.Pool, fields: Mapping[str, Any], password_hash: str) -> dict[str, Any]:
+def private(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A user as the user itself sees it: the public profile, its login and its email."""
+    return {**public(row), "login": row["login"], "email": row["email"]}
+
+
+async def insert(pool: aiomysql.Pool, fields: Mapping[str, Any], password_hash: str) -> db.Row:
     try:
         async with db.transaction(pool) as cur:
             await cur.execute(
@@ -41,31 +44,30 @@ async def insert(pool: aiomysql.Pool, fields: Mapping[str, Any], password_hash: 
                  fields["title"]),
             )
             await cur.execute(f"SELECT {COLUMNS} FROM users WHERE id = %s", (cur.lastrowid,))
-            return to_json(await cur.fetchone())
+            return await cur.fetchone()
     except pymysql.err.IntegrityError as exc:
         if db.is_duplicate_key(exc):
             raise conflict(f"login {fields['login']!r} is taken") from None
         raise
 
 
-async def get(pool: aiomysql.Pool, user_id: int) -> dict[str, Any] | None:
-    row = await db.fetch_one(pool, f"SELECT {COLUMNS} FROM users WHERE id = %s", (user_id,))
-    return None if row is None else to_json(row)
+async def get(pool: aiomysql.Pool, user_id: int) -> db.Row | None:
+    return await db.fetch_one(pool, f"SELECT {COLUMNS} FROM users WHERE id = %s", (user_id,))
 
 
-async def get_by_login(pool: aiomysql.Pool, login: str) -> dict[str, Any] | None:
-    row = await db.fetch_one(pool, f"SELECT {COLUMNS} FROM users WHERE login = %s", (login,))
-    return None if row is None else to_json(row)
+async def get_by_login(pool: aiomysql.Pool, login: str) -> db.Row | None:
+    return await db.fetch_one(pool, f"SELECT {COLUMNS} FROM users WHERE login = %s", (login,))
 
 
-async def credentials(pool: aiomysql.Pool, login: str) -> tuple[int, str] | None:
-    """(id, password hash) of a login, for the token endpoint only."""
-    row = await db.fetch_one(pool, "SELECT id, password_hash FROM users WHERE login = %s", (login,))
-    return None if row is None else (row["id"], row["password_hash"])
+async def credentials(pool: aiomysql.Pool, login: str) -> tuple[int, str, int] | None:
+    """(id, password hash, token version) of a login, for the token endpoint only."""
+    row = await db.fetch_one(pool, "SELECT id, password_hash, token_version FROM users WHERE login = %s",
+                             (login,))
+    return None if row is None else (row["id"], row["password_hash"], int(row["token_version"]))
 
 
 async def search(pool: aiomysql.Pool, first_name: str | None, last_name: str | None,
-                 limit: int, offset: int) -> tuple[list[dict[str, Any]], bool]:
+                 limit: int, offset: int) -> tuple[list[db.Row], bool]:
     """Users whose names start with the given masks; (page, whether more follow)."""
     conditions, args = [], []
     if last_name:
@@ -81,18 +83,27 @@ async def search(pool: aiomysql.Pool, first_name: str | None, last_name: str | N
         f"SELECT {COLUMNS} FROM users WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT %s OFFSET %s",
         (*args, limit + 1, offset),
     )
-    return [to_json(row) for row in rows[:limit]], len(rows) > limit
+    return rows[:limit], len(rows) > limit
 
 
 async def update(pool: aiomysql.Pool, user_id: int, columns: Mapping[str, Any],
-                 versions: list[int] | None) -> dict[str, Any]:
-    """Apply the columns, bump the version and return the row as written (read under the same row lock)."""
+                 versions: list[int] | None) -> db.Row:
+    """Apply the columns, bump the version and return the row as written (read under the same row lock).
+
+    A new password also bumps the token version: every token issued before is void from this commit on."""
     async with db.transaction(pool) as cur:
         await versioned.update(cur, "users", user_id, columns, versions, what="user")
+        if "password_hash" in columns:
+            await cur.execute("UPDATE users SET token_version = token_version + 1 WHERE id = %s", (user_id,))
         await cur.execute(f"SELECT {COLUMNS} FROM users WHERE id = %s", (user_id,))
-        return to_json(await cur.fetchone())
+        return await cur.fetchone()
 
 
-async def delete(pool: aiomysql.Pool, user_id: int, versions: list[int] | None) -> int:
+async def delete(pool: aiomysql.Pool, user_id: int, versions: list[int] | None) -> tuple[int, int]:
+    """(the version after the delete, the token version the row had); 404 when there is no row."""
     async with db.transaction(pool) as cur:
-        return await versioned.delete(cur, "users", user_id, versions, what="user")
+        # Locked first, so no password change slips between this read and the delete.
+        await cur.execute("SELECT token_version FROM users WHERE id = %s FOR UPDATE", (user_id,))
+        row = await cur.fetchone()
+        version = await versioned.delete(cur, "users", user_id, versions, what="user")  # 404 without a row
+        return version, int(row["token_version"])

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from backends.common.tokens import TokenIssuer
 from backends.migrate import migrate
 from backends.paths.app import create_app as paths_app
 from backends.trips.app import create_app as trips_app
 from backends.users.app import create_app as users_app
 from proxy.config import Config
+from proxy.tokens import TokenIssuer
 from service_helpers import SERVICE_ONLY, Account, profile
 
 _logins = itertools.count(1)
@@ -57,7 +57,7 @@ def register(users: TestClient, db_config: Config) -> Callable[..., Awaitable[Ac
         resp = await users.post("/users", json=profile(login, **overrides))
         assert resp.status == 201, await resp.text()
         user = await resp.json()
-        return Account(user, issuer.issue(user["id"]).access_token)
+        return Account(user, issuer.issue(user["id"], 1).access_token)  # a new user's token version is 1
 
     return make
 

@@ -28,6 +28,14 @@ class Account:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+PRIVATE_FIELDS = ("login", "email")  # shown only to the user itself
+
+
+def public_view(user: dict[str, Any]) -> dict[str, Any]:
+    """What anyone else sees of a user (registration and /users/me answer with the private view)."""
+    return {k: v for k, v in user.items() if k not in PRIVATE_FIELDS}
+
+
 def profile(login: str, **overrides: Any) -> dict[str, Any]:
     body = {"login": login, "password": PASSWORD, "first_name": "Ada", "last_name": "Lovelace",
             "email": f"{login}@example.com", "title": "Countess"}

@@ -28,11 +28,12 @@ def test_statements_split_on_line_ends_and_drop_comments():
 async def test_migrate_applies_once_even_when_run_concurrently(make_config):
     config = make_config(SERVICE_ONLY)
     first, second = await asyncio.gather(migrate(config), migrate(config))
-    assert sorted([first, second]) == [[], ["001_init.sql"]]
+    assert sorted([first, second]) == [[], ["001_init.sql", "002_token_version.sql"]]
     assert await migrate(config) == []
     tables = {name for (name,) in await query(config, "SHOW TABLES")}
     assert tables == {"schema_migrations", "users", "paths", "trips", "trip_members"}
-    assert [name for (name,) in await query(config, "SELECT name FROM schema_migrations")] == ["001_init.sql"]
+    applied = [name for (name,) in await query(config, "SELECT name FROM schema_migrations ORDER BY name")]
+    assert applied == ["001_init.sql", "002_token_version.sql"]
     engines = await query(config, "SELECT table_name, engine, table_collation FROM information_schema.tables"
                                    " WHERE table_schema = %s", (config.mariadb.database,))
     assert all(engine == "InnoDB" and collation.startswith("utf8mb4") for _, engine, collation in engines)

@@ -1,99 +1,157 @@
-"""Tokens: what the users service issues is accepted everywhere; forged, altered or expired ones are 401."""
+"""Tokens at the services: the rules of proxy/tokens.py (the gateway's own table), then the database's word.
+
+A token holds only while its user exists at the token's version: deleting the user or changing its password
+voids older tokens, at once in the process that made the change and within TokenVersions' FRESH bound in
+every other service process.
+"""
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
+import asyncio
 import time
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt
+from multidict import CIMultiDict
 
 from backends.common.errors import ApiError
-from backends.common.tokens import TokenIssuer, TokenVerifier
-from service_helpers import error_of
+from backends.common.tokens import FRESH, TokenVerifier, TokenVersions
+from proxy.tokens import TokenIssuer
+from service_helpers import PASSWORD, error_of
+from token_cases import CASES
 
 
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def claims_for(user_id: int, config, **changes) -> dict:
-    now = int(time.time())
-    claims = {"sub": str(user_id), "iat": now, "exp": now + 600, "iss": config.auth.issuer}
-    claims.update(changes)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def other_private_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def forged_tokens(user_id: int, config, valid: str) -> dict[str, str]:
-    header, payload, signature = valid.split(".")
-    claims = claims_for(user_id, config)
-    tampered = b64url(json.dumps({**json.loads(base64.urlsafe_b64decode(payload + "==")),
-                                  "sub": str(user_id + 1)}).encode())
-    unsigned = b64url(b'{"alg":"none","typ":"JWT"}') + "." + b64url(json.dumps(claims).encode())
-    # The classic confusion: HMAC "signed" with the public key a verifier holds.
-    hs_input = b64url(b'{"alg":"HS256","typ":"JWT"}') + "." + b64url(json.dumps(claims).encode())
-    public = config.auth.public_key_pem().encode()
-    hs_sig = b64url(hmac.new(public, hs_input.encode(), hashlib.sha256).digest())
-    private = config.auth.private_key_pem()
-    return {
-        "tampered payload": f"{header}.{tampered}.{signature}",
-        "alg none": unsigned + ".",
-        "alg none, no dot": unsigned,
-        "hs256 with the public key": f"{hs_input}.{hs_sig}",
-        "another key": jwt.encode(claims, other_private_pem(), algorithm="ES256"),
-        "expired": jwt.encode(claims_for(user_id, config, iat=1_000_000, exp=1_000_600), private,
-                              algorithm="ES256"),
-        "no exp": jwt.encode(claims_for(user_id, config, exp=None), private, algorithm="ES256"),
-        "foreign issuer": jwt.encode(claims_for(user_id, config, iss="evil"), private, algorithm="ES256"),
-        "no sub": jwt.encode(claims_for(user_id, config, sub=None), private, algorithm="ES256"),
-        "sub not an id": jwt.encode(claims_for(user_id, config, sub="admin"), private, algorithm="ES256"),
-        "garbage": "a.b.c",
-        "empty signature": f"{header}.{payload}.",
-    }
-
-
-async def test_forged_altered_and_expired_tokens_are_401(users, account, db_config):
-    for name, token in forged_tokens(account.id, db_config, account.token).items():
+async def test_every_token_rule(users, account, db_config):
+    for case in CASES:  # one world for the whole table: each case is a request, not a fixture
+        token = case.make(db_config.auth, account.id)
         resp = await users.get("/users/me", headers={"Authorization": f"Bearer {token}"})
-        code = await error_of(resp, 401)
-        assert code == ("token_expired" if name == "expired" else "invalid_token"), name
-    # The genuine token still works, so the refusals above are about the tokens.
-    assert (await users.get("/users/me", headers=account.headers)).status == 200
+        if case.code is None:
+            assert resp.status == 200, (case.name, await resp.text())
+        else:
+            assert await error_of(resp, 401) == case.code, case.name
 
 
-async def test_other_services_accept_the_users_token_and_refuse_forgeries(paths, trips, account, db_config):
-    forged = forged_tokens(account.id, db_config, account.token)["another key"]
+async def test_other_services_apply_the_same_rules(paths, trips, account, db_config):
     for client, path in ((paths, "/paths/1"), (trips, "/trips/1")):
         assert (await client.get(path, headers=account.headers)).status == 404  # authenticated; no such row
-        resp = await client.get(path, headers={"Authorization": f"Bearer {forged}"})
-        assert await error_of(resp, 401) == "invalid_token"
+        for case in CASES:
+            token = case.make(db_config.auth, account.id)
+            resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+            if case.code is None:
+                assert resp.status == 404, case.name
+            else:
+                assert await error_of(resp, 401) == case.code, case.name
         assert await error_of(await client.get(path), 401) == "unauthorized"
         resp = await client.get(path, headers={"Authorization": f"Basic {account.token}"})
         assert await error_of(resp, 401) == "unauthorized"
 
 
+async def test_a_sub_naming_no_user_is_refused(users, paths, trips, db_config, register):
+    ghost = (await register()).id + 1000  # never registered
+    token = TokenIssuer(db_config.auth).issue(ghost, 1).access_token
+    for client, path in ((users, "/users/me"), (users, "/users/1"), (paths, "/paths/1"), (trips, "/trips/1")):
+        resp = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert await error_of(resp, 401) == "token_revoked", path
+    resp = await paths.post("/paths", json={"start_point": "A", "end_point": "B"},
+                            headers={"Authorization": f"Bearer {token}"})
+    assert await error_of(resp, 401) == "token_revoked"
+
+
+async def test_two_authorization_headers_are_400(users, paths, account):
+    two = CIMultiDict([("Authorization", f"Bearer {account.token}")] * 2)
+    for client, method, path in ((users, "GET", "/users/me"), (users, "POST", "/auth/token"),
+                                 (users, "POST", "/users"), (paths, "GET", "/paths/1")):
+        resp = await client.request(method, path, headers=two)
+        assert await error_of(resp, 400) == "bad_request", path
+
+
+async def poll_until_refused(client, method: str, path: str, headers: dict, bound: float, **kwargs) -> float:
+    """Seconds from now until the service answers 401 to the request; fails past `bound`."""
+    started = time.monotonic()
+    while True:
+        resp = await client.request(method, path, headers=headers, **kwargs)
+        if resp.status == 401:
+            assert await error_of(resp, 401) == "token_revoked"
+            return time.monotonic() - started
+        assert resp.status < 500, await resp.text()  # accepted: the token got past authentication
+        assert time.monotonic() - started < bound, f"{method} {path} still accepted after {bound}s"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_deleted_users_token_is_refused(users, paths, account):
+    # The paths service has seen the token (its user's version is remembered there), as it would in use.
+    made = await paths.post("/paths", json={"start_point": "A", "end_point": "B"}, headers=account.headers)
+    assert made.status == 201
+    assert (await users.delete(f"/users/{account.id}", headers=account.headers)).status == 200
+    assert await error_of(await users.get("/users/me", headers=account.headers), 401) == "token_revoked"
+    # Another service process learns it from the database within FRESH (plus the time a request takes).
+    await poll_until_refused(paths, "POST", "/paths", account.headers, FRESH + 0.5,
+                             json={"start_point": "C", "end_point": "D"})
+
+
+async def test_a_password_change_voids_older_tokens(users, trips, account):
+    assert (await trips.get("/trips/1", headers=account.headers)).status == 404
+    resp = await users.patch(f"/users/{account.id}", json={"password": "a brand new one"},
+                             headers=account.headers)
+    assert resp.status == 200
+    assert await error_of(await users.get("/users/me", headers=account.headers), 401) == "token_revoked"
+    await poll_until_refused(trips, "GET", "/trips/1", account.headers, FRESH + 0.5)
+    fresh = await users.post("/auth/token",
+                             json={"login": account.user["login"], "password": "a brand new one"})
+    new = {"Authorization": f"Bearer {(await fresh.json())['access_token']}"}
+    assert jwt.get_unverified_claims(new["Authorization"][7:])["tv"] == 2
+    assert (await users.get("/users/me", headers=new)).status == 200
+    assert (await trips.get("/trips/1", headers=new)).status == 404
+    # A change of anything but the password leaves the tokens as they are.
+    assert (await users.patch(f"/users/{account.id}", json={"title": "x"}, headers=new)).status == 200
+    assert (await users.get("/users/me", headers=new)).status == 200
+
+
+async def test_the_revocation_is_announced_to_the_gateway(users, account, register):
+    resp = await users.patch(f"/users/{account.id}", json={"title": "no password"}, headers=account.headers)
+    assert "Cachegate-Revoked-Tokens" not in resp.headers
+    resp = await users.put(f"/users/{account.id}", headers=account.headers, json={
+        "first_name": "A", "last_name": "B", "email": "a@example.com", "title": "",
+        "password": PASSWORD + "2"})
+    assert resp.headers["Cachegate-Revoked-Tokens"] == f"user={account.id}; below=2"
+    other = await register()
+    resp = await users.delete(f"/users/{other.id}", headers=other.headers)
+    assert resp.headers["Cachegate-Revoked-Tokens"] == f"user={other.id}; below=2"
+
+
+async def test_token_versions_are_read_again_after_fresh(db_config, users, account):
+    from backends.common.db import DB_POOL
+    pool = users.server.app[DB_POOL]
+    now = [0.0]
+    versions = TokenVersions(fresh=1.0, clock=lambda: now[0])
+    assert await versions.current(pool, account.id) == 1
+    await _set_token_version(pool, account.id, 5)
+    now[0] = 0.99
+    assert await versions.current(pool, account.id) == 1   # trusted within the bound...
+    now[0] = 1.0
+    assert await versions.current(pool, account.id) == 5   # ...and not a moment longer
+    await _set_token_version(pool, account.id, 6)
+    versions.forget(account.id)
+    assert await versions.current(pool, account.id) == 6   # what this process changed, it reads again at once
+    assert await versions.current(pool, account.id + 999) is None
+
+
+async def _set_token_version(pool, user_id: int, version: int) -> None:
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("UPDATE users SET token_version = %s WHERE id = %s", (version, user_id))
+
+
 def test_issued_claims_and_leeway(make_config):
     config = make_config({"auth": {"leeway": "60s", "token_ttl": "5m"}})
     issuer, verifier = TokenIssuer(config.auth), TokenVerifier(config.auth)
-    token = issuer.issue(42)
+    token = issuer.issue(42, 3)
     assert token.expires_in == 300
     claims = jwt.get_unverified_claims(token.access_token)
-    assert claims["sub"] == "42" and claims["iss"] == config.auth.issuer
+    assert claims["sub"] == "42" and claims["tv"] == 3 and claims["iss"] == config.auth.issuer
     assert claims["exp"] - claims["iat"] == 300
     assert jwt.get_unverified_header(token.access_token)["alg"] == "ES256"
-    assert verifier.verify(token.access_token) == 42
+    assert verifier.verify(token.access_token).user_id == 42
     # Expired 30 s ago: inside the 60 s leeway. Expired 10 minutes ago: refused.
-    assert verifier.verify(issuer.issue(42, now=time.time() - 330).access_token) == 42
+    assert verifier.verify(issuer.issue(42, 1, now=time.time() - 330).access_token).user_id == 42
     with pytest.raises(ApiError) as refused:
-        verifier.verify(issuer.issue(42, now=time.time() - 900).access_token)
+        verifier.verify(issuer.issue(42, 1, now=time.time() - 900).access_token)
     assert refused.value.status == 401 and refused.value.code == "token_expired"

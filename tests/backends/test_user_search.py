@@ -37,7 +37,9 @@ async def test_masks_are_prefixes_of_either_or_both_names(users, register):
     assert names(lower) == names(upper)
     assert (await search(users, me, last_name="Nobody"))["items"] == []
     items = (await search(users, me, last_name="Smith"))["items"]
-    assert all(set(u) >= {"id", "login", "version"} and "password" not in u for u in items)
+    # Public profiles only: nobody learns another user's login or email from a search.
+    assert all(set(u) == {"id", "first_name", "last_name", "title", "version", "created_at", "updated_at"}
+               for u in items)
 
 
 async def test_percent_and_underscore_are_literal(users, register):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from service_helpers import PASSWORD, error_of, profile
+from service_helpers import PASSWORD, PRIVATE_FIELDS, error_of, profile, public_view
 
 
 def basic(login: str, password: str) -> dict[str, str]:
@@ -104,7 +104,11 @@ async def test_get_user_by_id_and_404(users, account, register):
     other = await register()
     resp = await users.get(f"/users/{other.id}", headers=account.headers)
     assert resp.status == 200 and resp.headers["ETag"] == '"1"'
-    assert (await resp.json()) == other.user
+    assert (await resp.json()) == public_view(other.user)  # to every caller alike...
+    mine = await users.get(f"/users/{account.id}", headers=account.headers)
+    assert (await mine.json()) == public_view(account.user)  # ...the user itself included
+    me = await users.get("/users/me", headers=account.headers)
+    assert (await me.json()) == account.user and set(PRIVATE_FIELDS) <= set(account.user)
     assert await error_of(await users.get("/users/999999999", headers=account.headers), 404) == "not_found"
     # Too many digits for an id is no route at all, not a database error.
     assert await error_of(await users.get("/users/" + "9" * 30, headers=account.headers), 404) == "not_found"
@@ -114,7 +118,7 @@ async def test_get_by_login_is_exact(users, account, register):
     other = await register("exact.login")
     await register("exact.login2")
     resp = await users.get("/users", params={"login": "exact.login"}, headers=account.headers)
-    assert (await resp.json())["items"] == [other.user]
+    assert (await resp.json())["items"] == [public_view(other.user)]
     resp = await users.get("/users", params={"login": "exact.log%"}, headers=account.headers)
     assert (await resp.json())["items"] == []
     assert await error_of(await users.get("/users", headers=account.headers), 400) == "bad_request"
@@ -131,8 +135,10 @@ async def test_put_replaces_profile_and_bumps_version_by_one(users, account):
         assert body["version"] == expected and resp.headers["ETag"] == f'"{expected}"'
         assert {k: body[k] for k in new} == new
         assert body["updated_at"] > body["created_at"]
+    resp = await users.get("/users/me", headers=account.headers)
+    assert (await resp.json()) == body  # a write answers with the private view, as /users/me does
     resp = await users.get(f"/users/{account.id}", headers=account.headers)
-    assert (await resp.json()) == body
+    assert (await resp.json()) == public_view(body)
     # A full replace needs every profile field.
     resp = await users.put(f"/users/{account.id}", json={"first_name": "G"}, headers=account.headers)
     assert await error_of(resp, 422) == "validation_error"
@@ -151,8 +157,9 @@ async def test_patch_changes_only_given_fields_and_password(users, account):
     assert await error_of(old, 401) == "invalid_credentials"
     new = await users.post("/auth/token", json={"login": login, "password": "a brand new one"})
     assert new.status == 200
+    headers = {"Authorization": f"Bearer {(await new.json())['access_token']}"}  # the old token is void now
     for body in ({}, {"login": "renamed"}, {"email": "nope"}):
-        resp = await users.patch(f"/users/{account.id}", json=body, headers=account.headers)
+        resp = await users.patch(f"/users/{account.id}", json=body, headers=headers)
         assert await error_of(resp, 422) == "validation_error", body
 
 
@@ -191,7 +198,7 @@ async def test_concurrent_puts_with_same_if_match_one_wins(users, account):
     winner = first if first.status == 200 else second
     won = await winner.json()
     assert won["version"] == 2
-    current = await (await users.get(url, headers=account.headers)).json()
+    current = await (await users.get("/users/me", headers=account.headers)).json()
     assert current == won
 
 
@@ -202,12 +209,12 @@ async def test_delete_answers_next_version_then_404(users, account):
     resp = await users.delete(f"/users/{account.id}", headers={**account.headers, "If-Match": '"2"'})
     assert resp.status == 200 and resp.headers["ETag"] == '"3"'
     assert await resp.json() == {"id": account.id, "version": 3, "deleted": True}
-    # The token is still valid, but its user is gone.
-    assert await error_of(await users.get("/users/me", headers=account.headers), 404) == "not_found"
+    # Its user is gone, and so is every token of it.
+    assert await error_of(await users.get("/users/me", headers=account.headers), 401) == "token_revoked"
     resp = await users.delete(f"/users/{account.id}", headers=account.headers)
-    assert await error_of(resp, 404) == "not_found"
+    assert await error_of(resp, 401) == "token_revoked"
     resp = await users.patch(f"/users/{account.id}", json={"title": "x"}, headers=account.headers)
-    assert await error_of(resp, 404) == "not_found"
+    assert await error_of(resp, 401) == "token_revoked"
 
 
 async def test_unknown_route_and_method_are_json(users, account):

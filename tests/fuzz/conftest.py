@@ -43,6 +43,7 @@ class Seeded:
     bearer: str
     other_id: int
     other_bearer: str
+    other_login: str
     path_id: int
     trip_id: int
 
@@ -67,4 +68,5 @@ async def seeded(make_world: Any) -> Seeded:
         "finishes_at": "2030-06-01T17:00:00Z"})
     assert resp.status == 201, await resp.text()
     trip_id = (await resp.json())["id"]
-    return Seeded(world, login, password, user_id, bearer, other_id, other_bearer, path_id, trip_id)
+    return Seeded(world, login, password, user_id, bearer, other_id, other_bearer, "bystander", path_id,
+                  trip_id)

@@ -108,6 +108,23 @@ class Target:
     ids: dict[str, list[int]]  # first path segment ("users", ...) -> ids of existing entities
     known_paths: set[int]
     credentials: dict[str, str]  # {"login", "password"} of a registered user
+    logins: dict[str, str] = field(default_factory=dict)  # caller -> its login, for callers that are users
+
+    def renew_after_password_change(self, caller: str, case: Any, response: Any,
+                                    session: requests.Session) -> None:
+        """A new password voids the caller's older tokens (the one it used included): sign in again, as a
+        client would, so later requests of that caller are not all 401."""
+        body = case.body if isinstance(case.body, dict) else {}
+        succeeded = 200 <= response.status_code < 300
+        changed = case.method.upper() in ("PUT", "PATCH") and "password" in body and succeeded
+        if not changed or caller not in self.logins:
+            return
+        answer = session.post(f"{self.base_url}/auth/token", timeout=10,
+                              json={"login": self.logins[caller], "password": body["password"]})
+        assert answer.status_code == 200, answer.text
+        self.callers[caller]["Authorization"] = "Bearer " + answer.json()["access_token"]
+        if self.logins[caller] == self.credentials["login"]:
+            self.credentials["password"] = body["password"]
 
 
 def happy_case(op: Any, target: Target) -> tuple[Any, str]:
@@ -182,9 +199,10 @@ def fuzz_operation(op: Any, mode: GenerationMode, target: Target, findings: Find
                 case.body["path_id"] = min(target.known_paths)
         if positive and aim and op.label == "POST /auth/token" and isinstance(case.body, dict):
             case.body = dict(target.credentials)
-        headers = target.callers[caller]
+        headers = dict(target.callers[caller])
         response = case.call(base_url=target.base_url, headers=headers, session=session, timeout=10)
         findings.record(case, response)
+        target.renew_after_password_change(caller, case, response, session)
         checks = list(CHECKS[mode])
         if positive and breaks_a_prose_rule(case, target.known_paths):
             checks.remove(oc.positive_data_acceptance)

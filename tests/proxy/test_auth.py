@@ -1,4 +1,4 @@
-"""Token checks at the proxy: pinned algorithm, exp required, remembered verifications, Basic exchanged once."""
+"""Tokens at the proxy: the rules of proxy/tokens.py, remembered verifications, revocations, Basic once."""
 from __future__ import annotations
 
 import asyncio
@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from jose import jwt
 
-from proxy.auth import Authenticator
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.auth import Authenticator, single_authorization
 from proxy.config import AuthConfig
-from proxy.errors import AuthError
+from proxy.errors import AuthError, RequestError
 from stack.keys import ensure_jwt_keys
+from token_cases import CASES
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +31,16 @@ def keys(tmp_path_factory) -> tuple[AuthConfig, str, str]:
 
 def token(key: str, **claims) -> str:
     now = int(time.time())
-    body = {"sub": "7", "iat": now, "exp": now + 600, "iss": "cachegate", **claims}
+    body = {"sub": "7", "tv": 1, "iat": now, "exp": now + 600, "iss": "cachegate", **claims}
     return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="ES256")
 
 
-async def refuse(auth: Authenticator, header: str | None) -> str:
+async def refuse(auth: Authenticator, header: str | None, code: str | None = None) -> str:
     with pytest.raises(AuthError) as info:
         await auth.authenticate(header)
     assert info.value.status == 401 and "WWW-Authenticate" in info.value.headers
+    if code is not None:
+        assert info.value.code == code, info.value.message
     return info.value.message
 
 
@@ -75,7 +80,7 @@ async def test_verification_is_remembered_only_until_exp(keys, monkeypatch):
     cfg, private, _ = keys
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("proxy.auth.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr("proxy.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
     now = [time.time()]
     auth = Authenticator(cfg, no_exchange, clock=lambda: now[0])
     t = token(private, exp=int(now[0]) + 120)
@@ -127,10 +132,73 @@ async def test_a_refused_token_is_not_verified_again(keys, monkeypatch):
     cfg, _, other = keys
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("proxy.auth.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr("proxy.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
     auth = Authenticator(cfg, no_exchange)
     bad = "Bearer " + token(other)
     first = await refuse(auth, bad)
     for _ in range(5):
         assert await refuse(auth, bad) == first
     assert len(decoded) == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+async def test_every_token_rule(keys, case, monkeypatch):
+    cfg, _, _ = keys
+    leeway10 = AuthConfig(cfg.algorithm, cfg.issuer, cfg.public_key, cfg.private_key, cfg.token_ttl, 10,
+                          cfg.exchange_upstream, cfg.exchange_path)
+    decoded = []
+    real_decode = jwt.decode
+    monkeypatch.setattr("proxy.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    now = [time.time()]
+    auth = Authenticator(leeway10, no_exchange, clock=lambda: now[0])
+    token = case.make(leeway10, 7)
+    if case.code is None:
+        assert (await auth.authenticate("Bearer " + token)).sub == "7"
+        return
+    await refuse(auth, "Bearer " + token, case.code)
+    checked = len(decoded)
+    now[0] += 300  # what time heals is accepted now; what it cannot heal was remembered as refused
+    if case.heals:
+        assert (await auth.authenticate("Bearer " + token)).sub == "7"
+    else:
+        await refuse(auth, "Bearer " + token, case.code)
+        assert len(decoded) == checked
+
+
+async def test_a_revocation_wins_over_the_remembered_verification(keys):
+    cfg, private, _ = keys
+    revoked: dict[str, int] = {}
+    auth = Authenticator(cfg, no_exchange, revoked=revoked)
+    old, new = token(private, tv=1), token(private, tv=2)
+    assert (await auth.authenticate("Bearer " + old)).sub == "7"   # remembered from here on
+    revoked["7"] = 2                                                 # a password change: below 2 is void
+    await refuse(auth, "Bearer " + old, "token_revoked")
+    assert (await auth.authenticate("Bearer " + new)).token_version == 2
+    assert (await auth.authenticate("Bearer " + token(private, sub="8"))).sub == "8"  # other users unaffected
+
+
+async def test_a_revoked_basic_exchange_is_made_again(keys):
+    cfg, private, _ = keys
+    revoked: dict[str, int] = {}
+    versions = iter([1, 2])
+
+    async def exchange(credentials: str) -> str:
+        return token(private, tv=next(versions))
+
+    auth = Authenticator(cfg, exchange, revoked=revoked)
+    basic = "Basic " + base64.b64encode(b"alice:s3cret-password").decode()
+    assert (await auth.authenticate(basic)).token_version == 1
+    revoked["7"] = 2
+    assert (await auth.authenticate(basic)).token_version == 2  # exchanged again, not refused for good
+
+
+def test_two_authorization_headers_are_refused():
+    def headers(*values: str) -> CIMultiDictProxy[str]:
+        return CIMultiDictProxy(CIMultiDict([("Authorization", v) for v in values]))
+
+    assert single_authorization(headers()) is None
+    assert single_authorization(headers("Bearer a")) == "Bearer a"
+    for pair in (("Bearer a", "Bearer a"), ("Bearer a", "Basic b")):
+        with pytest.raises(RequestError) as info:
+            single_authorization(headers(*pair))
+        assert info.value.status == 400

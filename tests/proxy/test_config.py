@@ -135,6 +135,35 @@ def test_caller_scope_needs_caller_in_key_and_auth():
     assert "scope: caller needs an authenticated route" in refused(data)
 
 
+def rule(data: dict, method: str, path: str) -> dict:
+    return next(r for r in data["routes"] if method in r["methods"] and r["path"] == path)
+
+
+def test_a_caller_scoped_key_is_never_shared():
+    data = shipped()
+    me, user = rule(data, "GET", "/users/me"), rule(data, "GET", "/users/{id:int}")
+    me["key"] = "user:{caller}"  # /users/me in the key space of /users/{id}: one caller's view for all
+    index = data["routes"].index
+    assert (f'routes[{index(user)}].key: "user:{{id}}" may name the entries of '
+            f'routes[{index(me)}] ("user:{{caller}}", scope: caller)') in refused(data)
+    data = shipped()
+    write = rule(data, "PATCH", "/users/{id:int}")
+    del write["scope"]
+    write["key"] = "user-me:{id}"  # what one caller's write returned, stored under another caller's key
+    assert 'key: "user-me:{id}" may name the entries of' in refused(data)
+    data = shipped()
+    rule(data, "GET", "/users/search")["key"] = "user-me{query}"  # a prefix of the caller's keys
+    assert "may name the entries of" in refused(data)
+
+
+def test_the_write_rule_stores_the_private_view_for_its_caller_only():
+    config = load_config(REPO / "config.yaml", env={})
+    me = next(r for r in config.routes if r.path == "/users/me")
+    write = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "write-through")
+    assert me.scope == write.scope == "caller" and me.key == write.key == "user-me:{caller}"
+    assert "user:{id}" in write.invalidates and write.ttl == me.ttl
+
+
 def test_strategy_specific_rules():
     data = shipped()
     data["routes"][0]["key"] = "token"
@@ -177,9 +206,9 @@ def test_not_yaml_is_refused(tmp_path):
 
 def test_write_rule_stores_entries_as_long_as_its_read_rule():
     config = load_config(REPO / "config.yaml", env={})
-    write = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "write-through")
-    read = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "read-through")
-    assert write.ttl == read.ttl == 300.0
+    write = next(r for r in config.routes if r.path == "/trips/{id:int}" and r.strategy == "write-through")
+    read = next(r for r in config.routes if r.path == "/trips/{id:int}" and r.strategy == "read-through")
+    assert write.ttl == read.ttl == 60.0
 
 
 def test_ttl_on_a_write_rule_without_key_is_refused():
