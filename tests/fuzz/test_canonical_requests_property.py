@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from yarl import URL
 
 from hostile_http import send
-from proxy.app import GATEWAY, REDIS, STORE
+from proxy.app import GATEWAY, STORE
+from redisclients import admin_client
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.slow
 CANONICAL = {"user": ("users", "/users/{}"), "path": ("paths", "/paths/{}"), "trip": ("trips", "/trips/{}"),
              "trip-members": ("trips", "/trips/{}/members"), "user-search": ("users", "/users/search?{}"),
              "user-login": ("users", "/users?{}"), "path-search": ("paths", "/paths/search?{}"),
-             "trips": ("trips", "/trips?{}")}
+             "trips": ("trips", "/trips?{}"),
+             "user-me": ("users", "/users/me")}  # caller-scoped: only the test's own caller is ever stored
 COLLECTIONS = ["users", "paths", "trips", "users", "paths", "trips", "Users", "users/search", "users/me"]
 SEPARATORS = ["/", "%2f", "%2F", "%5c", "%5C", "\\", "//", "/./", "/%2e/", "/%2E%2E/users/", "/../users/", ""]
 TAILS = ["", "/", "/members", "%2fmembers", "%2Fmembers", "/.", "/..", "%2e", ".", "/%2e%2e", "#x", "%00",
@@ -57,9 +59,9 @@ def targets(draw, ids: list[str]) -> str:
     return f"/{draw(st.sampled_from(COLLECTIONS))}{separator}{entity}{tail}"
 
 
-async def stored_entries(world) -> dict[str, tuple[int, bytes]]:
+async def stored_entries(world, redis) -> dict[str, tuple[int, bytes]]:
     """Every servable entry under this test's prefix: key -> (status, body)."""
-    redis, store, prefix = world.app[REDIS], world.app[STORE], f"{world.config.cache.prefix}:e:"
+    store, prefix = world.app[STORE], f"{world.config.cache.prefix}:e:"
     found = {}
     async for raw in redis.scan_iter(match=prefix + "*"):
         key = raw.decode()[len(prefix):]
@@ -69,8 +71,8 @@ async def stored_entries(world) -> dict[str, tuple[int, bytes]]:
     return found
 
 
-async def clear_entries(world) -> None:
-    redis, prefix = world.app[REDIS], f"{world.config.cache.prefix}:e:"
+async def clear_entries(world, redis) -> None:
+    prefix = f"{world.config.cache.prefix}:e:"
     keys = [raw async for raw in redis.scan_iter(match=prefix + "*")]
     if keys:
         await redis.delete(*keys)
@@ -79,23 +81,33 @@ async def clear_entries(world) -> None:
 async def asked_directly(seeded, key: str) -> tuple[int, bytes]:
     name, _, rest = key.partition(":")
     upstream, template = CANONICAL[name]
+    if name == "user-me":
+        assert rest == str(seeded.user_id), key  # every target went with the test caller's token
     url = URL(seeded.world.config.upstreams[upstream] + template.format(rest).rstrip("?"), encoded=True)
     async with seeded.world.proxy.session.get(url, headers={"Authorization": seeded.bearer}) as resp:
         return resp.status, await resp.read()
 
 
+@pytest.fixture
+async def redis_admin(redis_server):
+    """SCAN and DEL are the admin's: the gateway's own user may not list keys."""
+    client = admin_client(redis_server)
+    yield client
+    await client.aclose()
+
+
 @settings(max_examples=150, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-async def test_whatever_is_stored_under_a_key_is_what_its_canonical_request_returns(seeded, data):
+async def test_whatever_is_stored_under_a_key_is_what_its_canonical_request_returns(seeded, redis_admin, data):
     ids = [str(seeded.user_id), str(seeded.other_id), str(seeded.path_id), str(seeded.trip_id), "987654"]
     world = seeded.world
-    await clear_entries(world)
+    await clear_entries(world, redis_admin)
     sent = data.draw(st.lists(targets(ids), min_size=1, max_size=3), label="targets")
     for target in sent:
         status, _, _ = await send(seeded, "GET", target)
         assert status < 500, (target, status)
     for strategy in world.app[GATEWAY].generation.strategies.values():
         await strategy.drain()  # background refreshes have stored what they fetched
-    for key, (status, body) in (await stored_entries(world)).items():
+    for key, (status, body) in (await stored_entries(world, redis_admin)).items():
         assert (status, body) == await asked_directly(seeded, key), (key, sent)

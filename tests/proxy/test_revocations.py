@@ -9,6 +9,7 @@ from typing import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redisclients import admin_client, gateway_client
 
 from proxy.revocations import Revocations
 
@@ -28,7 +29,7 @@ async def make(redis_server) -> AsyncIterator[Callable[..., Revocations]]:
     made: list[tuple[Revocations, asyncio.Task]] = []
 
     def build(**options) -> Revocations:
-        client = aioredis.Redis.from_url(redis_server.url)
+        client = gateway_client(redis_server)
         clients.append(client)
         revocations = Revocations(client, prefix=prefix, lifetime=options.pop("lifetime", 60.0), timeout=1.0,
                                   **options)
@@ -69,7 +70,7 @@ async def test_the_header_is_consumed_and_stripped(make):
 async def test_a_lost_message_is_caught_up_on_resubscribing(make, redis_server):
     b = make(resync=3600.0)  # no periodic read: only the one after subscribing can find it
     await until(b.connected.is_set, 5)
-    raw = aioredis.Redis.from_url(redis_server.url)
+    raw = admin_client(redis_server)   # what the test does around the gateways
     try:
         await raw.zadd(f"{b.key}", {"9:4": time.time() + 60})   # in the set, never announced
         await raw.client_kill_filter(_type="pubsub")           # the subscription breaks...
@@ -81,7 +82,7 @@ async def test_a_lost_message_is_caught_up_on_resubscribing(make, redis_server):
 async def test_the_set_is_read_again_periodically(make, redis_server):
     b = make(resync=0.2)
     await until(b.connected.is_set, 5)
-    raw = aioredis.Redis.from_url(redis_server.url)
+    raw = admin_client(redis_server)   # what the test does around the gateways
     try:
         await raw.zadd(f"{b.key}", {"11:2": time.time() + 60})
         await until(lambda: b.below.get("11") == 2, 1.0)
@@ -93,7 +94,7 @@ async def test_a_redis_that_lost_the_set_gets_it_back(make, redis_server):
     a = make(resync=0.2)
     await until(a.connected.is_set, 5)
     await a.record("5", 2)
-    raw = aioredis.Redis.from_url(redis_server.url)
+    raw = admin_client(redis_server)   # what the test does around the gateways
     try:
         await raw.delete(a.key)                                 # as a restart without persistence would
         deadline = time.monotonic() + 2.0
