@@ -14,8 +14,8 @@
 - every node stopped: the node whose grastate.dat says `safe_to_bootstrap: 1` bootstraps; when none does (all
   crashed), `mariadbd --wsrep-recover` gives each node's last committed seqno and the highest one is marked
   safe and bootstraps. A node with no data yet gets a copy of that node's datadir first.
-- some nodes run: each node that is down joins, one at a time. A node that crashed (grastate seqno -1) is first
-  recovered and started at its recovered position, so it catches up by IST, not by a full copy (SST).
+- some nodes run: each node that is down joins, one at a time. A node that crashed (grastate seqno -1) is
+  first recovered and started at its recovered position, so it catches up by IST, not by a full copy (SST).
 Faults for tests: `kill(node)` (SIGKILL), `pause(node)`/`resume(node)` (SIGSTOP/SIGCONT), and after a loss of
 quorum `recover_quorum(survivor)` (`pc.bootstrap=YES`), then `start()` rejoins the others.
 
@@ -77,7 +77,7 @@ class NodeStart:
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """One node as its process and its wsrep status show it; the wsrep fields are None when it did not answer."""
+    """One node as its process and its wsrep status show it; wsrep fields are None when it did not answer."""
     name: str
     host: str
     port: int
@@ -167,7 +167,7 @@ class GaleraNode(MariaDBServer):
 
     def bootstrap(self, how: str = "bootstrapped a new primary component",
                   position: Position | None = None) -> NodeStart:
-        """Start as the first node of a new primary component (`--wsrep-new-cluster`); this node's data wins."""
+        """Start as the first node of a new primary component (`--wsrep-new-cluster`): its data wins."""
         args = ["--wsrep-new-cluster"]
         return self._launch(args, how, position, BOOTSTRAP_TIMEOUT)
 
@@ -193,9 +193,9 @@ class GaleraNode(MariaDBServer):
         self._signal(signal.SIGCONT)
 
     def wsrep_status(self) -> dict[str, str] | None:
-        """The wsrep status variables (lower-case names), or None when the node does not answer within ~2 s."""
+        """The wsrep status variables (lower-case names); None when the node does not answer within ~2 s."""
         try:
-            # read_timeout: a node in a membership stall or SIGSTOPped would block a status query indefinitely.
+            # read_timeout: a node in a membership stall, or SIGSTOPped, would block a status query forever.
             conn = pymysql.connect(unix_socket=str(self.socket_path), user="root", connect_timeout=1,
                                    read_timeout=2, write_timeout=2, autocommit=True, ssl_disabled=True)
         except (pymysql.MySQLError, OSError):
@@ -232,7 +232,8 @@ class GaleraNode(MariaDBServer):
             raise StackError(f"galera {self.name} runs already (pid {self.pid})")
         for port in (self.address.port, self.address.gcomm_port):
             if port_open(self.host, port):
-                raise StackError(f"galera {self.name}: {self.host}:{port} is already taken by another process")
+                raise StackError(f"galera {self.name}: {self.host}:{port} is already taken by another "
+                                 "process")
         if len(str(self.socket_path).encode()) > 107:
             raise StackError(f"galera {self.name}: socket path too long for a unix socket (max 107 bytes): "
                              f"{self.socket_path}")
@@ -254,10 +255,12 @@ class GaleraNode(MariaDBServer):
         if popen.poll() is not None:
             self._popen = None
             raise StackError(f"galera {self.name}: mariadbd exited with code {popen.returncode}:\n"
-                             f"{log_tail(self.log_path)}\n{log_tail(self.stdout_path, 5)}")
+                             f"{_errors(_read_from(self.log_path, offset))}{log_tail(self.log_path)}\n"
+                             f"{log_tail(self.stdout_path, 5)}")
         if not self.status().synced:
             self.stop()
-            raise StackError(f"galera {self.name} was not Synced within {timeout:.0f}s:\n{log_tail(self.log_path)}")
+            raise StackError(f"galera {self.name} was not Synced within {timeout:.0f}s:\n"
+                             f"{_errors(_read_from(self.log_path, offset))}{log_tail(self.log_path)}")
         return NodeStart(self.name, how, _transfer(_read_from(self.log_path, offset)),
                          time.monotonic() - began, str(position) if position else None)
 
@@ -340,7 +343,7 @@ class GaleraCluster:
         for node in self.nodes:
             if node.is_running():
                 continue
-            self._wait_dead_peers_evicted()
+            self._wait_for_primary_view()
             joined = node.join()
             if joined is not None:
                 done.append(joined)
@@ -350,7 +353,8 @@ class GaleraCluster:
         """Stop every node by pid, one at a time; the last one stopped leaves `safe_to_bootstrap: 1`.
 
         Nodes outside the Primary component go first; of the rest, node 1 goes last, so a later `start()`
-        usually bootstraps from it.
+        usually bootstraps from it. (Without a Primary component no node is marked safe; `start()` then
+        finds the most advanced one by `--wsrep-recover`.)
         """
         running = [n for n in self.nodes if n.is_running()]
         primary = {n.name for n in running if n.status().cluster_status == "Primary"}
@@ -408,7 +412,8 @@ class GaleraCluster:
         for account, hosts, privileges in grants:
             for host in hosts:
                 statements += [
-                    (f"CREATE USER IF NOT EXISTS '{account.user}'@'{host}' IDENTIFIED BY %s", (account.password,)),
+                    (f"CREATE USER IF NOT EXISTS '{account.user}'@'{host}' IDENTIFIED BY %s",
+                     (account.password,)),
                     (f"ALTER USER '{account.user}'@'{host}' IDENTIFIED BY %s", (account.password,)),
                     (f"GRANT {privileges} ON *.* TO '{account.user}'@'{host}'", None)]
         node.root_execute_many(statements)
@@ -417,16 +422,23 @@ class GaleraCluster:
         """Another database and its user, as `MariaDBServer.ensure_database` (replicated to every node)."""
         self._synced_node().ensure_database(database, user, password)
 
-    def _wait_dead_peers_evicted(self) -> None:
-        """Wait (boundedly) until the running nodes have dropped a dead peer from their view.
+    def _wait_for_primary_view(self) -> None:
+        """Wait (boundedly) until the running nodes agree on a Primary view that no longer holds the dead ones.
 
-        A node restarted under its old address while the others still count its dead self makes the
-        membership churn for ~10 s before it can join; after the eviction (evs.inactive_timeout) it joins in ~2 s.
+        A node restarted at once after a crash, while the others still counted its dead self, made the
+        membership churn for 8-14 s in our runs; once they have dropped it (~3 s), it joins in 2-4 s.
+        Without any Primary node there is nothing to join: that takes `recover_quorum()` first.
         """
         def settled() -> bool:
             answering = [s for s in (n.status() for n in self.nodes if n.is_running()) if s.state is not None]
-            return bool(answering) and all(s.cluster_size == len(answering) for s in answering)
-        wait_until(settled, EVICT_TIMEOUT, interval=0.2)
+            return bool(answering) and all(s.cluster_size == len(answering) and s.cluster_status == "Primary"
+                                           for s in answering)
+        if wait_until(settled, EVICT_TIMEOUT, interval=0.2):
+            return
+        if not any(s.cluster_status == "Primary" for s in self.status().nodes):
+            raise StackError("galera: no running node is in a Primary component (quorum lost); make the "
+                             "most advanced survivor Primary with recover_quorum(), then start again:\n"
+                             f"{self.status()}")
 
     def _synced_node(self) -> GaleraNode:
         for node in self.nodes:
@@ -446,7 +458,7 @@ class GaleraCluster:
                              f"{log_tail(first.log_path)}")
 
     def _choose_bootstrap(self) -> tuple[GaleraNode, str, Position | None]:
-        """The stopped node whose data is the newest: the one marked safe, else the highest recovered seqno."""
+        """The stopped node with the newest data: the one marked safe, else the highest recovered seqno."""
         candidates = [n for n in self.nodes if n.is_initialized()]
         states = {n.name: n.grastate() for n in candidates}
         safe = [n for n in candidates if (s := states[n.name]) is not None and s.safe_to_bootstrap]
@@ -504,6 +516,12 @@ def _read_from(path: Path, offset: int) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _errors(log: str, lines: int = 10) -> str:
+    """The [ERROR] lines of a log excerpt (they say why a node gave up; the tail often does not)."""
+    found = [line for line in log.splitlines() if "[ERROR]" in line][-lines:]
+    return "".join(line + "\n" for line in found)
 
 
 def _transfer(log: str) -> str:

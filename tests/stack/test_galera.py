@@ -60,8 +60,9 @@ def galera(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Galera]:
     app = Account("galera_app", ensure_secret(secrets / "app"))
     replication = Account("galera_cdc", ensure_secret(secrets / "cdc"))
     nodes = [NodeAddress("127.0.0.1", free_port(), free_port(), free_port(), free_port()) for _ in range(3)]
-    cluster = GaleraCluster(folder / "cluster", nodes, database=DATABASE, app=app,
-                            sst=Account("galera_sst", ensure_secret(secrets / "sst")), replication=replication)
+    sst = Account("galera_sst", ensure_secret(secrets / "sst"))
+    cluster = GaleraCluster(folder / "cluster", nodes, database=DATABASE, app=app, sst=sst,
+                            replication=replication)
     began = time.monotonic()
     try:
         created = cluster.start()
@@ -126,7 +127,7 @@ def insert(galera: Galera, node: GaleraNode, table: str, count: int) -> set[int]
 
 
 class Writers:
-    """One thread per node inserting a row every ~10 ms on its own connection; every acknowledged id is kept."""
+    """A thread per node inserting a row every ~10 ms on its own connection; keeps every acknowledged id."""
 
     def __init__(self, galera: Galera, nodes: list[GaleraNode], table: str) -> None:
         self.galera = galera
@@ -180,7 +181,8 @@ def test_cnf_sets_the_addresses_binlog_and_timeouts_of_its_node(tmp_path: Path) 
                       pid_path=tmp_path / "n2.pid", log_path=tmp_path / "n2.log")
     lines = text.splitlines()
     for expected in ("port=3318", "server_id=2", "log_bin=mariadb-bin", "binlog_format=ROW",
-                     "log_slave_updates=ON", "wsrep_gtid_mode=ON", "wsrep_gtid_domain_id=1", "wsrep_sync_wait=1",
+                     "log_slave_updates=ON", "wsrep_gtid_mode=ON", "wsrep_gtid_domain_id=1",
+                     "wsrep_sync_wait=1",
                      "wsrep_cluster_address=gcomm://127.0.0.1:45671,127.0.0.1:45672,127.0.0.1:45673",
                      "wsrep_sst_receive_address=127.0.0.1:45692", 'wsrep_sst_auth="sst:pw"',
                      f"sst-log-archive-dir={tmp_path / 'n2' / 'sst_log_archive'}"):
@@ -224,7 +226,8 @@ def test_recovered_position_is_the_last_one_logged() -> None:
 def test_cluster_refuses_a_name_that_would_go_into_sql_unquoted(tmp_path: Path) -> None:
     peers = [NodeAddress("127.0.0.1", 3317, 45671, 45681, 45691)]
     with pytest.raises(StackError, match="user name"):
-        GaleraCluster(tmp_path, peers, database="db", app=Account("app'; DROP", "pw"), sst=Account("sst", "pw"))
+        GaleraCluster(tmp_path, peers, database="db", app=Account("app'; DROP", "pw"),
+                      sst=Account("sst", "pw"))
     with pytest.raises(StackError, match="database name"):
         GaleraCluster(tmp_path, peers, database="db`x", app=Account("app", "pw"), sst=Account("sst", "pw"))
 
@@ -324,7 +327,8 @@ def test_sigkill_of_node_2_under_writes_stalls_them_then_it_rejoins_by_ist(galer
         assert pid is not None and not pid_alive(pid)
         killed = {name: writers.count(name) for name in ("n1", "n3")}
         # The writes stall until the survivors drop node 2 from the view, then carry on.
-        assert wait_until(lambda: all(writers.count(n) >= killed[n] + 50 for n in killed) or writers.errors, 60)
+        assert wait_until(lambda: all(writers.count(n) >= killed[n] + 50 for n in killed)
+                          or writers.errors, 60)
         status = {s.name: s for s in cluster.status().nodes}
         assert not status["n2"].up
         assert status["n1"].cluster_size == 2 and status["n1"].cluster_status == "Primary"
@@ -430,6 +434,9 @@ def test_a_survivor_without_quorum_refuses_queries_until_it_is_made_primary(gale
         with pytest.raises(pymysql.err.OperationalError) as refused:
             galera.query(n1, sql)
         assert refused.value.args == (1047, "WSREP has not yet prepared node for application use")
+    with pytest.raises(StackError, match="quorum lost"):
+        cluster.start()  # nothing to join without a Primary component
+    assert not n2.is_running() and not n3.is_running()
 
     cluster.recover_quorum(n1)
     assert n1.status().synced
