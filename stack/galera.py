@@ -19,6 +19,10 @@
 Faults for tests: `kill(node)` (SIGKILL), `pause(node)`/`resume(node)` (SIGSTOP/SIGCONT), and after a loss of
 quorum `recover_quorum(survivor)` (`pc.bootstrap=YES`), then `start()` rejoins the others.
 
+Also: `stop_node(node)` (one clean stop), `node(name)`, `ensure_accounts()`, and `ensure_database(db, user,
+password)` as on `MariaDBServer` (any DDL runs on one Synced node and replicates). `start()` answers an empty
+list when everything ran already, so "started" / "already running" reads as with the other servers.
+
 Each node's folder `data_dir/nN` holds its my.cnf, data/, tmp/, sst_log_archive/ and, unless `run_dir` and
 `log_dir` are given, its pid file and logs. Root reaches a node over its unix socket; applications over TCP.
 """
@@ -230,7 +234,8 @@ class GaleraNode(MariaDBServer):
     def _launch(self, args: list[str], how: str, position: Position | None, timeout: float) -> NodeStart:
         if self.is_running():
             raise StackError(f"galera {self.name} runs already (pid {self.pid})")
-        for port in (self.address.port, self.address.gcomm_port):
+        a = self.address
+        for port in (a.port, a.gcomm_port, a.ist_port, a.sst_port):
             if port_open(self.host, port):
                 raise StackError(f"galera {self.name}: {self.host}:{port} is already taken by another "
                                  "process")
@@ -423,7 +428,7 @@ class GaleraCluster:
         self._synced_node().ensure_database(database, user, password)
 
     def _wait_for_primary_view(self) -> None:
-        """Wait (boundedly) until the running nodes agree on a Primary view that no longer holds the dead ones.
+        """Wait (boundedly) until the running nodes agree on a Primary view without the dead ones.
 
         A node restarted at once after a crash, while the others still counted its dead self, made the
         membership churn for 8-14 s in our runs; once they have dropped it (~3 s), it joins in 2-4 s.
