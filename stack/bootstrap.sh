@@ -9,11 +9,15 @@ say() { printf 'bootstrap: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
 # command -> Debian package; mariadbd lives in /usr/sbin, which a user's PATH may lack.
-declare -A PACKAGES=([redis-server]=redis-server [mariadbd]=mariadb-server [wrk]=wrk [socat]=socat)
+# The Galera cluster (stack/galera.py) needs the provider library, and its state-transfer script needs
+# mariabackup, socat and ss, even for an incremental transfer.
+declare -A PACKAGES=([redis-server]=redis-server [mariadbd]=mariadb-server [wrk]=wrk [socat]=socat
+                     [mariabackup]=mariadb-backup [ss]=iproute2)
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PACKAGES[$cmd]}")
 done
+[ -e /usr/lib/galera/libgalera_smm.so ] || missing+=(galera-4)
 if ! python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
     die "python3 >= 3.11 is needed (found: $(python3 --version 2>&1 || echo none))"
 fi
