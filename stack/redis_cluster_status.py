@@ -50,7 +50,8 @@ def parse_cluster_nodes(text: str) -> list[NodeLine]:
             if item.startswith("["):  # [slot->-id] / [slot-<-id]: a migration in progress
                 continue
             first, _, last = item.partition("-")
-            slots.append((int(first), int(last or first)))
+            if first.isdigit() and (last.isdigit() or not last):
+                slots.append((int(first), int(last or first)))
         lines.append(NodeLine(
             node_id=fields[0], address=address, bus_port=int(bus) if bus.isdigit() else None,
             flags=frozenset(fields[2].split(",")), master_id=None if fields[3] == "-" else fields[3],

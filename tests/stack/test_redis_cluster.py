@@ -180,6 +180,14 @@ def test_three_masters_and_three_replicas_come_up_ok_each_replica_linked(healthy
         assert n.up and pid_alive(n.pid) and n.cluster_state == "ok" and n.known_nodes == 6
         assert not n.in_trouble and not n.links_down
     assert all(r.master_link == "up" for r in status.replicas)
+    # Replicas log in to their master as the replication user, which may do nothing but replicate.
+    for master in status.masters:
+        admin = healthy.node(port_of(master)).admin(2.0)
+        try:
+            links = admin.client_list(_type="replica")
+        finally:
+            admin.close()
+        assert [c["user"] for c in links] == [REPLICATION_USER]
 
 
 def test_each_node_has_its_own_private_conf_without_persistence_or_clear_passwords(
@@ -194,7 +202,8 @@ def test_each_node_has_its_own_private_conf_without_persistence_or_clear_passwor
         for line in ('save ""', "appendonly no", "cluster-enabled yes", f"port {node.port}",
                      f"cluster-port {node.bus_port}", "cluster-announce-ip 127.0.0.1",
                      "repl-diskless-sync-delay 0", "repl-diskless-load swapdb", "cluster-node-timeout 1000",
-                     "cluster-require-full-coverage no", f"masteruser {REPLICATION_USER}"):
+                     "cluster-require-full-coverage no", f"masteruser {REPLICATION_USER}", "maxmemory 0",
+                     "maxmemory-policy noeviction"):
             assert line in lines, line
         assert users.gateway_password not in text and users.admin_password not in text
         assert f"masterauth {replication_password(users)}" in lines
@@ -422,8 +431,15 @@ def failed_for_all(cluster: RedisCluster, victim: NodeStatus) -> ClusterStatus:
 @pytest.mark.parametrize("full_coverage", [False, True], ids=["full-coverage-no", "full-coverage-yes"])
 async def test_a_master_killed_without_replicas(masters_only, full_coverage: bool) -> None:
     """`no` (our default): only the dead master's keys fail; `yes`: every key fails, the cluster is down."""
-    cluster = masters_only(require_full_coverage=full_coverage)
+    cluster = masters_only(require_full_coverage=full_coverage, maxmemory=64 * 2**20)
     before = cluster.status()
+    admin = cluster.nodes[0].admin(2.0)
+    try:
+        assert admin.config_get("maxmemory") == {"maxmemory": str(64 * 2**20)}
+        assert admin.config_get("cluster-require-full-coverage") == {
+            "cluster-require-full-coverage": "yes" if full_coverage else "no"}
+    finally:
+        admin.close()
     first = await first_master(cluster)
     # Not the master new clients start from: that case is test_a_client_started_while_its_first_master_...
     victim = next(m for m in before.masters if m.address != first)
