@@ -18,6 +18,10 @@ GATEWAY_COMMANDS = (
     "evalsha", "eval", "script|load",                     # redis-py loads a script on its first NOSCRIPT
     "multi", "exec", "expire", "zrangebyscore",           # token revocations: the sorted set...
     "publish", "subscribe", "unsubscribe",                # ...and the channel every process follows
+    # redis-py's cluster client: the slot map (at start and after a MOVED or a lost node), the key positions
+    # of commands (COMMAND, once per client), and ASKING before a command redirected by -ASK while a slot
+    # migrates. It sends READONLY only when reading from replicas, which the gateway does not do.
+    "cluster|slots", "command", "asking",
 )
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
