@@ -9,14 +9,15 @@ from typing import Protocol
 
 from aiohttp import web
 
-from proxy.config import Config
+from cachegate.config import Config
 from proxy.errors import CachegateError, CacheUnavailable, ConfigError, RequestError
 
 log = logging.getLogger("cachegate.admin")
 
 
 class Control(Protocol):
-    """What the admin calls act on: one process (workers=1) or a master relaying to its workers."""
+    """What the admin calls act on: one process (workers=1) or a master relaying to its workers
+    (proxy/control.py)."""
     async def reload(self) -> int: ...
     async def set_cache(self, enabled: bool) -> None: ...
     async def purge_key(self, key: str) -> None: ...

@@ -5,8 +5,10 @@ from typing import Iterator, Mapping, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.upstream import REQUEST_DROP, strip_hop_by_hop
+from proxy.upstream import HOP_BY_HOP, strip_hop_by_hop
 
+# The session sets Host; backends answer identity (we cache one representation, uncompressed).
+REQUEST_DROP = HOP_BY_HOP | {"host", "accept-encoding"}
 # Names whose outgoing value differs from what the client sent.
 _REWRITTEN = frozenset({"authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}) | REQUEST_DROP
 

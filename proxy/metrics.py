@@ -1,6 +1,8 @@
 """Prometheus metrics of one proxy process, on a registry of its own (tests build many apps)."""
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
@@ -37,6 +39,23 @@ class Metrics:
                                          ["upstream", "status"], registry=r)
         self.config_generation = Gauge("cachegate_config_generation", "Reloads applied since start", registry=r)
         self.cache_enabled = Gauge("cachegate_cache_enabled", "1 when the cache is on", registry=r)
+        # labels() costs a few microseconds per call on the hot path; the children are few and reusable.
+        self._requests: dict[tuple[str, str, str, int], Any] = {}
+        self._outcomes: dict[tuple[str, str, str], Any] = {}
+
+    def count_request(self, route: str, strategy: str, method: str, status: int) -> None:
+        labels = (route, strategy, method, status)
+        child = self._requests.get(labels)
+        if child is None:
+            child = self._requests[labels] = self.requests.labels(route, strategy, method, str(status))
+        child.inc()
+
+    def count_outcome(self, route: str, outcome: str, reason: str) -> None:
+        labels = (route, outcome, reason)
+        child = self._outcomes.get(labels)
+        if child is None:
+            child = self._outcomes[labels] = self.cache_outcomes.labels(*labels)
+        child.inc()
 
     def set_breaker(self, state: str) -> None:
         self.breaker_state.set(BREAKER_STATES[state])

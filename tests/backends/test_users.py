@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from service_helpers import PASSWORD, PRIVATE_FIELDS, error_of, profile, public_view
+from tests.support.services import PASSWORD, PRIVATE_FIELDS, error_of, profile, public_view
 
 
 def basic(login: str, password: str) -> dict[str, str]:

@@ -7,9 +7,9 @@ import time
 
 import aiohttp
 import pytest
-from redisclients import admin_client
+from tests.support.redisclients import admin_client
 
-from proxy.app import ACCESS_LOG
+from proxy.appkeys import ACCESS_LOG
 
 
 async def test_health_ready_and_metrics(world):

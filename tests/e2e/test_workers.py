@@ -23,7 +23,7 @@ async def two_workers(make_world):
     # The in-process proxy of the world is not used here: the workers listen on a port of their own.
     await world.proxy.close()
     await world.admin.close()
-    proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "proxy", "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "cachegate", "proxy", "--workers", "2",
                              "--config", str(world.config.path)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port, admin_port = world.config.proxy.port, world.config.proxy.admin_port

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from yarl import URL
 
-from hostile_http import send
-from proxy.app import GATEWAY, STORE
-from redisclients import admin_client
+from tests.fuzz.hostile_http import send
+from proxy.appkeys import GATEWAY, STORE
+from tests.support.redisclients import admin_client
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 
 from proxy.canonical import canonical_query
-from proxy.config import load_config
+from cachegate.config import load_config
 from proxy.errors import MethodNotAllowed, NotFound
-from proxy.router import Router, compile_key_template, parse_path_template
+from cachegate.templates import compile_key_template, parse_path_template
+from proxy.router import Router
 
 
 def routes(*rules: dict) -> Router:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack.cli import ProgressBar, main
+from cachegate.cli import ProgressBar, main
 from stack.net import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def test_check_config_refuses_a_bad_file_with_its_place_and_exit_2(
 def test_a_config_error_in_any_command_is_one_line_on_stderr_without_traceback(tmp_path: Path) -> None:
     path = write_config(tmp_path, lambda d: d["proxy"].update(port="eighty"))
     # --config after the subcommand, as the launcher passes it.
-    result = subprocess.run([sys.executable, "-m", "stack.cli", "status", "--config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "cachegate", "status", "--config", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "proxy.port" in result.stderr and "Traceback" not in result.stderr
@@ -81,7 +81,7 @@ def test_check_config_refuses_a_config_without_admin_token_as_the_proxy_does(
     checked = capsys.readouterr().err
     assert "proxy.admin.token_file: no admin token configured" in checked
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
-    proxy = subprocess.run([sys.executable, "-m", "stack.cli", "proxy", "--config", str(path)],
+    proxy = subprocess.run([sys.executable, "-m", "cachegate", "proxy", "--config", str(path)],
                            capture_output=True, text=True, timeout=60, env=env)
     assert proxy.returncode == 2 and proxy.stderr.strip() == checked.strip()
 
@@ -97,7 +97,7 @@ def test_the_proxy_refuses_to_start_when_its_token_file_is_missing(tmp_path: Pat
     path = write_config(tmp_path, change)
     (tmp_path / "redis-password").write_text("a-redis-password\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
-    result = subprocess.run([sys.executable, "-m", "stack.cli", "proxy", "--config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "cachegate", "proxy", "--config", str(path)],
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2, result.stderr
     assert "proxy.admin.token_file: cannot read" in result.stderr and "Traceback" not in result.stderr

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 import pymysql
 import pytest
 
-from redisclients import gateway_denials
+from tests.support.redisclients import gateway_denials
 from stack.mariadb import MariaDBServer
 from stack.net import free_port, port_open
 from stack.process import StackError, pid_alive

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redisclients import admin_client
+from tests.support.redisclients import admin_client
 
 from proxy.lookups import PipelinedLookups
 

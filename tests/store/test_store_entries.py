@@ -6,8 +6,8 @@ import time
 from typing import Callable
 
 import redis.asyncio as aioredis
-from redisclients import admin_client
-from store_helpers import StoreFactory, client_for, entity
+from tests.support.redisclients import admin_client
+from tests.support.stores import StoreFactory, client_for, entity
 
 from proxy.store import CacheStore, make_entry
 from stack.redis import RedisServer

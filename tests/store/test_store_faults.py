@@ -8,7 +8,7 @@ from typing import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from store_helpers import NO_RETRY, StoreFactory, client_for, entity, sample
+from tests.support.stores import NO_RETRY, StoreFactory, client_for, entity, sample
 
 from proxy.errors import CacheUnavailable
 from proxy.metrics import Metrics

@@ -6,8 +6,8 @@ import random
 
 import pytest
 import redis.asyncio as aioredis
-from records import fence_of, redis_ms, wait_for_redis_time
-from store_helpers import entity, sample
+from tests.support.records import fence_of, redis_ms, wait_for_redis_time
+from tests.support.stores import entity, sample
 
 from proxy.metrics import Metrics
 from proxy.store import DROPPED, ENTRY, OPEN, TOMBSTONE, WRITING, CacheStore, new_writer

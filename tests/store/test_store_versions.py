@@ -7,7 +7,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from store_helpers import entity, sample
+from tests.support.stores import entity, sample
 
 from proxy.metrics import Metrics
 from proxy.store import CacheStore

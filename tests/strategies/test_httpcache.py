@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from proxy.httpcache import (cache_control, cache_status, decide, etag_matches, unconditional,
+from strategies.httpcache import (cache_control, cache_status, decide, etag_matches, unconditional,
                              version_from_etag, version_of)
 
 

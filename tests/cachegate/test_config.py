@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.config import load_config
-from proxy.config_values import parse_duration, parse_size
-from proxy.errors import ConfigError
-from proxy.router import describe
+from cachegate.cli import describe
+from cachegate.config import load_config
+from cachegate.errors import ConfigError
+from cachegate.values import parse_duration, parse_size
+from strategies.registry import REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -21,13 +22,14 @@ def shipped() -> dict:
 
 
 def refused(data: dict, env: dict | None = None) -> str:
+    """Why the proxy (which hands config validation the strategy registry) refuses `data`."""
     with pytest.raises(ConfigError) as info:
-        load_config(data, env=env or {}, base_dir=REPO)
+        load_config(data, env=env or {}, base_dir=REPO, strategies=REGISTRY)
     return str(info.value)
 
 
 def test_shipped_config_loads_with_every_route():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     assert len(config.routes) == len(SHIPPED["routes"])
     assert config.redis.port == 6390 and config.mariadb.port == 3316
     assert config.cache.jitter == pytest.approx(0.1)
@@ -38,14 +40,14 @@ def test_shipped_config_loads_with_every_route():
 
 
 def test_the_write_fence_outlasts_the_upstream_call_and_two_redis_calls():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     assert config.cache.write_fence == pytest.approx(5.0 + 2 * 0.25 + 1.0)
     data = shipped()
     data["proxy"]["upstream_timeout"], data["redis"]["timeout"] = "2s", "50ms"
     assert load_config(data, env={}, base_dir=REPO).cache.write_fence == pytest.approx(2.0 + 0.1 + 1.0)
 
 def test_check_config_table_names_every_route():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     table = describe(config)
     for route in SHIPPED["routes"]:
         assert route["path"] in table
@@ -157,7 +159,7 @@ def test_a_caller_scoped_key_is_never_shared():
 
 
 def test_the_write_rule_stores_the_private_view_for_its_caller_only():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     me = next(r for r in config.routes if r.path == "/users/me")
     write = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "write-through")
     assert me.scope == write.scope == "caller" and me.key == write.key == "user-me:{caller}"
@@ -205,7 +207,7 @@ def test_not_yaml_is_refused(tmp_path):
 
 
 def test_write_rule_stores_entries_as_long_as_its_read_rule():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     write = next(r for r in config.routes if r.path == "/trips/{id:int}" and r.strategy == "write-through")
     read = next(r for r in config.routes if r.path == "/trips/{id:int}" and r.strategy == "read-through")
     assert write.ttl == read.ttl == 60.0

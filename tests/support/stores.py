@@ -5,7 +5,7 @@ import time
 from typing import Callable
 
 import redis.asyncio as aioredis
-from redisclients import NO_RETRY, gateway_client
+from tests.support.redisclients import NO_RETRY, gateway_client
 
 from proxy.metrics import Metrics
 from proxy.store import CacheStore, Entry, make_entry
