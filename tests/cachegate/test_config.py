@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cachegate.cli import describe
-from cachegate.config import load_config
+from cachegate.config import load_config, settings
 from cachegate.errors import ConfigError
 from cachegate.values import parse_duration, parse_size
 from strategies.registry import REGISTRY
@@ -274,3 +274,64 @@ def test_readiness_interval_has_a_floor():
     data = shipped()
     data["proxy"]["readiness_interval"] = "10ms"
     assert "proxy.readiness_interval: expected at least 100ms" in refused(data)
+
+
+def test_every_rule_that_stores_has_its_lifetimes_resolved_once_at_load():
+    """Regression: the defaults were merged again on every request (and a third time by check-config)."""
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
+    stores = [r for r in config.routes if r.key is not None and REGISTRY[r.strategy].stores]
+    assert stores and all(isinstance(v, float) for r in stores for v in (r.ttl, r.negative_ttl, r.grace))
+    search = next(r for r in config.routes if r.path == "/users/search")
+    assert (search.ttl, search.negative_ttl, search.grace) == (30.0, config.cache.negative_ttl, config.cache.grace)
+    passthrough = next(r for r in config.routes if r.strategy == "passthrough")
+    assert (passthrough.ttl, passthrough.negative_ttl, passthrough.grace) == (None, None, None)
+
+
+def test_without_the_registry_only_the_structure_is_checked():
+    """The services, the launcher and the load test read the file without the proxy's strategies."""
+    data = shipped()
+    data["routes"][4]["strategy"] = "made-up"
+    config = load_config(data, env={}, base_dir=REPO)
+    assert config.routes[4].strategy == "made-up" and not config.strategies_checked
+    assert "routes[4].strategy: unknown strategy 'made-up'" in refused(data)
+    data["routes"][4]["ttl"] = "soon"  # the structure is checked either way
+    with pytest.raises(ConfigError, match=r'routes\[4\]\.ttl: expected a duration'):
+        load_config(data, env={}, base_dir=REPO)
+
+
+def leaves(node: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out |= leaves(value, f"{prefix}{key}.")
+        else:
+            out.add(prefix + key)
+    return out
+
+
+def test_every_key_of_the_file_is_a_declared_setting():
+    """Each key says whether a reload applies it (tests/e2e/test_reload_settings.py walks them all)."""
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
+    declared = {s.key for s in settings(config)}
+    in_file = leaves(SHIPPED) | {f"services.{name}.max_body" for name in SHIPPED["services"]}  # a default
+    assert declared == in_file
+
+
+@pytest.mark.parametrize("admin_host", ["127.0.0.1", "0.0.0.0"])
+def test_the_admin_listener_cannot_take_the_api_address(admin_host):
+    data = shipped()
+    data["proxy"]["admin"].update(host=admin_host, port=data["proxy"]["port"])
+    assert "proxy.admin.port: must differ from proxy.port (8888)" in refused(data)
+    data["proxy"]["admin"]["host"] = "127.0.0.2" if admin_host == "127.0.0.1" else "::"
+    if admin_host == "127.0.0.1":
+        assert load_config(data, env={}, base_dir=REPO).proxy.admin_port == 8888  # another address
+    else:
+        assert "proxy.admin.port: must differ" in refused(data)
+
+
+def test_a_service_reads_its_own_body_limit():
+    data = shipped()
+    data["services"]["users"]["max_body"] = "64KiB"
+    config = load_config(data, env={}, base_dir=REPO)
+    assert config.services["users"].max_body == 64 * 1024 and config.services["paths"].max_body == 1024**2
+    assert config.proxy.max_body == 1024**2
