@@ -115,7 +115,7 @@ async def _count_seeded(cur: aiomysql.Cursor, users: int) -> int:
 
 
 async def seeded_ids(config: Config, users: int) -> list[int]:
-    """Ids of seeded users 1..N, in seed order (the load test's Zipf script makes the first ones the hottest)."""
+    """Ids of seeded users 1..N, in seed order (the load test's Zipf script makes the first ones hottest)."""
     conn = await connect(config.mariadb)
     try:
         async with conn.cursor() as cur:

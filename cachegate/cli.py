@@ -101,7 +101,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def describe(config: Config) -> str:
-    """The route table as the proxy will serve it, lifetimes resolved, as `cachegate check-config` prints it."""
+    """The route table as the proxy serves it, lifetimes resolved, as `cachegate check-config` prints it."""
     rows = [("#", "methods", "path", "upstream", "strategy", "auth", "key", "ttl", "tags / invalidates")]
     for r in config.routes:
         ttl = f"{r.ttl:g}s" if r.ttl is not None else ""

@@ -300,7 +300,8 @@ class _Builder:
         out = {}
         for name in list(s.data):
             sub = s.section(str(name))
-            out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"), port=sub.port("port", REQUIRED),
+            out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"),
+                                           port=sub.port("port", REQUIRED),
                                            max_body=sub.size("max_body", SERVICE_MAX_BODY))
             sub.done()
         return out

@@ -131,8 +131,8 @@ def _check_structure(r: RouteConfig, s: Section, params: tuple[str, ...]) -> Non
         if "caller" in used and r.scope != "caller":
             s.fail('{caller} in the key needs scope: caller', "key")
         if r.scope == "caller" and "caller" not in used:
-            s.fail("scope: caller needs {caller} in the key, so one caller's entry is never served to another",
-                   "key")
+            s.fail("scope: caller needs {caller} in the key, so one caller's entry is never served to "
+                   "another", "key")
     for i, item in enumerate(r.invalidates):
         if item.startswith("tag:"):
             if not item[4:] or not item[4:].replace("-", "").replace("_", "").replace(".", "").isalnum():

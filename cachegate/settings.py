@@ -1,4 +1,4 @@
-"""The sections of config.yaml as frozen dataclasses; every field names its key and what a reload does with it.
+"""The sections of config.yaml as frozen dataclasses; every field names its key and what a reload does to it.
 
 A setting of the GENERATION is applied by a reload of a running proxy (a new generation is built with it);
 a setting of the PROCESS is read when a process starts (a listener bound, a client connected, a secret
@@ -41,7 +41,7 @@ class ProxyConfig:
     workers: int = setting("proxy.workers", PROCESS)
     admin_host: str = setting("proxy.admin.host", PROCESS)
     admin_port: int = setting("proxy.admin.port", PROCESS)
-    admin_token_file: Path | None = setting("proxy.admin.token_file", PROCESS)  # read when the listener starts
+    admin_token_file: Path | None = setting("proxy.admin.token_file", PROCESS)  # read as the listener starts
     max_body: int = setting("proxy.max_body", PROCESS)  # aiohttp's client_max_size is fixed per application
     upstream_connect_timeout: float = setting("proxy.upstream_connect_timeout", GENERATION)
     upstream_timeout: float = setting("proxy.upstream_timeout", GENERATION)
@@ -118,7 +118,7 @@ class AuthConfig:
     private_key: Path = setting("auth.private_key", PROCESS)
     token_ttl: float = setting("auth.token_ttl", PROCESS)
     leeway: float = setting("auth.leeway", PROCESS)
-    exchange_upstream: str = setting("auth.exchange_upstream", GENERATION)  # where Basic is traded for a token
+    exchange_upstream: str = setting("auth.exchange_upstream", GENERATION)  # where Basic is traded for tokens
     exchange_path: str = setting("auth.exchange_path", GENERATION)
 
     def public_key_pem(self) -> str:

@@ -113,6 +113,7 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         if pin:
             pinned = procstat.pin(proxy_pids, server_cpus)
         from loadtest import profile
+
         # Right after the fill, before any entry can expire: the profile sees the hit path and nothing else.
         if args.profile == "yes" or (args.profile == "auto" and not args.quick and profile.py_spy()):
             run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 import subprocess
 import sys
-from pathlib import Path
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from cachegate.config import Config

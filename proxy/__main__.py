@@ -1,4 +1,4 @@
-"""`python -m proxy [--config FILE] [--workers N]`: serve the proxy in the foreground (its workers run this too)."""
+"""`python -m proxy [--config FILE] [--workers N]`: serve the proxy in the foreground (as its workers do)."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,8 @@ from strategies.registry import REGISTRY
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m proxy", description="Serve the cachegate proxy.")
-    parser.add_argument("--config", default=None, help="config file (default: $CACHEGATE_CONFIG or ./config.yaml)")
+    parser.add_argument("--config", default=None,
+                        help="config file (default: $CACHEGATE_CONFIG or ./config.yaml)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: proxy.workers)")
     args = parser.parse_args(argv)
     try:

@@ -128,5 +128,5 @@ def make_redis(config: Config) -> aioredis.Redis:
 def make_store(config: Config, redis: aioredis.Redis, metrics: Metrics, *,
                lookups: PipelinedLookups | None = None) -> CacheStore:
     return CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
-                      breaker_failures=config.redis.breaker_failures, breaker_reset=config.redis.breaker_reset,
-                      metrics=metrics, lookups=lookups)
+                      breaker_failures=config.redis.breaker_failures,
+                      breaker_reset=config.redis.breaker_reset, metrics=metrics, lookups=lookups)

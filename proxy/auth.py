@@ -1,4 +1,4 @@
-"""Who is asking: Bearer JWTs checked by cachegate.tokens, remembered, refused once revoked; Basic traded once."""
+"""Who is asking: Bearer JWTs checked by cachegate.tokens and remembered until revoked; Basic traded once."""
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +31,7 @@ class Identity:
     sub: str
     token_version: int
     expires_at: float
-    header: str         # "Bearer <token>" (for Basic callers, the exchange's token), forwarded on each request
+    header: str         # "Bearer <token>" (for Basic callers, the exchange's token), forwarded each request
 
 
 class BasicExchange:
@@ -167,7 +167,8 @@ class Authenticator:
 
     def _remember(self, table: dict, key, identity: Identity) -> None:
         if len(table) >= MAX_REMEMBERED:
-            # Drop the oldest tenth rather than one at a time: amortised, and expired ones go first in practice
+            # Drop the oldest tenth rather than one at a time: amortised, and expired ones go first in
+            # practice
             # because insertion order follows issue time.
             for stale in list(table)[: MAX_REMEMBERED // 10]:
                 del table[stale]

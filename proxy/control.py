@@ -1,4 +1,4 @@
-"""Process control, one implementation: reload and the cache switch for one process or a master and its workers.
+"""Process control, one implementation: reload and the cache switch, for one process or a master and workers.
 
 The rules are the same for both. A reload loads the file and checks it (proxy.generation.check_reload)
 before anything changes. Turning the cache on, by an admin call or by a reload, first moves the key epoch,
@@ -111,7 +111,8 @@ class ProcessControl(_Control):
 
     def state(self) -> dict:
         gateway, readiness = self.app[GATEWAY], self.app[READINESS]
-        return {"pid": os.getpid(), "generation": gateway.generation.number, "cache_enabled": gateway.cache_enabled,
+        return {"pid": os.getpid(), "generation": gateway.generation.number,
+                "cache_enabled": gateway.cache_enabled,
                 "routes": len(gateway.generation.config.routes), "breaker": self.store.breaker_state,
                 # What /-/ready no longer tells anyone who asks: which check failed.
                 "ready": readiness.ready, "checks": readiness.checks or {}}

@@ -1,7 +1,7 @@
 """The one exception tree of the gateway, and how each maps to an HTTP answer.
 
     CachegateError                      base (cachegate/errors.py); .status, .code, a message safe to show
-    ├── ConfigError                     a bad config.yaml: refused at start and at reload (cachegate/errors.py)
+    ├── ConfigError                     a bad config.yaml, refused at start and at reload (cachegate/errors)
     ├── RequestError (400)              a request the proxy itself refuses
     │   ├── BadPath (400)               a path with no one canonical form (proxy/canonical.py)
     │   ├── BadQuery (400)              a query string with no one canonical form
@@ -24,7 +24,8 @@ from __future__ import annotations
 from cachegate.errors import AuthError, CachegateError, ConfigError
 
 __all__ = ["AuthError", "BadPath", "BadQuery", "CacheUnavailable", "CachegateError", "ConfigError",
-           "MethodNotAllowed", "NotFound", "PayloadTooLarge", "RequestError", "UpstreamError", "UpstreamTimeout"]
+           "MethodNotAllowed", "NotFound", "PayloadTooLarge", "RequestError", "UpstreamError",
+           "UpstreamTimeout"]
 
 
 class RequestError(CachegateError):

@@ -7,7 +7,6 @@ store, the token rules, the admin token): `check_reload` refuses a new config th
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -29,7 +28,7 @@ log = logging.getLogger("cachegate.proxy")
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """What a request reads of its config; an in-flight request finishes with the generation it started with."""
+    """What a request reads of its config; an in-flight request keeps the one it started with."""
     number: int
     config: Config
     router: Router
@@ -47,8 +46,9 @@ def build_generation(number: int, config: Config, *, store: CacheStore, session:
     strategies: dict[str, Strategy] = {}
     for route in config.routes:
         if route.strategy not in strategies:
-            strategies[route.strategy] = registry[route.strategy](store=store, upstream=upstream, metrics=metrics,
-                                                                  settings=config.cache)
+            strategy = registry[route.strategy]
+            strategies[route.strategy] = strategy(store=store, upstream=upstream, metrics=metrics,
+                                                  settings=config.cache)
     exchange = BasicExchange(upstream, config.auth.exchange_upstream, config.auth.exchange_path)
     return Generation(number, config, Router(config.routes), strategies, upstream, exchange, proxy.access_log)
 

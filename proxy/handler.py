@@ -38,8 +38,8 @@ class Gateway:
     run-time switch (admin calls, reloads); the token rules, the revocations and the logs are the process's.
     """
 
-    def __init__(self, generation: Generation, auth: Authenticator, metrics: Metrics, access_log: AccessLog, *,
-                 revocations: Revocations | None = None) -> None:
+    def __init__(self, generation: Generation, auth: Authenticator, metrics: Metrics,
+                 access_log: AccessLog, *, revocations: Revocations | None = None) -> None:
         self.generation = generation
         self.auth = auth
         self.revocations = revocations
@@ -82,7 +82,8 @@ class Gateway:
                 request=Request(request.method, wire_path, qs, headers, body),
                 route=cfg, route_name=route_name, caller=caller,
                 key=route.key(match.params, qs, caller) if route.key else None,
-                invalidates=render_invalidations(route, match.params, qs, caller) if route.invalidates else (),
+                invalidates=(render_invalidations(route, match.params, qs, caller) if route.invalidates
+                             else ()),
                 bypass=bypass)
             reply = await gen.strategies[cfg.strategy].handle(ctx)
         except CachegateError as exc:
@@ -118,4 +119,5 @@ async def _read_body(request: web.Request) -> bytes:
 def error_reply(exc: CachegateError) -> Reply:
     body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
     headers = [("Content-Type", JSON), *exc.headers.items()]
-    return Reply(exc.status, headers, body, f"cachegate; fwd=bypass; detail={exc.code.upper().replace('_', '-')}")
+    detail = exc.code.upper().replace("_", "-")
+    return Reply(exc.status, headers, body, f"cachegate; fwd=bypass; detail={detail}")

@@ -23,13 +23,14 @@ class Metrics:
             "cachegate_cache_outcomes", "What the cache did for a request",
             ["route", "outcome", "reason"], registry=r)
         self.store_rejected = Counter(
-            "cachegate_store_rejected", "Cache writes refused by the store (older version, tombstone, fenced)",
+            "cachegate_store_rejected",
+            "Cache writes refused by the store (older version, tombstone, fenced)",
             ["reason"], registry=r)
         self.tombstones = Counter("cachegate_tombstones", "Tombstones written after a DELETE", registry=r)
         self.redis_errors = Counter("cachegate_redis_errors", "Redis calls that failed or timed out",
                                     ["op"], registry=r)
-        self.breaker_state = Gauge("cachegate_breaker_state", "Redis circuit breaker: 0 closed, 1 open, 2 half-open",
-                                   registry=r)
+        self.breaker_state = Gauge("cachegate_breaker_state",
+                                   "Redis circuit breaker: 0 closed, 1 open, 2 half-open", registry=r)
         self.epoch_bumps = Counter("cachegate_epoch_bumps",
                                    "Key namespace moved to a new epoch after writes missed Redis", registry=r)
         self.upstream_latency = Histogram(
@@ -37,7 +38,8 @@ class Metrics:
             buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5), registry=r)
         self.upstream_requests = Counter("cachegate_upstream_requests", "Requests sent to an upstream",
                                          ["upstream", "status"], registry=r)
-        self.config_generation = Gauge("cachegate_config_generation", "Reloads applied since start", registry=r)
+        self.config_generation = Gauge("cachegate_config_generation", "Reloads applied since start",
+                                       registry=r)
         self.cache_enabled = Gauge("cachegate_cache_enabled", "1 when the cache is on", registry=r)
         # labels() costs a few microseconds per call on the hot path; the children are few and reusable.
         self._requests: dict[tuple[str, str, str, int], Any] = {}

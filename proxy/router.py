@@ -71,7 +71,8 @@ class Router:
             return best
         if allowed:
             allow = ", ".join(sorted(allowed | ({"HEAD"} if "GET" in allowed else set())))
-            raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {allow}", headers={"Allow": allow})
+            raise MethodNotAllowed(f"{method} is not allowed on {path}; allowed: {allow}",
+                                   headers={"Allow": allow})
         raise NotFound(f"no route for {path}")
 
 
@@ -83,7 +84,8 @@ def compile_route(cfg: RouteConfig) -> Route:
         key_query = None if "query" in used else frozenset(u[6:] for u in used if u.startswith("query."))
     invalidates: list[KeyRenderer | str] = []
     for item in cfg.invalidates:
-        invalidates.append(item if item.startswith("tag:") else compile_key_template(item, template.params)[0])
+        is_tag = item.startswith("tag:")
+        invalidates.append(item if is_tag else compile_key_template(item, template.params)[0])
     return Route(cfg, template, frozenset(cfg.methods), key, tuple(invalidates), key_query)
 
 

@@ -51,7 +51,7 @@ def serve(config: Config, workers: int | None = None) -> None:
 
 
 def _setup_logging() -> None:
-    """Everything to stderr (the launcher sends it to the process's log file); access lines: proxy/accesslog."""
+    """Everything to stderr (the launcher sends it to the process's log file); access lines: accesslog.py."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
 
@@ -117,7 +117,7 @@ async def _serve_master(config: Config, count: int) -> None:
     argv = [sys.executable, "-m", "proxy", "--config", str(Path(config.path).resolve())]
 
     def spawn(cache_enabled: bool) -> subprocess.Popen:
-        # A worker started later (after a crash) must follow the cache switch as it is now, not as in the file.
+        # A worker started later (after a crash) follows the cache switch as it is now, not as in the file.
         env = {**os.environ, WORKER_ENV: "1", "CACHEGATE_CACHE": "on" if cache_enabled else "off"}
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
 

@@ -1,4 +1,4 @@
-"""The one seam to the backends: the request and response types, a keep-alive session, foreign errors mapped here."""
+"""The one seam to the backends: request and response types, a keep-alive session, foreign errors mapped."""
 from __future__ import annotations
 
 import asyncio
@@ -93,7 +93,8 @@ class Upstream:
                                                  timeout=self._timeout) as resp:
                     body = await resp.content.read(self._max_body + 1)
                     if len(body) > self._max_body:
-                        raise UpstreamError(f"upstream {name} answered with a body over {self._max_body} bytes")
+                        raise UpstreamError(f"upstream {name} answered with a body over "
+                                            f"{self._max_body} bytes")
                     status = str(resp.status)
                     headers = CIMultiDictProxy(strip_hop_by_hop(resp.headers))
                     return UpstreamResponse(resp.status, headers, body, time.perf_counter() - started)

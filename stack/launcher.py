@@ -108,9 +108,9 @@ def service_process(config: Config, name: str) -> ManagedProcess:
     svc = config.services[name]
     host = loopback(svc.host)
     argv = [sys.executable, "-m", SERVICE_MODULE, name, _config_file(config)]
-    return ManagedProcess(name, argv, port=svc.port, pid_path=run / f"{name}.pid", log_path=logs / f"{name}.log",
-                          cwd=config.base_dir, ready=lambda: port_open(host, svc.port, timeout=0.2),
-                          module=SERVICE_MODULE)
+    return ManagedProcess(name, argv, port=svc.port, pid_path=run / f"{name}.pid",
+                          log_path=logs / f"{name}.log", cwd=config.base_dir,
+                          ready=lambda: port_open(host, svc.port, timeout=0.2), module=SERVICE_MODULE)
 
 
 def proxy_process(config: Config) -> ManagedProcess:
@@ -205,7 +205,7 @@ def _print_try(config: Config, say: Say) -> None:
     user = _demo_user(config)
     if user is None:
         return
-    # The credentials are read from the file by the printed command, so they never appear in a log or CI output.
+    # The printed command reads the credentials from the file, so they never appear in a log or CI output.
     seeded = credentials_path(config)
     say("try it (the first demo user of seed-users.json):")
     say(f"  TOKEN=$(python3 -c 'import json; u = json.load(open(\"{seeded}\"))[\"users\"][0]; "

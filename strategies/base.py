@@ -1,4 +1,4 @@
-"""What every strategy shares: the context and reply types, what the cache did (Outcome), the Strategy template."""
+"""What every strategy shares: context and reply types, what the cache did (Outcome), the template."""
 from __future__ import annotations
 
 import random
@@ -110,7 +110,8 @@ class Strategy(ABC):
         if route.key is None:
             for option in ("ttl", "grace"):
                 if getattr(route, option) is not None:
-                    fail(f"{option} is the lifetime of the entry stored under key; this rule has no key", option)
+                    fail(f"{option} is the lifetime of the entry stored under key; this rule has no key",
+                         option)
 
     @classmethod
     def lifetimes(cls, route: RouteConfig, cache: CacheConfig, reader: RouteConfig | None) -> RouteConfig:

@@ -11,7 +11,8 @@ PASSTHROUGH = Outcome.bypass("passthrough")
 
 class Passthrough(Strategy):
     name = "passthrough"
-    forbidden = MappingProxyType({option: "passthrough stores and drops nothing; remove it" for option in OPTIONS})
+    forbidden = MappingProxyType({option: "passthrough stores and drops nothing; remove it"
+                                  for option in OPTIONS})
 
     async def _handle(self, ctx: Context) -> Reply:
         ctx.outcome = PASSTHROUGH

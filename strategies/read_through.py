@@ -156,7 +156,8 @@ class ReadThrough(Strategy):
             self._failures.pop(key, None)
         decision = decide(response.status, response.headers, ttl=route.ttl, negative_ttl=route.negative_ttl)
         if not decision.store or refused is not None:
-            return Fetched(response, Outcome("not_stored", decision.reason if not decision.store else refused))
+            why = decision.reason if not decision.store else refused
+            return Fetched(response, Outcome("not_stored", why))
         negative = response.status in NEGATIVE_STATUSES  # a 404 gets no grace: it must not outlive a create
         entry = make_entry(response.status, stored_headers(response.headers), response.body,
                            version=version_of(response.headers, response.body), now=time.time(),

@@ -1,4 +1,4 @@
-"""The strategy registry: the built-in strategies by name, plugins from the `cachegate.strategies` entry points.
+"""The strategy registry: the built-in strategies by name, plugins from the cachegate.strategies entry points.
 
 STRATEGIES is the explicit table (Starlette's CONVERTOR_TYPES is the model); `register_strategy` adds one
 and refuses a name taken already. REGISTRY is what the proxy and `check-config` hand to config validation:
@@ -23,7 +23,8 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Make a strategy known by its `name` (also usable as a class decorator); a taken name is refused."""
     known = STRATEGIES.get(cls.name)
     if known is not None and known is not cls:
-        raise ConfigError(f"strategy {cls.name!r} is registered already ({known.__module__}.{known.__qualname__})")
+        raise ConfigError(f"strategy {cls.name!r} is registered already "
+                          f"({known.__module__}.{known.__qualname__})")
     STRATEGIES[cls.name] = cls
     return cls
 
@@ -45,7 +46,8 @@ def _load_plugin(name: str) -> type[Strategy] | None:
     if not points:
         return None
     if len(points) > 1:
-        raise ConfigError(f"strategy plugin {name!r} is declared twice ({', '.join(p.value for p in points)})")
+        declared = ", ".join(p.value for p in points)
+        raise ConfigError(f"strategy plugin {name!r} is declared twice ({declared})")
     point = points[0]
     plugin = f"{point.name!r} ({point.value})"
     try:

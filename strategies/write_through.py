@@ -86,8 +86,8 @@ class WriteThrough(Strategy):
             await self._invalidate(ctx, writer, version=version)
         except CacheUnavailable:
             return UNAVAILABLE_OUTCOME
-        return Outcome(STORED if stored else "not_stored", detail or "", fwd="method", fwd_status=response.status,
-                       stored=stored, detail=detail)
+        return Outcome(STORED if stored else "not_stored", detail or "", fwd="method",
+                       fwd_status=response.status, stored=stored, detail=detail)
 
     async def _store(self, ctx: Context, response: UpstreamResponse, version: int,
                      writer: bytes) -> tuple[bool, str | None]:

@@ -1,4 +1,4 @@
-"""Every import points one way: no circle between files, and none against the layer table of docs/architecture.md.
+"""Every import points one way: no circle between files, none against the layer table of docs/architecture.md.
 
 Every import statement of the product is read with `ast`, those inside functions and under
 `if TYPE_CHECKING:` included (a deferred import that exists to hide a circle is a circle). An import
@@ -88,7 +88,8 @@ def circles(graph: Graph) -> list[list[str]]:
     return found
 
 
-def layer_table(doc: Path = REPO / "docs" / "architecture.md") -> tuple[dict[str, str], dict[str, set[str] | None]]:
+def layer_table(
+        doc: Path = REPO / "docs" / "architecture.md") -> tuple[dict[str, str], dict[str, set[str] | None]]:
     """(module or package -> layer, layer -> the layers it may import; None: anything), from the doc."""
     text = doc.read_text()
     table = text.split("<!-- layers -->", 1)[1].split("<!-- /layers -->", 1)[0]

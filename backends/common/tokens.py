@@ -1,4 +1,4 @@
-"""The services' side of the token rules: cachegate.tokens checks the token, the database says if it still holds.
+"""The services' side of the token rules: cachegate.tokens checks the token, the database says if it holds.
 
 A token names a user and that user's token version when it was issued; deleting the user removes the row
 and changing the password bumps `users.token_version`, so either voids every older token. The current

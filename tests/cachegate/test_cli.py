@@ -1,5 +1,5 @@
-"""The `cachegate` command: config errors exit 2 with the message only (as the proxy says them), arguments reach
-the right command."""
+"""The `cachegate` command: config errors exit 2 with the message only (as the proxy says them), arguments
+reach the right command."""
 from __future__ import annotations
 
 import os
@@ -121,15 +121,16 @@ def test_admin_verbs_say_why_when_no_listener_answers(tmp_path: Path,
     assert f"no admin listener at http://127.0.0.1:{admin_port}" in err and "Traceback" not in err
 
 
-def _refusals(path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+def _refusals(
+        path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """What `cachegate check-config` says of a file, and what the proxy says when it is started with it."""
     for name in [n for n in os.environ if n.startswith("CACHEGATE")]:
         monkeypatch.delenv(name)
     assert main(["check-config", str(path)]) == 2
     checked = capsys.readouterr().err.strip()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
-    proxy = subprocess.run([sys.executable, "-m", "proxy", "--config", str(path)], capture_output=True, text=True,
-                           timeout=60, env=env)
+    proxy = subprocess.run([sys.executable, "-m", "proxy", "--config", str(path)], capture_output=True,
+                           text=True, timeout=60, env=env)
     assert proxy.returncode == 2 and "Traceback" not in proxy.stderr, proxy.stderr
     return checked, proxy.stderr.strip()
 
@@ -139,7 +140,11 @@ def test_check_config_refuses_an_admin_listener_on_the_api_address_as_the_proxy_
     """Regression: check-config passed a file whose admin listener takes the API's port; the proxy then
     failed to bind it."""
     port = free_port()
-    path = write_config(tmp_path, lambda d: (d["proxy"].update(port=port), d["proxy"]["admin"].update(port=port)))
+    def change(data) -> None:
+        data["proxy"].update(port=port)
+        data["proxy"]["admin"].update(port=port)
+
+    path = write_config(tmp_path, change)
     checked, started = _refusals(path, capsys, monkeypatch)
     assert f"proxy.admin.port: must differ from proxy.port ({port})" in checked
     assert started == checked

@@ -79,7 +79,8 @@ def test_file_errors_name_the_file(tmp_path):
     data["routes"][4]["ttl"] = "10 secs"
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r'^config\.yaml: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'):
+    expected = r'^config\.yaml: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'
+    with pytest.raises(ConfigError, match=expected):
         load_config(path, env={})
 
 
@@ -282,7 +283,8 @@ def test_every_rule_that_stores_has_its_lifetimes_resolved_once_at_load():
     stores = [r for r in config.routes if r.key is not None and REGISTRY[r.strategy].stores]
     assert stores and all(isinstance(v, float) for r in stores for v in (r.ttl, r.negative_ttl, r.grace))
     search = next(r for r in config.routes if r.path == "/users/search")
-    assert (search.ttl, search.negative_ttl, search.grace) == (30.0, config.cache.negative_ttl, config.cache.grace)
+    cache = config.cache
+    assert (search.ttl, search.negative_ttl, search.grace) == (30.0, cache.negative_ttl, cache.grace)
     passthrough = next(r for r in config.routes if r.strategy == "passthrough")
     assert (passthrough.ttl, passthrough.negative_ttl, passthrough.grace) == (None, None, None)
 

@@ -1,4 +1,4 @@
-"""Changing config.yaml changes policy without a restart: atomically, under load, and never to a bad config."""
+"""Changing config.yaml changes policy without a restart: atomically, under load, never to a bad config."""
 from __future__ import annotations
 
 import asyncio

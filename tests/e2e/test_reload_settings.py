@@ -47,7 +47,8 @@ def process_changes(tmp_path: Path) -> dict[str, Any]:
     return {
         "stack.data_dir": str(tmp_path / "elsewhere"),
         "proxy.host": "127.0.0.2", "proxy.port": free_port(), "proxy.workers": 2,
-        "proxy.admin.host": "127.0.0.2", "proxy.admin.port": free_port(), "proxy.admin.token_file": str(other),
+        "proxy.admin.host": "127.0.0.2", "proxy.admin.port": free_port(),
+        "proxy.admin.token_file": str(other),
         "proxy.max_body": "2MiB",
         "redis.url": f"redis://127.0.0.1:{free_port()}/0", "redis.username": "someone-else",
         "redis.password_file": str(other), "redis.timeout": "300ms", "redis.breaker.failures": 7,
@@ -88,8 +89,8 @@ async def hit_ttl(world: World, path: str, auth: str) -> int:
 
 
 async def a_path(world: World, auth: str) -> int:
-    resp = await world.proxy.post("/paths", json={"start_point": "Ashford", "end_point": f"Dover {free_port()}"},
-                                  headers={"Authorization": auth})
+    body = {"start_point": "Ashford", "end_point": f"Dover {free_port()}"}
+    resp = await world.proxy.post("/paths", json=body, headers={"Authorization": auth})
     assert resp.status == 201, await resp.text()
     return (await resp.json())["id"]
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.app import create_app
 from cachegate.config import load_config
+from proxy.app import create_app
 from proxy.revocations import RETRY
 from stack.net import free_port, http_ok
 from stack.process import wait_until

@@ -1,5 +1,5 @@
-"""`cachegate proxy --workers N`: N processes share the port, the master's admin calls reach every one, with the
-same rules as one process (proxy/control.py)."""
+"""`cachegate proxy --workers N`: N processes share the port, the master's admin calls reach every one,
+with the same rules as one process (proxy/control.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -56,10 +56,12 @@ async def test_workers_share_the_port_and_follow_the_master(two_workers):
             state = await resp.json()
         assert len(state["workers"]) == 2
         async with http.post(base + "/users", json={
-                "login": "wendy", "password": "correct-horse-battery", "first_name": "Wendy", "last_name": "W",
+                "login": "wendy", "password": "correct-horse-battery", "first_name": "Wendy",
+                "last_name": "W",
                 "email": "wendy@example.com", "title": "x"}) as resp:
             uid = (await resp.json())["id"]
-        async with http.post(base + "/auth/token", json={"login": "wendy", "password": "correct-horse-battery"}) as r:
+        credentials = {"login": "wendy", "password": "correct-horse-battery"}
+        async with http.post(base + "/auth/token", json=credentials) as r:
             auth = {"Authorization": "Bearer " + (await r.json())["access_token"]}
 
         async def statuses() -> set[str]:
@@ -113,7 +115,8 @@ async def test_cache_on_moves_the_epoch_once_however_many_workers(two_workers, r
             async def every_worker_is_on() -> bool:
                 for _ in range(30):  # new connections, spread over both workers
                     async with aiohttp.ClientSession() as one:
-                        async with one.post(f"{base}/auth/token", json={"login": "x", "password": "y"}) as resp:
+                        wrong = {"login": "x", "password": "y"}
+                        async with one.post(f"{base}/auth/token", json=wrong) as resp:
                             status = resp.headers["Cache-Status"]
                             if status != "cachegate; fwd=bypass; detail=passthrough":
                                 assert status == "cachegate; fwd=bypass; detail=CACHE-OFF", status
@@ -127,7 +130,7 @@ async def test_cache_on_moves_the_epoch_once_however_many_workers(two_workers, r
 
 
 async def test_the_master_refuses_a_process_setting_as_one_process_does(two_workers):
-    """Regression: the master skipped the restart-needed checks and counted a generation the workers refused."""
+    """Regression: the master skipped the restart-needed checks and counted generations workers refused."""
     world, _, admin = two_workers
     token = {"Authorization": f"Bearer {world.config.proxy.admin_token()}"}
     path = world.config.path

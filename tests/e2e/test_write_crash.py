@@ -13,16 +13,15 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
-from tests.support.dbrows import fetch_rows
-from tests.support.records import fence_of, redis_ms, wait_for_redis_time
-from tests.support.redisclients import gateway_client
 
 from cachegate.config import Config
 from proxy.metrics import Metrics
 from proxy.store import WRITING, CacheStore
 from stack.net import http_ok
 from stack.process import wait_until
+from tests.support.dbrows import fetch_rows
+from tests.support.records import fence_of, redis_ms, wait_for_redis_time
+from tests.support.redisclients import gateway_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
 PASSWORD = "correct-horse-battery"

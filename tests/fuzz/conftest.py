@@ -1,4 +1,4 @@
-"""Fixtures of the fuzz tests: the end-to-end world of tests/support/world.py, seeded with a user, a path and a trip."""
+"""Fixtures of the fuzz tests: the end-to-end world (tests/support/world.py), a user, a path and a trip."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""Tokens at the proxy: the rules of cachegate/tokens.py, remembered verifications, revocations, Basic once."""
+"""Tokens at the proxy: cachegate/tokens.py's rules, remembered verifications, revocations, Basic once."""
 from __future__ import annotations
 
 import asyncio
@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 from jose import jwt
-
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.auth import Authenticator, single_authorization
 from cachegate.settings import AuthConfig
+from proxy.auth import Authenticator, single_authorization
 from proxy.errors import AuthError, RequestError
 from stack.keys import ensure_jwt_keys
 from tests.support.token_cases import CASES
@@ -80,7 +79,8 @@ async def test_verification_is_remembered_only_until_exp(keys, monkeypatch):
     cfg, private, _ = keys
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("cachegate.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr("cachegate.tokens.jwt.decode",
+                        lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
     now = [time.time()]
     auth = Authenticator(cfg, clock=lambda: now[0])
     t = token(private, exp=int(now[0]) + 120)
@@ -132,7 +132,8 @@ async def test_a_refused_token_is_not_verified_again(keys, monkeypatch):
     cfg, _, other = keys
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("cachegate.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr("cachegate.tokens.jwt.decode",
+                        lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
     auth = Authenticator(cfg)
     bad = "Bearer " + token(other)
     first = await refuse(auth, bad)
@@ -148,7 +149,8 @@ async def test_every_token_rule(keys, case, monkeypatch):
                           cfg.exchange_upstream, cfg.exchange_path)
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("cachegate.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr("cachegate.tokens.jwt.decode",
+                        lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
     now = [time.time()]
     auth = Authenticator(leeway10, clock=lambda: now[0])
     token = case.make(leeway10, 7)
@@ -174,7 +176,8 @@ async def test_a_revocation_wins_over_the_remembered_verification(keys):
     revoked["7"] = 2                                                 # a password change: below 2 is void
     await refuse(auth, "Bearer " + old, "token_revoked")
     assert (await auth.authenticate("Bearer " + new, no_exchange)).token_version == 2
-    assert (await auth.authenticate("Bearer " + token(private, sub="8"), no_exchange)).sub == "8"  # other users unaffected
+    other = await auth.authenticate("Bearer " + token(private, sub="8"), no_exchange)
+    assert other.sub == "8"  # other users unaffected
 
 
 async def test_a_revoked_basic_exchange_is_made_again(keys):
@@ -189,7 +192,8 @@ async def test_a_revoked_basic_exchange_is_made_again(keys):
     basic = "Basic " + base64.b64encode(b"alice:s3cret-password").decode()
     assert (await auth.authenticate(basic, exchange)).token_version == 1
     revoked["7"] = 2
-    assert (await auth.authenticate(basic, exchange)).token_version == 2  # exchanged again, not refused for good
+    again = await auth.authenticate(basic, exchange)
+    assert again.token_version == 2  # exchanged again, not refused for good
 
 
 def test_two_authorization_headers_are_refused():

@@ -8,11 +8,11 @@ import uuid
 from typing import AsyncIterator, Callable
 
 import pytest
-from multidict import CIMultiDict
 import redis.asyncio as aioredis
-from tests.support.redisclients import admin_client, gateway_client
+from multidict import CIMultiDict
 
 from proxy.revocations import Revocations
+from tests.support.redisclients import admin_client, gateway_client
 
 
 async def until(predicate: Callable[[], bool], within: float) -> None:
@@ -59,7 +59,8 @@ async def test_recorded_here_known_there(make):
 
 async def test_the_header_is_consumed_and_stripped(make):
     a = make()
-    headers = CIMultiDict([("Content-Type", "application/json"), ("cachegate-revoked-tokens", "user=7; below=2"),
+    headers = CIMultiDict([("Content-Type", "application/json"),
+                           ("cachegate-revoked-tokens", "user=7; below=2"),
                            ("Cachegate-Revoked-Tokens", "user=007; below=x"), ("ETag", '"3"')])
     await a.absorb(headers)
     assert list(headers.items()) == [("Content-Type", "application/json"), ("ETag", '"3"')]

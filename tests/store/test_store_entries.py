@@ -6,11 +6,11 @@ import time
 from typing import Callable
 
 import redis.asyncio as aioredis
-from tests.support.redisclients import admin_client
-from tests.support.stores import StoreFactory, client_for, entity
 
 from proxy.store import CacheStore, make_entry
 from stack.redis import RedisServer
+from tests.support.redisclients import admin_client
+from tests.support.stores import StoreFactory, client_for, entity
 
 
 async def test_any_body_bytes_and_headers_round_trip(store: CacheStore) -> None:

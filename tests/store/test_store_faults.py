@@ -8,13 +8,13 @@ from typing import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from tests.support.stores import NO_RETRY, StoreFactory, client_for, entity, sample
 
 from proxy.errors import CacheUnavailable
 from proxy.metrics import Metrics
 from proxy.store import CacheStore, Lookup, new_writer
 from stack.net import free_port
 from stack.redis import RedisServer
+from tests.support.stores import NO_RETRY, StoreFactory, client_for, entity, sample
 
 pytestmark = pytest.mark.fault
 

@@ -7,14 +7,14 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from tests.support.redisclients import NO_RETRY, admin_client, gateway_client
-from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory
 
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
 from proxy.upstream import Upstream, make_session
 from stack.net import free_port
 from stack.redis import RedisServer
+from tests.support.redisclients import NO_RETRY, admin_client, gateway_client
+from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory
 
 
 @pytest.fixture
@@ -47,7 +47,8 @@ async def make_world(aiohttp_server: Any, backend: Backend,
         store = CacheStore(client, prefix=prefix, timeout=timeout, breaker_failures=failures,
                            breaker_reset=reset, metrics=metrics)
         bases = {"items": base, "dead": f"http://127.0.0.1:{free_port()}"}  # nothing listens on "dead"
-        upstream = Upstream(session, bases, metrics, max_body=1 << 20, connect_timeout=1.0, timeout=upstream_timeout)
+        upstream = Upstream(session, bases, metrics, max_body=1 << 20, connect_timeout=1.0,
+                            timeout=upstream_timeout)
         world = StrategyWorld(backend, upstream, store, metrics, prefix)
         worlds.append(world)
         return world

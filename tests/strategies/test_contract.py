@@ -5,11 +5,11 @@ import re
 import time
 
 import pytest
-from tests.support.strategy_world import CACHE_STATUS, Backend, StrategyWorld, WorldFactory, body_of, context
 
 from proxy.store import make_entry
 from stack.net import free_port
 from strategies.registry import STRATEGIES
+from tests.support.strategy_world import CACHE_STATUS, Backend, StrategyWorld, WorldFactory, body_of, context
 
 CACHED = b'{"id": 1, "version": 50, "from": "cache"}'
 
@@ -28,7 +28,8 @@ def name(request: pytest.FixtureRequest) -> str:
 
 class TestStrategyContract:
     @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-    async def test_unsafe_methods_are_never_answered_from_the_cache(self, world: StrategyWorld, backend: Backend,
+    async def test_unsafe_methods_are_never_answered_from_the_cache(
+            self, world: StrategyWorld, backend: Backend,
                                                                     name: str, method: str) -> None:
         await _prime(world)
         reply = await world.strategy(name).handle(context(name, method, "/items/1", key="item:1"))

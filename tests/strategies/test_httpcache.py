@@ -5,7 +5,7 @@ import pytest
 from multidict import CIMultiDict
 
 from strategies.httpcache import (cache_control, cache_status, decide, etag_matches, unconditional,
-                             version_from_etag, version_of)
+                                  version_from_etag, version_of)
 
 
 def h(**headers: str) -> CIMultiDict[str]:

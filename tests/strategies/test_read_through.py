@@ -6,10 +6,10 @@ import re
 import time
 
 import pytest
-from tests.support.strategy_world import Backend, StrategyWorld, body_of, context, header
 
 from proxy.errors import UpstreamError
 from strategies.read_through import ReadThrough
+from tests.support.strategy_world import Backend, StrategyWorld, body_of, context, header
 
 RT = "read-through"
 
@@ -96,7 +96,8 @@ async def test_if_none_match_is_answered_304_from_the_cache(world: StrategyWorld
     assert world.outcomes("revalidated") == 1
 
 
-async def test_if_none_match_on_a_miss_still_fills_the_full_entity(world: StrategyWorld, backend: Backend) -> None:
+async def test_if_none_match_on_a_miss_still_fills_the_full_entity(
+        world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     reply = await strategy.handle(get(headers={"If-None-Match": '"1"'}))
     assert reply.status == 304 and reply.cache_status.endswith("stored")
@@ -186,7 +187,8 @@ async def test_stale_if_error_when_the_refresh_fails(world: StrategyWorld, backe
     assert "stale-if-error" not in (await strategy.handle(get(ttl=0.2, grace=60.0))).cache_status
 
 
-async def test_head_is_answered_from_the_cache_but_never_fills_it(world: StrategyWorld, backend: Backend) -> None:
+async def test_head_is_answered_from_the_cache_but_never_fills_it(
+        world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     miss = await strategy.handle(get(method="HEAD"))
     assert miss.status == 200 and miss.cache_status == "cachegate; fwd=miss"

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 import yaml
 
 from cachegate.config import load_config
@@ -93,7 +92,8 @@ def test_a_plugin_brings_its_rules_to_config_validation(plugin_root: Path) -> No
             forbidden = MappingProxyType({"invalidates": "get-only invalidates nothing"})
         """, "get-only = cg_plugin_rules:GetOnly")
     data = yaml.safe_load((REPO / "config.yaml").read_text())
-    data["routes"].append({"methods": ["GET"], "path": "/plugin", "upstream": "users", "strategy": "get-only"})
+    data["routes"].append({"methods": ["GET"], "path": "/plugin", "upstream": "users",
+                           "strategy": "get-only"})
     config = load_config(data, env={}, base_dir=REPO, strategies=REGISTRY)
     assert config.routes[-1].strategy == "get-only"
     data["routes"][-1]["methods"] = ["POST"]

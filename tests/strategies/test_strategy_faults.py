@@ -6,9 +6,9 @@ import time
 from typing import Callable
 
 import pytest
-from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory, body_of, context
 
 from stack.redis import RedisServer
+from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory, body_of, context
 
 pytestmark = pytest.mark.fault
 RT, WT = "read-through", "write-through"

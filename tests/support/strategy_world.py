@@ -14,8 +14,7 @@ from cachegate.routes import RouteConfig
 from cachegate.settings import CacheConfig
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
-from proxy.upstream import Upstream
-from proxy.upstream import Request
+from proxy.upstream import Request, Upstream
 from strategies.base import Context, Reply, Strategy
 from strategies.registry import get_strategy
 
@@ -134,10 +133,10 @@ def route(strategy: str, *, methods: tuple[str, ...] = ("GET",), path: str = "/i
           upstream: str = "items", key: str | None = None, ttl: float | None = None,
           negative_ttl: float | None = None, grace: float | None = None, tags: tuple[str, ...] = (),
           invalidates: tuple[str, ...] = ()) -> RouteConfig:
-    """A rule as config validation leaves it: its lifetimes resolved by its strategy (cache_config's defaults)."""
-    written = RouteConfig(index=0, methods=methods, path=path, upstream=upstream, strategy=strategy, auth="none",
-                          key=key, ttl=ttl, negative_ttl=negative_ttl, grace=grace, scope="shared", tags=tags,
-                          invalidates=invalidates)
+    """A rule as config validation leaves it: lifetimes resolved by its strategy (cache_config's defaults)."""
+    written = RouteConfig(index=0, methods=methods, path=path, upstream=upstream, strategy=strategy,
+                          auth="none", key=key, ttl=ttl, negative_ttl=negative_ttl, grace=grace,
+                          scope="shared", tags=tags, invalidates=invalidates)
     return get_strategy(strategy).lifetimes(written, cache_config("-"), None)
 
 

@@ -1,4 +1,4 @@
-"""The whole request path on real sockets: the three services over the test MariaDB, the proxy over the test Redis.
+"""The whole request path on real sockets: three services over the test MariaDB, the proxy over its Redis.
 
 Each backend counts the requests it served, so a test can tell what the cache saved; a backend can also be
 given a random delay per request, to shuffle the order in which concurrent reads and writes finish, or hold
