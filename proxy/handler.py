@@ -21,6 +21,7 @@ from proxy.revocations import Revocations
 from proxy.router import render_invalidations
 from proxy.upstream import Request
 from strategies.base import Context, Reply
+from strategies.httpcache import cache_status
 
 log = logging.getLogger("cachegate.proxy")
 
@@ -31,6 +32,7 @@ SAFE = frozenset({"GET", "HEAD"})
 _ID_PREFIX = os.urandom(6).hex()
 _ids = itertools.count(1)
 _INTERNAL = b'{"error": {"code": "internal_error", "message": "internal error"}}'
+_ERROR_STATUS = cache_status(fwd="bypass", detail="ERROR")
 
 
 class Gateway:
@@ -90,7 +92,7 @@ class Gateway:
             reply = error_reply(exc)
         except Exception:  # a bug must still answer in JSON, and never show a traceback to the client
             log.exception("unexpected error on %s %s (request %s)", request.method, request.path, request_id)
-            reply = Reply(500, [("Content-Type", JSON)], _INTERNAL, "cachegate; fwd=bypass; detail=ERROR")
+            reply = Reply(500, [("Content-Type", JSON)], _INTERNAL, _ERROR_STATUS)
         # The one copy of the headers: the reply's (shared with other waiters of one fetch) into the answer's.
         response = web.Response(status=reply.status, body=reply.body if request.method != "HEAD" else None,
                                 headers=reply.headers)
@@ -120,4 +122,4 @@ def error_reply(exc: CachegateError) -> Reply:
     body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
     headers = [("Content-Type", JSON), *exc.headers.items()]
     detail = exc.code.upper().replace("_", "-")
-    return Reply(exc.status, headers, body, f"cachegate; fwd=bypass; detail={detail}")
+    return Reply(exc.status, headers, body, cache_status(fwd="bypass", detail=detail))

@@ -2,7 +2,8 @@
 
 With one worker the process serves the API and the admin listener itself. With more, the master serves only
 the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 cache off, SIGUSR2 cache on
-(the master validates a new config before any worker sees it). Purges go straight to Redis from the master.
+(proxy/control.py: the master checks a new config before any worker sees it, and moves the key epoch once).
+Purges go straight to Redis from the master. Workers run `python -m proxy`, as the launcher does.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ from types import MappingProxyType
 from typing import Any
 
 from proxy.errors import CacheUnavailable, UpstreamError
-from proxy.store import OPEN, STORED, Entry, Lookup, make_entry
+from proxy.records import Entry, Lookup, make_entry
+from proxy.store import OPEN, STORED
 from proxy.upstream import UpstreamResponse
 from strategies.base import UNAVAILABLE_OUTCOME, Context, Outcome, Reply, Strategy, reply_from
 from strategies.flights import Flights

@@ -8,7 +8,8 @@ from types import MappingProxyType
 from cachegate.routes import UNSAFE, RouteConfig
 from cachegate.settings import CacheConfig
 from proxy.errors import CacheUnavailable, UpstreamError
-from proxy.store import FENCED, STORED, make_entry, new_writer
+from proxy.records import make_entry, new_writer
+from proxy.store import FENCED, STORED
 from proxy.upstream import UpstreamResponse
 from strategies.base import UNAVAILABLE_OUTCOME, Context, Outcome, Reply, Strategy, reply_from
 from strategies.httpcache import SAFE_METHODS, decide, stored_headers, version_of

@@ -16,7 +16,8 @@ import pytest
 
 from cachegate.config import Config
 from proxy.metrics import Metrics
-from proxy.store import WRITING, CacheStore
+from proxy.records import WRITING
+from proxy.store import CacheStore
 from stack.net import http_ok
 from stack.process import wait_until
 from tests.support.dbrows import fetch_rows

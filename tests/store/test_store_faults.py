@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 
 from proxy.errors import CacheUnavailable
 from proxy.metrics import Metrics
-from proxy.store import CacheStore, Lookup, new_writer
+from proxy.records import Lookup, new_writer
+from proxy.store import CacheStore
 from stack.net import free_port
 from stack.redis import RedisServer
 from tests.support.stores import NO_RETRY, StoreFactory, client_for, entity, sample

@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from proxy.metrics import Metrics
-from proxy.store import DROPPED, OPEN, TOMBSTONE, WRITING, CacheStore, new_writer
+from proxy.records import DROPPED, TOMBSTONE, WRITING, new_writer
+from proxy.store import OPEN, CacheStore
 from tests.support.records import fence_of, redis_ms, wait_for_redis_time
 from tests.support.stores import entity, sample
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from proxy.store import make_entry
+from proxy.records import make_entry
 from stack.net import free_port
 from strategies.registry import STRATEGIES
 from tests.support.strategy_world import CACHE_STATUS, Backend, StrategyWorld, WorldFactory, body_of, context

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from proxy.errors import UpstreamTimeout
-from proxy.store import make_entry
+from proxy.records import make_entry
 from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory, body_of, context
 
 RT, WT = "read-through", "write-through"

@@ -7,7 +7,8 @@ from typing import Callable
 import redis.asyncio as aioredis
 
 from proxy.metrics import Metrics
-from proxy.store import CacheStore, Entry, make_entry
+from proxy.records import Entry, make_entry
+from proxy.store import CacheStore
 from stack.redis import RedisServer
 from tests.support.redisclients import NO_RETRY, gateway_client
 
