@@ -3,6 +3,7 @@ FROM python:3.11-slim
 
 WORKDIR /app
 COPY pyproject.toml setup.cfg README.md ./
+COPY cachegate ./cachegate
 COPY proxy ./proxy
 COPY strategies ./strategies
 COPY backends ./backends

@@ -1,19 +1,17 @@
 """Apply the SQL files of backends/schema/ that the `schema_migrations` table does not list yet, in order.
 
-Run it as `python -m backends.migrate [config.yaml]`. Several processes may start at once (the launcher,
+Run it as `cachegate db migrate`. Several processes may start at once (the launcher,
 tests): a MariaDB named lock makes them take turns, so each file is applied exactly once.
 """
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
 from pathlib import Path
 
 import aiomysql
 
 from backends.common.db import connect
-from proxy.config import Config, load_config
+from cachegate.config import Config
 
 SCHEMA_DIR = Path(__file__).with_name("schema")
 LOCK_NAME = "cachegate.migrate"
@@ -68,14 +66,3 @@ async def _apply_pending(cur: aiomysql.Cursor, schema_dir: Path) -> list[str]:
                           (path.name,))
         done.append(path.name)
     return done
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    config = load_config(args[0] if args else None)
-    applied = asyncio.run(migrate(config))
-    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
-
-
-if __name__ == "__main__":
-    main()

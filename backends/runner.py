@@ -13,7 +13,7 @@ import sys
 import uvloop
 from aiohttp import web
 
-from proxy.config import Config, load_config
+from cachegate.config import Config, load_config
 
 SERVICES = ("users", "paths", "trips")
 SHUTDOWN_TIMEOUT_S = 10.0

@@ -11,7 +11,7 @@ for the load test. Hashes and passwords (random salts) are the only thing that d
 
 A run that finds all N users and a credentials file that still matches them does nothing. Otherwise it
 inserts what is missing in multi-row INSERTs, one transaction per batch, and gives the known users new
-passwords. Run it as `python -m backends.seed [N] [config.yaml]`.
+passwords. Run it as `cachegate seed --users N`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import aiomysql
 
 from backends.common.db import connect
 from backends.users.passwords import hash_password
-from proxy.config import Config, load_config
+from cachegate.config import Config
 
 KNOWN_USERS = 10
 BATCH = 2_000
@@ -43,6 +42,8 @@ LAST_NAMES = ("Lovelace", "Turing", "Liskov", "Kernighan", "Shannon", "Knuth", "
               "Perlman", "Goldwasser", "Berners-Lee", "Ritchie", "Backus", "Hoare", "Lamport", "Milner")
 TITLES = ("Mr", "Ms", "Dr", "Prof", "")
 
+# The rows of seeded users: logins user000001..userNNNNNN, no others (not "user000001x").
+_SEEDED = "login BETWEEN %s AND %s AND login REGEXP %s"
 _INSERT = ("INSERT INTO users (login, password_hash, first_name, last_name, email, title,"
            " created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")
 
@@ -103,12 +104,25 @@ async def seed(config: Config, users: int = 10_000,
     return SeedResult(users, after, after - present, False, time.perf_counter() - started, path)
 
 
+def _seeded_args(users: int) -> tuple[str, str, str]:
+    return login_of(1), login_of(users), "^user[0-9]{6}$"  # the range uses the login index
+
+
 async def _count_seeded(cur: aiomysql.Cursor, users: int) -> int:
-    # The range uses the login index; the pattern leaves out logins like "user000001x".
-    await cur.execute("SELECT COUNT(*) FROM users WHERE login BETWEEN %s AND %s AND login REGEXP %s",
-                      (login_of(1), login_of(users), "^user[0-9]{6}$"))
+    await cur.execute(f"SELECT COUNT(*) FROM users WHERE {_SEEDED}", _seeded_args(users))
     (count,) = await cur.fetchone()
     return int(count)
+
+
+async def seeded_ids(config: Config, users: int) -> list[int]:
+    """Ids of seeded users 1..N, in seed order (the load test's Zipf script makes the first ones hottest)."""
+    conn = await connect(config.mariadb)
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(f"SELECT id FROM users WHERE {_SEEDED} ORDER BY login", _seeded_args(users))
+            return [int(row[0]) for row in await cur.fetchall()]
+    finally:
+        conn.close()
 
 
 async def _credentials_match(cur: aiomysql.Cursor, path: Path, users: int) -> bool:
@@ -176,21 +190,3 @@ async def _write_credentials(cur: aiomysql.Cursor, path: Path, known: list[tuple
     with os.fdopen(fd, "w") as out:
         json.dump({"users": entries, "count": users}, out, indent=2)
     os.replace(tmp, path)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    users = int(args[0]) if args else 10_000
-    config = load_config(args[1] if len(args) > 1 else None)
-
-    def report(done: int, total: int) -> None:
-        print(f"\rseeded {done}/{total}", end="", file=sys.stderr, flush=True)
-
-    result = asyncio.run(seed(config, users, report))
-    print(file=sys.stderr)
-    state = "already seeded" if result.skipped else f"inserted {result.inserted}"
-    print(f"{state}: {result.present} users in {result.seconds:.1f}s; credentials in {result.credentials}")
-
-
-if __name__ == "__main__":
-    main()

@@ -28,6 +28,7 @@ from loadtest import procstat
 from loadtest.measure import Measurer, PointSpec
 from loadtest.plan import FIXED_CONNECTIONS, REPO, WARM_CONNECTIONS
 from loadtest.target import TargetError
+from stack.launcher import redis_users
 from stack.net import free_port, http_ok
 from stack.process import log_tail, spawn, terminate, wait_until
 from stack.redis import RedisServer
@@ -139,7 +140,6 @@ def _record(sides: list[Side], rounds: int, seconds: int) -> dict[str, Any]:
 
 
 def _prepare(spec: SideSpec, scratch: Path, stack_config: Any) -> Side:
-    from stack.launcher import redis_users
     tree = REPO if spec.ref is None else _checkout(spec.ref, scratch / f"tree-{spec.label}")
     # The stack's ACL users on every side's Redis: a side is configured exactly as the stack's proxy is.
     redis = RedisServer(scratch / f"redis-{spec.label}", "127.0.0.1", free_port(),

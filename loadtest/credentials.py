@@ -11,15 +11,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import pymysql
 
+from backends import seed as seeding
+from cachegate.config import Config
 from loadtest.httpjson import CallError, call_json
-
-if TYPE_CHECKING:
-    from backends.seed import SeedResult
-    from proxy.config import Config
 
 # scrypt verification costs ~70 ms of CPU per token: two at a time keep both cores busy, no more.
 TOKEN_PARALLELISM = 2
@@ -45,27 +43,18 @@ class Known:
         return "Basic " + base64.b64encode(f"{self.login}:{self.password}".encode()).decode()
 
 
-def seed(config: Config, users: int, progress: Callable[[int, int], None]) -> SeedResult:
-    from backends.seed import seed as seed_users
+def seed(config: Config, users: int, progress: Callable[[int, int], None]) -> seeding.SeedResult:
     try:
-        return asyncio.run(seed_users(config, users, progress))
+        return asyncio.run(seeding.seed(config, users, progress))
     except (ValueError, pymysql.MySQLError, OSError) as exc:
         raise CredentialsError(f"seeding {users} users failed: {exc}") from None
 
 
 def seeded_ids(config: Config, users: int) -> list[int]:
     """Ids of seeded users 1..N, in seed order (the Zipf script makes the first ones the hottest)."""
-    from backends.seed import login_of
-    db = config.mariadb
-    host = "127.0.0.1" if db.host in ("0.0.0.0", "") else db.host
     try:
-        conn = pymysql.connect(host=host, port=db.port, user=db.user, password=db.password(),
-                               database=db.database, connect_timeout=int(max(1, db.connect_timeout)))
-        with conn, conn.cursor() as cur:
-            cur.execute("SELECT id FROM users WHERE login BETWEEN %s AND %s AND login REGEXP %s"
-                        " ORDER BY login", (login_of(1), login_of(users), "^user[0-9]{6}$"))
-            ids = [int(row[0]) for row in cur.fetchall()]
-    except pymysql.MySQLError as exc:
+        ids = asyncio.run(seeding.seeded_ids(config, users))
+    except (pymysql.MySQLError, OSError) as exc:
         raise CredentialsError(f"cannot read the seeded ids: {exc}") from None
     if len(ids) != users:
         raise CredentialsError(f"expected {users} seeded users, found {len(ids)}")
@@ -73,8 +62,7 @@ def seeded_ids(config: Config, users: int) -> list[int]:
 
 
 def known_users(config: Config) -> list[Known]:
-    from backends.seed import credentials_path
-    path = credentials_path(config)
+    path = seeding.credentials_path(config)
     try:
         data = json.loads(path.read_text())
         return [Known(int(u["id"]), str(u["login"]), str(u["password"])) for u in data["users"]]

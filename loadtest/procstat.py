@@ -23,21 +23,6 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group: the proxy's master and its workers."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return sorted(found)
-
-
 def snapshot(pids: Mapping[str, list[int]]) -> dict[str, float]:
     """CPU seconds per named process group (processes that vanished count as zero)."""
     return {name: sum(cpu_seconds(pid) or 0.0 for pid in group) for name, group in pids.items()}

@@ -26,7 +26,7 @@ AREAS = (("/proxy/", "cachegate proxy"), ("/strategies/", "cachegate strategies"
          ("uvloop", "uvloop"), ("/json/", "json"), ("<string>", "generated code (dataclass __init__)"))
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
 # The process's start-up chain is in every full stack and says nothing about where the time goes.
-BOOTSTRAP = ("<frozen runpy>", "stack/cli.py", "proxy/server.py")
+BOOTSTRAP = ("<frozen runpy>", "cachegate/cli.py", "proxy/__main__.py", "proxy/server.py")
 # uvloop is C: time in its socket reads, writes and callbacks shows up as the Python frame that runs the loop.
 EVENT_LOOP = "Runner.run (asyncio/runners.py)"
 EVENT_LOOP_AREA = "uvloop event loop (C: sockets, epoll, callbacks)"

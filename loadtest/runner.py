@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cachegate.config import load_config
+from cachegate.errors import ConfigError
 from loadtest import credentials, procstat, steps, wrk
 from loadtest.measure import Measurer, PointSpec
 from loadtest.plan import FIXED_CONNECTIONS, Plan, parser, resolve
@@ -35,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         say(f"cachegate loadtest: {exc}")
         return EXIT_USAGE
-    from proxy.config import load_config
-    from proxy.errors import ConfigError
     try:
         config = load_config(Path(args.config) if args.config else None)
         wrk_version = wrk.version()
@@ -113,6 +113,7 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         if pin:
             pinned = procstat.pin(proxy_pids, server_cpus)
         from loadtest import profile
+
         # Right after the fill, before any entry can expire: the profile sees the hit path and nothing else.
         if args.profile == "yes" or (args.profile == "auto" and not args.quick and profile.py_spy()):
             run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)

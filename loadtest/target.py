@@ -2,32 +2,26 @@
 from __future__ import annotations
 
 import os
-import urllib.error
-import urllib.request
 import subprocess
 import sys
-from pathlib import Path
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from pathlib import Path
+from typing import Any, Callable
 
-from loadtest import procstat
-from proxy.errors import ConfigError
+from cachegate.config import Config
+from cachegate.errors import ConfigError
 from stack.admin_client import AdminError, admin_call
-from stack.net import free_port, http_ok
-from stack.process import log_tail, spawn, terminate, wait_until
-
-if TYPE_CHECKING:
-    from proxy.config import Config
+from stack.launcher import units, up
+from stack.net import free_port, http_ok, loopback
+from stack.process import group_members, log_tail, spawn, terminate, wait_until
 
 USERS_ROUTE = ("GET", "/users/{id:int}")
 
 
 class TargetError(RuntimeError):
     """The stack, or a reference server, is not in the state the load test needs."""
-
-
-def _loopback(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
 @dataclass
@@ -37,7 +31,7 @@ class Stack:
 
     @property
     def proxy_url(self) -> str:
-        return f"http://{_loopback(self.config.proxy.host)}:{self.config.proxy.port}"
+        return f"http://{loopback(self.config.proxy.host)}:{self.config.proxy.port}"
 
     @property
     def users_url(self) -> str:
@@ -53,13 +47,12 @@ class Stack:
 
     def pids(self) -> dict[str, list[int]]:
         """proxy (its master and workers), users, mariadb and redis, from the launcher's pid files."""
-        from stack.launcher import units
         found: dict[str, list[int]] = {}
         for name, _, unit in units(self.config):
             if name in ("proxy", "users", "mariadb", "redis"):
                 if unit.pid is None:
                     raise TargetError(f"{name} is not running")
-                found[name] = procstat.group_members(unit.pid) if name == "proxy" else [unit.pid]
+                found[name] = group_members(unit.pid) if name == "proxy" else [unit.pid]
         return found
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -98,7 +91,6 @@ class Stack:
 
 def open_stack(config: Config, say: Callable[[str], None]) -> Stack:
     """Use what runs; start (and remember) what does not, through the launcher."""
-    from stack.launcher import units, up
     before = {name for name, _, unit in units(config) if unit.is_running()}
     stack = Stack(config)
     if len(before) < len(units(config)):
@@ -111,7 +103,7 @@ def open_stack(config: Config, say: Callable[[str], None]) -> Stack:
         if len(stack.started) + len(before) < len(units(config)):
             close_stack(stack, say)
             raise TargetError("the stack did not come up completely (see `cachegate status` and its logs)")
-    if not http_ok(_loopback(config.proxy.host), config.proxy.port, "/-/health", timeout=2.0):
+    if not http_ok(loopback(config.proxy.host), config.proxy.port, "/-/health", timeout=2.0):
         close_stack(stack, say)
         raise TargetError(f"the proxy does not answer on {stack.proxy_url}/-/health")
     return stack
@@ -119,7 +111,6 @@ def open_stack(config: Config, say: Callable[[str], None]) -> Stack:
 
 def close_stack(stack: Stack, say: Callable[[str], None]) -> None:
     """Stop, by pid file, only the units this run started, in reverse start order."""
-    from stack.launcher import units
     for name, _, unit in reversed(units(stack.config)):
         if name in stack.started:
             pid = unit.pid

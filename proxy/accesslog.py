@@ -30,7 +30,8 @@ class AccessLog:
             self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         spent = "-" if upstream is None else f"{upstream * 1000:.1f}ms"
         self._lines.append(f"{self._stamp}.{int(now % 1 * 1000):03d}Z access {request_id} {method} {target} "
-                           f"{status} route={route!r} cache={cache!r} upstream={spent} total={total * 1000:.1f}ms\n")
+                           f"{status} route={route!r} cache={cache!r} upstream={spent} "
+                           f"total={total * 1000:.1f}ms\n")
         if len(self._lines) >= FLUSH_LINES:
             self.flush()
 

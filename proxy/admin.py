@@ -9,14 +9,15 @@ from typing import Protocol
 
 from aiohttp import web
 
-from proxy.config import Config
+from cachegate.config import Config
 from proxy.errors import CachegateError, CacheUnavailable, ConfigError, RequestError
 
 log = logging.getLogger("cachegate.admin")
 
 
 class Control(Protocol):
-    """What the admin calls act on: one process (workers=1) or a master relaying to its workers."""
+    """What the admin calls act on: one process (workers=1) or a master relaying to its workers
+    (proxy/control.py)."""
     async def reload(self) -> int: ...
     async def set_cache(self, enabled: bool) -> None: ...
     async def purge_key(self, key: str) -> None: ...
@@ -26,7 +27,7 @@ class Control(Protocol):
 
 def create_admin_app(config: Config, control: Control) -> web.Application:
     """The token is read now (ConfigError when there is none): a change of the file needs a restart."""
-    app = web.Application(middlewares=[_errors(config.proxy.admin_token())], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[_guard(config.proxy.admin_token())], client_max_size=64 * 1024)
 
     async def state(request: web.Request) -> web.Response:
         return web.json_response(control.state())
@@ -74,7 +75,8 @@ def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
-def _errors(token: str):
+def _guard(token: str):
+    """The token check on every call, then errors as JSON answers."""
     # Digests of equal length, compared in constant time: neither the token nor its length leaks by timing.
     expected = _digest(f"Bearer {token}")
 

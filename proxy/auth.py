@@ -1,19 +1,21 @@
-"""Who is asking: Bearer JWTs checked by proxy.tokens, remembered, refused once revoked; Basic traded once."""
+"""Who is asking: Bearer JWTs checked by cachegate.tokens and remembered until revoked; Basic traded once."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
+import json
 import os
 import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Mapping, NoReturn
 
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.config import AuthConfig
+from cachegate.settings import AuthConfig
+from cachegate.tokens import CHALLENGE, TokenRefused, TokenRules, revoked
 from proxy.errors import AuthError, RequestError, UpstreamError
-from proxy.tokens import CHALLENGE, TokenRefused, TokenRules, revoked
+from proxy.upstream import Request, Upstream
 
 # A Basic exchange is renewed this long before its token expires, so a request never carries a token that dies
 # on its way to the backend.
@@ -28,12 +30,34 @@ MAX_REFUSED = 10_000
 class Identity:
     sub: str
     token_version: int
-    token: str          # the Bearer token to forward (for Basic callers, the one the exchange gave)
     expires_at: float
-    header: str         # "Bearer <token>", made once, forwarded on every request
+    header: str         # "Bearer <token>" (for Basic callers, the exchange's token), forwarded each request
 
 
-# Sends Basic credentials to the users service; returns the issued token or raises AuthError / UpstreamError.
+class BasicExchange:
+    """Basic credentials -> a token, from the users service's token endpoint (auth.exchange_upstream and
+    auth.exchange_path), sent through this generation's Upstream. The credentials are never logged or kept."""
+
+    def __init__(self, upstream: Upstream, name: str, path: str) -> None:
+        self._upstream, self._name, self._path = upstream, name, path
+
+    async def __call__(self, credentials: str) -> str:
+        headers = CIMultiDict({"Authorization": f"Basic {credentials}"})
+        response = await self._upstream.send(self._name, Request("POST", self._path, "", headers, b""))
+        if response.status in (400, 401, 403):
+            raise AuthError("invalid credentials", headers={"WWW-Authenticate": 'Basic realm="cachegate"'})
+        if response.status != 200:
+            raise UpstreamError(f"token exchange at {self._name} failed with status {response.status}")
+        try:
+            token = json.loads(response.body)["access_token"]
+        except (ValueError, KeyError, TypeError):
+            raise UpstreamError(f"token exchange at {self._name} gave no access_token") from None
+        if not isinstance(token, str):
+            raise UpstreamError(f"token exchange at {self._name} gave no access_token")
+        return token
+
+
+# Basic credentials -> the issued token, or AuthError / UpstreamError: a BasicExchange (a stand-in in tests).
 Exchange = Callable[[str], Awaitable[str]]
 
 
@@ -49,12 +73,12 @@ def single_authorization(headers: CIMultiDictProxy[str]) -> str | None:
 
 
 class Authenticator:
-    """One per app. Verified tokens and exchanged credentials are remembered until shortly before they expire."""
+    """One per process (the token rules are the process's). Verified tokens and exchanged credentials are
+    remembered until shortly before they expire; the exchange itself is the caller's generation's."""
 
-    def __init__(self, config: AuthConfig, exchange: Exchange, *, revoked: Mapping[str, int] | None = None,
+    def __init__(self, config: AuthConfig, *, revoked: Mapping[str, int] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._rules = TokenRules(config, clock=clock)
-        self._exchange = exchange
         # sub -> the lowest token version still valid (proxy.revocations keeps it current, in place)
         self._revoked: Mapping[str, int] = revoked if revoked is not None else {}
         self._clock = clock
@@ -66,7 +90,7 @@ class Authenticator:
         # so neither the credentials nor an offline-guessable digest of them is ever stored.
         self._hmac_key = os.urandom(32)
 
-    async def authenticate(self, header: str | None) -> Identity:
+    async def authenticate(self, header: str | None, exchange: Exchange) -> Identity:
         if not header:
             raise AuthError("missing Authorization header (expected Bearer <token> or Basic credentials)",
                             headers=CHALLENGE)
@@ -76,7 +100,7 @@ class Authenticator:
         if scheme == "bearer" and value:
             return self.verify(value)
         if scheme == "basic" and value:
-            return await self._basic(value)
+            return await self._basic(value, exchange)
         raise AuthError("unsupported Authorization header (expected Bearer <token> or Basic credentials)",
                         headers=CHALLENGE)
 
@@ -97,7 +121,7 @@ class Authenticator:
             claims = self._rules.check(token)
         except TokenRefused as exc:
             self._refuse(token, exc)
-        identity = Identity(sub=claims.sub, token_version=claims.token_version, token=token,
+        identity = Identity(sub=claims.sub, token_version=claims.token_version,
                             expires_at=float(claims.expires_at), header="Bearer " + token)
         self._remember(self._verified, token, identity)
         if self.is_revoked(identity):
@@ -117,7 +141,7 @@ class Authenticator:
         self._refused[token] = (refusal.message, refusal.code)
         raise refusal
 
-    async def _basic(self, credentials: str) -> Identity:
+    async def _basic(self, credentials: str, exchange: Exchange) -> Identity:
         slot = hmac.digest(self._hmac_key, credentials.encode(), hashlib.sha256)
         known = self._exchanged.get(slot)
         fresh = known is not None and known.expires_at - RENEW_BEFORE > self._clock()
@@ -129,7 +153,7 @@ class Authenticator:
         future: asyncio.Future[Identity] = asyncio.get_running_loop().create_future()
         self._pending[slot] = future
         try:
-            token = await self._exchange(credentials)
+            token = await exchange(credentials)
             identity = self.verify(token)
             self._remember(self._exchanged, slot, identity)
             future.set_result(identity)
@@ -143,7 +167,8 @@ class Authenticator:
 
     def _remember(self, table: dict, key, identity: Identity) -> None:
         if len(table) >= MAX_REMEMBERED:
-            # Drop the oldest tenth rather than one at a time: amortised, and expired ones go first in practice
+            # Drop the oldest tenth rather than one at a time: amortised, and expired ones go first in
+            # practice
             # because insertion order follows issue time.
             for stale in list(table)[: MAX_REMEMBERED // 10]:
                 del table[stale]

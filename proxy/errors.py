@@ -1,38 +1,31 @@
 """The one exception tree of the gateway, and how each maps to an HTTP answer.
 
-    CachegateError                      base; .status, .code and a message safe to show a client
-    ├── ConfigError                     a bad config.yaml: refused at start and at reload (never served)
+    CachegateError                      base (cachegate/errors.py); .status, .code, a message safe to show
+    ├── ConfigError                     a bad config.yaml, refused at start and at reload (cachegate/errors)
     ├── RequestError (400)              a request the proxy itself refuses
     │   ├── BadPath (400)               a path with no one canonical form (proxy/canonical.py)
     │   ├── BadQuery (400)              a query string with no one canonical form
     │   ├── NotFound (404)              no route matches the path
     │   ├── MethodNotAllowed (405)      the path matches, the method does not (carries Allow)
     │   └── PayloadTooLarge (413)
-    ├── AuthError (401)                 missing, malformed, expired or badly signed credentials
-    │   └── TokenRefused (401)          a Bearer token broke a rule of proxy/tokens.py (its own codes)
+    ├── AuthError (401)                 missing, malformed, expired or badly signed (cachegate/errors.py)
+    │   └── TokenRefused (401)          a Bearer token broke a rule of cachegate/tokens.py (its own codes)
     ├── UpstreamError (502)             the backend could not be reached or broke the connection
     │   └── UpstreamTimeout (504)       the backend did not answer in time
     └── CacheUnavailable                Redis down, slow or behind an open breaker; never reaches a
                                         client: strategies catch it and bypass the cache
 
 Foreign exceptions (aiohttp, redis-py, python-jose) are mapped in the one module that calls the
-library, with `raise Mapped(...) from exc`, so no other module needs to know them.
+library, with `raise Mapped(...) from exc`, so no other module needs to know them. The kernel's errors
+are the roots, imported from here by the proxy's modules like the rest of the tree.
 """
 from __future__ import annotations
 
+from cachegate.errors import AuthError, CachegateError, ConfigError
 
-class CachegateError(Exception):
-    status = 500
-    code = "internal_error"
-
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.headers = headers or {}
-
-
-class ConfigError(CachegateError):
-    code = "bad_config"
+__all__ = ["AuthError", "BadPath", "BadQuery", "CacheUnavailable", "CachegateError", "ConfigError",
+           "MethodNotAllowed", "NotFound", "PayloadTooLarge", "RequestError", "UpstreamError",
+           "UpstreamTimeout"]
 
 
 class RequestError(CachegateError):
@@ -61,11 +54,6 @@ class MethodNotAllowed(RequestError):
 class PayloadTooLarge(RequestError):
     status = 413
     code = "payload_too_large"
-
-
-class AuthError(CachegateError):
-    status = 401
-    code = "unauthorized"
 
 
 class UpstreamError(CachegateError):

@@ -5,10 +5,12 @@ from typing import Iterator, Mapping, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.upstream import REQUEST_DROP, strip_hop_by_hop
+from proxy.upstream import HOP_BY_HOP, strip_hop_by_hop
 
+# The session sets Host; backends answer identity (we cache one representation, uncompressed).
+REQUEST_DROP = HOP_BY_HOP | {"host", "accept-encoding"}
 # Names whose outgoing value differs from what the client sent.
-_REWRITTEN = frozenset({"authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}) | REQUEST_DROP
+_REWRITTEN = REQUEST_DROP | {"authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}
 
 
 class Client(Protocol):
@@ -21,7 +23,8 @@ class Client(Protocol):
 
 class OutgoingHeaders(Mapping[str, str]):
     """Reads of an untouched header go straight to the client's headers; anything else builds the outgoing
-    set once: hop-by-hop headers stripped, the verified Authorization, X-Forwarded-For/-Proto, X-Request-Id."""
+    set once: hop-by-hop headers stripped, the verified Authorization, X-Forwarded-For/-Proto,
+    X-Request-Id."""
 
     __slots__ = ("_raw", "_authorization", "_client", "_request_id", "_built")
 

@@ -1,7 +1,7 @@
 """Revoked tokens shared by every gateway process: a Redis sorted set, announced on a channel, kept in a dict.
 
 The users service signals a revocation on the answer to the DELETE or password change that caused it
-(proxy.tokens.REVOCATION_HEADER). The gateway that forwarded it records it here before it answers: in its
+(cachegate.tokens.REVOCATION_HEADER). The gateway that forwarded it records it here before it answers: in its
 own dict at once, then in Redis (`<prefix>:revoked`, members `<sub>:<below>` scored by the time they may be
 forgotten, token_ttl + 2 x leeway later, when every token they void has expired) and on the channel
 `<prefix>:revocations`. Every process subscribes, and reads the whole set again after each (re)connect and
@@ -15,16 +15,16 @@ import time
 from typing import Callable
 
 import redis.asyncio as aioredis
+from multidict import CIMultiDict
 from redis.exceptions import RedisError
 
-from proxy.tokens import REVOCATION_HEADER, parse_revocation
+from cachegate.tokens import REVOCATION_HEADER, parse_revocation
 
 log = logging.getLogger("cachegate.revocations")
 
 RESYNC = 5.0   # seconds between full reads of the set: the bound for a message lost on a live connection
 RETRY = 0.5    # seconds between attempts to subscribe again after Redis went away
 _FAILURES = (RedisError, OSError, TimeoutError)
-_HEADER = REVOCATION_HEADER.lower()
 
 
 class Revocations:
@@ -54,21 +54,17 @@ class Revocations:
 
     # -- the users service's answers -------------------------------------------------------------------------
 
-    async def absorb(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """Record the revocations an upstream answer announces; return its headers without them."""
-        if not any(name.lower() == _HEADER for name, _ in headers):
-            return headers
-        kept = []
-        for name, value in headers:
-            if name.lower() != _HEADER:
-                kept.append((name, value))
-                continue
+    async def absorb(self, headers: CIMultiDict[str]) -> None:
+        """Record the revocations an upstream answer announces, and take them out of its headers."""
+        values = headers.popall(REVOCATION_HEADER, None)
+        if values is None:
+            return
+        for value in values:
             parsed = parse_revocation(value)
             if parsed is None:
                 log.warning("ignored a malformed %s header: %.80r", REVOCATION_HEADER, value)
             else:
                 await self.record(*parsed)
-        return kept
 
     async def record(self, sub: str, below: int) -> None:
         """Refuse the user's tokens older than `below` here at once, and tell every other process."""

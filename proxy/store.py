@@ -1,14 +1,12 @@
-"""The Redis cache store: compact entries, batched lookups, versioned Lua writes, fences, epochs."""
+"""The Redis cache store: batched lookups, versioned Lua writes, fences, epochs (records: proxy/records.py)."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
 import os
-import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
+from typing import Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -17,84 +15,17 @@ from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
+from proxy.records import DROPPED, TOMBSTONE, WRITING, Entry, Lookup, decode, encode_tail, lua_prelude
 
 log = logging.getLogger("cachegate.store")
 T = TypeVar("T")
 
-# Record layout: a fixed prefix the Lua scripts read and rewrite, then the entry itself (the "tail"),
-# then header lines and the raw body. No JSON of the body: a hit is one slice, not a parse.
-# A write fence ("writing", see proxy/lua/record.lua) lists after its prefix the writes in flight.
-FORMAT, ENTRY, TOMBSTONE, DROPPED, WRITING = 1, 1, 2, 3, 4
-_PREFIX = struct.Struct(">BBQQ8s")  # format, kind, epoch, floor (highest version seen), token
-_META = struct.Struct(">QHdddI")    # version, status, stored_at, fresh_until, stale_until, header bytes
-WRITER = struct.Struct(">8sQ")      # in a write fence: writer id, deadline (ms of Redis time)
 STORED, FENCED, OPEN = "stored", "fenced", "open"
 _FAILURES = (RedisError, OSError, TimeoutError)
 _LUA = Path(__file__).with_name("lua")
 PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
 _Found = tuple[int, list["bytes | None"]]  # (epoch, values): what a batched MGET hands each lookup
 _Waiter = tuple[tuple[str, ...], "asyncio.Future[_Found]"]
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A cached response. Unix times: fresh until `fresh_until`, servable stale until `stale_until`."""
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    version: int
-    stored_at: float
-    fresh_until: float
-    stale_until: float
-
-    def age(self, now: float) -> int:
-        return max(0, int(now - self.stored_at))
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """What one lookup saw; a later fill hands it back so the store can refuse it if anything moved since."""
-    entry: Entry | None          # a servable entry of the current epoch, or None (a miss)
-    token: bytes                 # the record the key held (b"" for none), compared by the fill
-    epoch: int
-    generations: tuple[int, ...]  # of the tags asked for, in order
-    fenced: bool = False         # the key held a write fence: reopen it before going upstream to fill
-
-
-def make_entry(status: int, headers: Iterable[tuple[str, str]], body: bytes, *, version: int, now: float,
-               ttl: float, grace: float) -> Entry:
-    return Entry(status, tuple(headers), body, version, now, now + ttl, now + ttl + grace)
-
-
-def _tail(entry: Entry) -> bytes:
-    lines = "\r\n".join(f"{name}: {value}" for name, value in entry.headers)
-    encoded = lines.encode("utf-8", "surrogateescape")
-    meta = _META.pack(entry.version, entry.status, entry.stored_at, entry.fresh_until, entry.stale_until,
-                      len(encoded))
-    return meta + encoded + entry.body
-
-
-def new_writer() -> bytes:
-    """An id for one write in flight, named in every fence it sets."""
-    return os.urandom(8)
-
-
-def _decode(raw: bytes | None, epoch: int) -> tuple[Entry | None, bytes, int]:
-    """(the entry if servable in this epoch, the record's token, its kind)."""
-    if raw is None or len(raw) < _PREFIX.size:
-        return None, b"", 0
-    fmt, kind, record_epoch, _floor, token = _PREFIX.unpack_from(raw)
-    if fmt != FORMAT or kind != ENTRY or record_epoch != epoch or len(raw) < _PREFIX.size + _META.size:
-        return None, token, kind
-    version, status, stored_at, fresh_until, stale_until, size = _META.unpack_from(raw, _PREFIX.size)
-    start = _PREFIX.size + _META.size
-    headers = []
-    if size:
-        for line in raw[start:start + size].decode("utf-8", "surrogateescape").split("\r\n"):
-            name, _, value = line.partition(": ")
-            headers.append((name, value))
-    entry = Entry(status, tuple(headers), raw[start + size:], version, stored_at, fresh_until, stale_until)
-    return entry, token, kind
 
 
 def _ms(seconds: float) -> int:
@@ -120,7 +51,8 @@ class CacheStore:
                                        on_change=metrics.set_breaker)
         metrics.set_breaker(self._breaker.state)
         self._epoch_key = f"{prefix}:epoch"
-        record = (_LUA / "record.lua").read_text()  # the layout and helpers every script shares
+        # The layout's numbers (proxy/records.py) and the helpers every script shares, then its own part.
+        record = lua_prelude() + (_LUA / "record.lua").read_text()
         self._scripts = {name: redis.register_script(record + (_LUA / f"{name}.lua").read_text())
                          for name in ("fill", "write", "mark", "fence", "reopen", "invalidate")}
         self._batch: list[_Waiter] = []
@@ -157,7 +89,7 @@ class CacheStore:
             loop.call_soon(self._send_batch)
         self._batch.append((names, future))
         epoch, values = await future
-        entry, token, kind = _decode(values[0], epoch)
+        entry, token, kind = decode(values[0], epoch)
         return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]), kind == WRITING)
 
     def _send_batch(self) -> None:
@@ -198,7 +130,7 @@ class CacheStore:
         keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in tags),
                 *(self.index_key(t) for t in tags), *(self.writers_key(t) for t in tags)]
         args = [seen.epoch, seen.token, os.urandom(8), entry.version,
-                _ms(entry.stale_until - entry.stored_at), _tail(entry), len(tags), *seen.generations]
+                _ms(entry.stale_until - entry.stored_at), encode_tail(entry), len(tags), *seen.generations]
         return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
 
     async def reopen(self, key: str, seen: Lookup) -> tuple[str, Lookup]:
@@ -234,8 +166,8 @@ class CacheStore:
         """Store the entity a write returned and end that write's fence: 'stored', 'older'/'deleted' when
         the key saw newer, 'fenced' while another write to it is in flight (the key stays a miss)."""
         keys = [self.entry_key(key), self._epoch_key, *(self.index_key(t) for t in tags)]
-        args = [os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at), _tail(entry), writer,
-                _ms(linger)]
+        args = [os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at), encode_tail(entry),
+                writer, _ms(linger)]
         return self._judge(await self._call("write", lambda: self._scripts["write"](keys=keys, args=args),
                                             writes=True))
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cachegate.config import Config
 from stack.net import loopback
 from stack.process import StackError
-
-if TYPE_CHECKING:
-    from proxy.config import Config
 
 
 class AdminError(StackError):

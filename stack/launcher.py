@@ -2,30 +2,30 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import inspect
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import pymysql
 
-from proxy.errors import ConfigError
+from backends.migrate import migrate
+from backends.seed import credentials_path, seed
+from cachegate.config import Config
+from cachegate.errors import ConfigError
 from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.managed import ManagedProcess
 from stack.mariadb import MariaDBServer
-from stack.net import http_ok, port_open
+from stack.net import http_ok, loopback, port_open
 from stack.process import StackError
 from stack.redis import RedisServer
 from stack.redis_acl import RedisUsers
 
-if TYPE_CHECKING:
-    from proxy.config import Config
-
 Say = Callable[[str], None]
 DEFAULT_SEED_USERS = 1000
+# What the launcher runs, by module: the same code the `cachegate backend` and `cachegate proxy` commands run.
+SERVICE_MODULE, PROXY_MODULE = "backends.runner", "proxy"
 
 
 class Unit(Protocol):
@@ -51,11 +51,6 @@ class Row:
     def __str__(self) -> str:
         state = "up" if self.up else "down"
         return f"{self.name:<8} pid {self.pid or '-':>7}  {self.host}:{self.port:<5}  {state}"
-
-
-def _probe_host(host: str) -> str:
-    # A service bound to every interface is still reached over loopback.
-    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
 def _dirs(config: Config) -> tuple[Path, Path, Path]:
@@ -102,34 +97,29 @@ def mariadb_server(config: Config) -> MariaDBServer:
                          pid_path=run / "mariadb.pid", log_path=logs / "mariadb.log")
 
 
-def _command(config: Config, *args: str) -> list[str]:
+def _config_file(config: Config) -> str:
     if config.path is None:
         raise StackError("the launcher needs a config loaded from a file (its processes read it again)")
-    return [sys.executable, "-m", "stack.cli", *args, "--config", str(config.path)]
+    return str(config.path)
 
 
 def service_process(config: Config, name: str) -> ManagedProcess:
     _, logs, run = _dirs(config)
     svc = config.services[name]
-    host = _probe_host(svc.host)
-    return ManagedProcess(name, _command(config, "backend", name), port=svc.port,
-                          pid_path=run / f"{name}.pid", log_path=logs / f"{name}.log", cwd=config.base_dir,
-                          ready=lambda: port_open(host, svc.port, timeout=0.2))
+    host = loopback(svc.host)
+    argv = [sys.executable, "-m", SERVICE_MODULE, name, _config_file(config)]
+    return ManagedProcess(name, argv, port=svc.port, pid_path=run / f"{name}.pid",
+                          log_path=logs / f"{name}.log", cwd=config.base_dir,
+                          ready=lambda: port_open(host, svc.port, timeout=0.2), module=SERVICE_MODULE)
 
 
 def proxy_process(config: Config) -> ManagedProcess:
     _, logs, run = _dirs(config)
-    host, port = _probe_host(config.proxy.host), config.proxy.port
-    return ManagedProcess("proxy", _command(config, "proxy"), port=port, pid_path=run / "proxy.pid",
-                          log_path=logs / "proxy.log", cwd=config.base_dir,
-                          ready=lambda: http_ok(host, port, "/-/health", timeout=0.5))
-
-
-def _missing(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is None
-    except ModuleNotFoundError:
-        return True
+    host, port = loopback(config.proxy.host), config.proxy.port
+    argv = [sys.executable, "-m", PROXY_MODULE, "--config", _config_file(config)]
+    return ManagedProcess("proxy", argv, port=port, pid_path=run / "proxy.pid", log_path=logs / "proxy.log",
+                          cwd=config.base_dir, ready=lambda: http_ok(host, port, "/-/health", timeout=0.5),
+                          module=PROXY_MODULE)
 
 
 def units(config: Config) -> list[tuple[str, str, Unit]]:
@@ -139,11 +129,6 @@ def units(config: Config) -> list[tuple[str, str, Unit]]:
     found += [(name, svc.host, service_process(config, name)) for name, svc in config.services.items()]
     found.append(("proxy", config.proxy.host, proxy_process(config)))
     return found
-
-
-def _run(result: Any) -> Any:
-    """Run a coroutine to completion; pass plain values through (seed may be sync or async)."""
-    return asyncio.run(result) if inspect.isawaitable(result) else result
 
 
 def ensure_secrets(config: Config) -> None:
@@ -161,10 +146,6 @@ def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print
     ensure_secrets(config)
     mariadb = mariadb_server(config)
     for name, host, unit in units(config):
-        module = {"proxy": "proxy.server"}.get(name, "backends.runner" if name in config.services else "")
-        if module and _missing(module):
-            say(f"{name:<8} skipped: {module} is not written yet")
-            continue
         state = "started" if unit.start() else "already running"
         if isinstance(unit, RedisServer) and not unit.ping():
             raise StackError(f"redis: the redis-server on {unit.host}:{unit.port} (pid {unit.pid}) refuses "
@@ -180,18 +161,14 @@ def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print
 
 
 def _migrate(config: Config, say: Say) -> None:
-    if _missing("backends.migrate"):
-        say("schema   skipped: backends.migrate is not written yet")
-        return
-    from backends.migrate import migrate
-    applied = _run(migrate(config))
+    applied = asyncio.run(migrate(config))
     if applied:
         say(f"schema   applied {', '.join(applied)}")
 
 
 def _users_empty(config: Config) -> bool:
     db = config.mariadb
-    conn = pymysql.connect(host=_probe_host(db.host), port=db.port, user=db.user, password=db.password(),
+    conn = pymysql.connect(host=loopback(db.host), port=db.port, user=db.user, password=db.password(),
                            database=db.database, connect_timeout=int(max(1, db.connect_timeout)),
                            ssl_disabled=True)  # a loopback probe; TLS setup would cost ~40 ms
     with conn, conn.cursor() as cur:
@@ -200,9 +177,6 @@ def _users_empty(config: Config) -> bool:
 
 
 def _seed_if_empty(config: Config, users: int, say: Say) -> None:
-    if _missing("backends.seed"):
-        say("seed     skipped: backends.seed is not written yet")
-        return
     try:
         empty = _users_empty(config)
     except pymysql.MySQLError as exc:
@@ -210,15 +184,14 @@ def _seed_if_empty(config: Config, users: int, say: Say) -> None:
         return
     if not empty:
         return
-    from backends.seed import seed
-    say(f"seed     {users} demo users (credentials in {config.stack.data_dir / 'seed-users.json'})")
-    _run(seed(config, users=users))
+    say(f"seed     {users} demo users (credentials in {credentials_path(config)})")
+    asyncio.run(seed(config, users=users))
 
 
 def _demo_user(config: Config) -> dict[str, Any] | None:
     """The first seeded user ({"id", "login", "password"}) from seed-users.json, if there is one."""
     try:
-        data = json.loads((config.stack.data_dir / "seed-users.json").read_text())
+        data = json.loads(credentials_path(config).read_text())
         first = data["users"][0]
         return {"id": int(first["id"]), "login": str(first["login"]), "password": str(first["password"])}
     except (OSError, ValueError, KeyError, IndexError, TypeError):
@@ -227,15 +200,15 @@ def _demo_user(config: Config) -> dict[str, Any] | None:
 
 def _print_try(config: Config, say: Say) -> None:
     _, logs, _ = _dirs(config)
-    base = f"http://{_probe_host(config.proxy.host)}:{config.proxy.port}"
+    base = f"http://{loopback(config.proxy.host)}:{config.proxy.port}"
     say(f"logs in {logs}; stop everything with: cachegate down")
     user = _demo_user(config)
     if user is None:
         return
-    # The credentials are read from the file by the printed command, so they never appear in a log or CI output.
-    seed = config.stack.data_dir / "seed-users.json"
+    # The printed command reads the credentials from the file, so they never appear in a log or CI output.
+    seeded = credentials_path(config)
     say("try it (the first demo user of seed-users.json):")
-    say(f"  TOKEN=$(python3 -c 'import json; u = json.load(open(\"{seed}\"))[\"users\"][0]; "
+    say(f"  TOKEN=$(python3 -c 'import json; u = json.load(open(\"{seeded}\"))[\"users\"][0]; "
         "print(json.dumps({\"login\": u[\"login\"], \"password\": u[\"password\"]}))' |")
     say(f"    curl -s -X POST {base}/auth/token -H 'Content-Type: application/json' -d @- |")
     say("    python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')")

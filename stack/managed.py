@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from stack.process import (StackError, log_tail, pid_alive, pid_cmdline, read_pid_file, spawn, wait_until,
-                           write_pid_file)
+from stack.process import (StackError, group_members, log_tail, pid_alive, pid_cmdline, read_pid_file, spawn,
+                           wait_until, write_pid_file)
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -18,7 +18,7 @@ class ManagedProcess:
     """A command run in its own session; its pid file says whether it runs, its probe whether it is ready."""
 
     def __init__(self, name: str, argv: list[str], *, port: int, pid_path: Path, log_path: Path,
-                 ready: Callable[[], bool], cwd: Path | None = None, marker: str = "stack.cli") -> None:
+                 ready: Callable[[], bool], module: str, cwd: Path | None = None) -> None:
         self.name = name
         self.argv = argv
         self.port = port
@@ -26,8 +26,8 @@ class ManagedProcess:
         self.log_path = log_path
         self.ready = ready
         self.cwd = cwd
-        # Text that must appear in the pid's command line, so a recycled pid is never mistaken for ours.
-        self.marker = marker
+        # `-m <module>` must be in the pid's command line, so a recycled pid is never mistaken for ours.
+        self.marker = f" -m {module} "
         self._popen: subprocess.Popen | None = None
 
     @property
@@ -35,7 +35,7 @@ class ManagedProcess:
         if self._popen is not None and self._popen.poll() is None:
             return self._popen.pid
         pid = read_pid_file(self.pid_path)
-        if pid_alive(pid) and self.marker in pid_cmdline(pid):
+        if pid_alive(pid) and self.marker in " " + pid_cmdline(pid):
             return pid
         return None
 
@@ -76,7 +76,7 @@ class ManagedProcess:
         def gone() -> bool:
             if self._popen is not None and self._popen.pid == pid:
                 self._popen.poll()  # reap our child, or it lingers as a zombie
-            return not pid_alive(pid) and not _group_alive(pid)
+            return not pid_alive(pid) and not group_members(pid)  # a worker may outlive its parent a moment
         return wait_until(gone, timeout)
 
 
@@ -85,19 +85,3 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a live process of the group remains (a worker may outlive its parent for a moment)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        # fields: state, ppid, pgrp, ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 import pymysql
 
 from stack.net import port_open
-from stack.process import (StackError, log_tail, pid_alive, pid_cmdline, read_pid_file, spawn,
-                           terminate, wait_until)
+from stack.process import (StackError, log_tail, pid_alive, pid_cmdline, read_pid_file, spawn, terminate,
+                           wait_until)
 
 INIT_TIMEOUT = 120.0
 START_TIMEOUT = 60.0
@@ -151,7 +151,8 @@ class MariaDBServer:
             if not _NAME.fullmatch(name):
                 raise StackError(f"mariadb: {kind} name {name!r} must match {_NAME.pattern}")
         statements: list[tuple[str, Sequence[Any] | None]] = [
-            (f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", None)]
+            (f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+             None)]
         for host in ("127.0.0.1", "localhost"):
             statements += [(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY %s", (password,)),
                            (f"ALTER USER '{user}'@'{host}' IDENTIFIED BY %s", (password,)),

@@ -42,6 +42,21 @@ def pid_cmdline(pid: int) -> str:
         return ""
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (a process we started in its own session, and its children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def read_pid_file(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())

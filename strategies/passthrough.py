@@ -1,14 +1,19 @@
 """Passthrough: forward the request as it is; nothing is read from or stored in the cache."""
 from __future__ import annotations
 
-from proxy.httpcache import cache_status
-from strategies.base import Context, Reply, Strategy, register_strategy
+from types import MappingProxyType
+
+from cachegate.routes import OPTIONS
+from strategies.base import Context, Outcome, Reply, Strategy
+
+PASSTHROUGH = Outcome.bypass("passthrough")
 
 
-@register_strategy
 class Passthrough(Strategy):
     name = "passthrough"
+    forbidden = MappingProxyType({option: "passthrough stores and drops nothing; remove it"
+                                  for option in OPTIONS})
 
     async def _handle(self, ctx: Context) -> Reply:
-        status = cache_status(fwd="bypass", detail="passthrough")
-        return await self.forward(ctx, status, "bypass", "passthrough")
+        ctx.outcome = PASSTHROUGH
+        return await self.forward(ctx)

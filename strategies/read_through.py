@@ -5,31 +5,41 @@ import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 
 from proxy.errors import CacheUnavailable, UpstreamError
-from proxy.httpcache import (NEGATIVE_STATUSES, NOT_MODIFIED_HEADERS, SAFE_METHODS, cache_status, decide,
-                             etag_matches, stored_headers, unconditional, version_of)
-from proxy.store import OPEN, STORED, Entry, Lookup, make_entry
-from strategies.base import UNAVAILABLE, Context, Reply, Strategy, register_strategy, reply_from
+from proxy.records import Entry, Lookup, make_entry
+from proxy.store import OPEN, STORED
+from proxy.upstream import UpstreamResponse
+from strategies.base import UNAVAILABLE_OUTCOME, Context, Outcome, Reply, Strategy, reply_from
 from strategies.flights import Flights
-
-if TYPE_CHECKING:
-    from proxy.upstream import UpstreamResponse
+from strategies.httpcache import (NEGATIVE_STATUSES, NOT_MODIFIED_HEADERS, SAFE_METHODS, UNAVAILABLE, decide,
+                                  etag_matches, stored_headers, unconditional, version_of)
 
 MAX_REMEMBERED_FAILURES = 10_000
+METHOD = Outcome.bypass("method", fwd="method", detail="")
+NO_KEY = Outcome.bypass("no-key")
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
     response: UpstreamResponse
-    stored: bool
-    detail: str | None = None  # why it was not stored
+    fill: Outcome               # stored, or not_stored and why (also the detail of the answer's Cache-Status)
+
+    @property
+    def stored(self) -> bool:
+        return self.fill.outcome == STORED
 
 
-@register_strategy
 class ReadThrough(Strategy):
     name = "read-through"
+    methods = SAFE_METHODS
+    methods_rule = "serves only GET and HEAD"
+    needs_key = True
+    stores = True
+    forbidden = MappingProxyType({
+        "invalidates": "a read-through rule invalidates nothing; put invalidates on the write rule"})
 
     def __init__(self, **clients: Any) -> None:
         super().__init__(**clients)
@@ -45,42 +55,45 @@ class ReadThrough(Strategy):
 
     async def _handle(self, ctx: Context) -> Reply:
         if ctx.request.method not in SAFE_METHODS:
-            return await self.forward(ctx, cache_status(fwd="method"), "bypass", "method")
+            ctx.outcome = METHOD
+            return await self.forward(ctx)
         if ctx.key is None:
-            return await self.forward(ctx, cache_status(fwd="bypass", detail="no-key"), "bypass", "no-key")
+            ctx.outcome = NO_KEY
+            return await self.forward(ctx)
         try:
             seen = await self.store.lookup(ctx.key, ctx.route.tags)
         except CacheUnavailable:
-            return reply_from(await self.send(ctx), self.unavailable(ctx))
+            ctx.outcome = UNAVAILABLE_OUTCOME
+            return await self.forward(ctx)
         entry, now = seen.entry, time.time()
         if entry is None or now >= entry.stale_until:
             return await self._miss(ctx, seen)
         if now < entry.fresh_until:
-            return self._serve(ctx, entry, now, cache_status(hit=True, ttl=entry.fresh_until - now), "hit")
+            return self._serve(ctx, entry, now, Outcome("hit", hit=True, ttl=entry.fresh_until - now))
         return self._serve_stale(ctx, seen, entry, now)
 
     def _serve_stale(self, ctx: Context, seen: Lookup, entry: Entry, now: float) -> Reply:
         """Within grace: answer at once and let one background fetch refresh the entry."""
         failed = self._failures.get(ctx.key)
         if ctx.request.method == "GET":
-            self.flights.start(ctx.key, lambda: self._fetch(ctx, seen))
+            self.flights.start(ctx.key, lambda: self._fill(ctx, seen))
         ttl = entry.fresh_until - now
         if failed is not None:
-            return self._serve(ctx, entry, now, cache_status(hit=True, ttl=ttl, fwd_status=failed,
-                                                             detail="stale-if-error"), "stale_error")
-        return self._serve(ctx, entry, now, cache_status(hit=True, ttl=ttl, detail="stale-while-revalidate"),
-                           "stale", "revalidate")
+            outcome = Outcome("stale_error", hit=True, ttl=ttl, fwd_status=failed, detail="stale-if-error")
+        else:
+            outcome = Outcome("stale", "revalidate", hit=True, ttl=ttl, detail="stale-while-revalidate")
+        return self._serve(ctx, entry, now, outcome)
 
-    def _serve(self, ctx: Context, entry: Entry, now: float, status: str, outcome: str,
-               reason: str = "") -> Reply:
+    def _serve(self, ctx: Context, entry: Entry, now: float, outcome: Outcome) -> Reply:
         age = ("Age", str(entry.age(now)))
         etag = next((value for name, value in entry.headers if name == "ETag"), None)
         if entry.status == 200 and etag_matches(ctx.request.headers.get("If-None-Match"), etag):
-            self.count(ctx, "revalidated")
+            outcome.outcome, outcome.reason = "revalidated", ""
+            ctx.outcome = outcome
             validators = [(n, v) for n, v in entry.headers if n in NOT_MODIFIED_HEADERS]
-            return Reply(304, [*validators, age], b"", status)
-        self.count(ctx, outcome, reason)
-        return Reply(entry.status, [*entry.headers, age], entry.body, status)
+            return Reply(304, [*validators, age], b"")
+        ctx.outcome = outcome
+        return Reply(entry.status, [*entry.headers, age], entry.body)
 
     async def _miss(self, ctx: Context, seen: Lookup) -> Reply:
         key = ctx.key
@@ -88,35 +101,43 @@ class ReadThrough(Strategy):
         running = self.flights.running(key)
         if running is not None:
             try:
-                fetched = await asyncio.wait_for(asyncio.shield(running), self.cache.fill_wait)
+                fetched = await asyncio.wait_for(asyncio.shield(running), self.settings.fill_wait)
             except TimeoutError:
                 pass  # the fill in flight is too slow: go upstream ourselves (the store arbitrates fills)
             else:
-                self.count(ctx, "coalesced")
-                return self._answer(ctx, fetched, cache_status(fwd="miss", fwd_status=fetched.response.status,
-                                                               collapsed=True))
-            self.count(ctx, "miss")
-            fetched = await self._fetch(ctx, seen)
+                ctx.outcome = Outcome("coalesced", fwd="miss", fwd_status=fetched.response.status,
+                                      collapsed=True)
+                return self._answer(ctx, fetched, own=False)
+            ctx.outcome = Outcome("miss", fwd="miss")
+            fetched = await self._fill(ctx, seen)
         elif ctx.request.method == "HEAD":  # no body to store; a GET will fill
-            return await self.forward(ctx, cache_status(fwd="miss"), "miss")
+            ctx.outcome = Outcome("miss", fwd="miss")
+            return await self.forward(ctx)
         else:
-            self.count(ctx, "miss")
-            fetched = await asyncio.shield(self.flights.start(key, lambda: self._fetch(ctx, seen)))
-        return self._answer(ctx, fetched, cache_status(fwd="miss", fwd_status=fetched.response.status,
-                                                       stored=fetched.stored, detail=fetched.detail))
+            ctx.outcome = Outcome("miss", fwd="miss")
+            fetched = await asyncio.shield(self.flights.start(key, lambda: self._fill(ctx, seen)))
+        ctx.outcome = Outcome("miss", fwd="miss", fwd_status=fetched.response.status, stored=fetched.stored,
+                              detail=None if fetched.stored else fetched.fill.reason)
+        return self._answer(ctx, fetched)
 
-    def _answer(self, ctx: Context, fetched: Fetched, status: str) -> Reply:
+    def _answer(self, ctx: Context, fetched: Fetched, *, own: bool = True) -> Reply:
         response = fetched.response
         if response.status == 200 and etag_matches(ctx.request.headers.get("If-None-Match"),
                                                    response.headers.get("ETag")):
             validators = [(n, response.headers[n]) for n in NOT_MODIFIED_HEADERS if n in response.headers]
-            return Reply(304, validators, b"", status)
-        return reply_from(response, status)
+            return Reply(304, validators, b"", elapsed=response.elapsed if own else None)
+        return reply_from(response, own=own)
+
+    async def _fill(self, ctx: Context, seen: Lookup) -> Fetched:
+        """One fetch and fill (a request's own, or a refresh in the background); counts what it stored."""
+        fetched = await self._fetch(ctx, seen)
+        self._count(ctx.route_name, fetched.fill)
+        return fetched
 
     async def _fetch(self, ctx: Context, seen: Lookup) -> Fetched:
         """GET the full entity (no validators, so never a 304) and store it if the rules allow."""
         key, route = ctx.key, ctx.route
-        assert key is not None
+        assert key is not None and route.ttl is not None and route.negative_ttl is not None
         refused = None
         if seen.fenced:  # a write is or was in flight: fill only with what is read after it has ended
             try:
@@ -134,25 +155,21 @@ class ReadThrough(Strategy):
             self._remember(key, response.status)
         else:
             self._failures.pop(key, None)
-        decision = decide(response.status, response.headers, ttl=self.ttl(route),
-                          negative_ttl=self.negative_ttl(route))
+        decision = decide(response.status, response.headers, ttl=route.ttl, negative_ttl=route.negative_ttl)
         if not decision.store or refused is not None:
-            reason = decision.reason if not decision.store else refused
-            self.count(ctx, "not_stored", reason)
-            return Fetched(response, False, reason)
+            why = decision.reason if not decision.store else refused
+            return Fetched(response, Outcome("not_stored", why))
         negative = response.status in NEGATIVE_STATUSES  # a 404 gets no grace: it must not outlive a create
         entry = make_entry(response.status, stored_headers(response.headers), response.body,
                            version=version_of(response.headers, response.body), now=time.time(),
-                           ttl=self.jittered(decision.ttl), grace=0.0 if negative else self.grace(route))
+                           ttl=self.jittered(decision.ttl), grace=0.0 if negative else route.grace or 0.0)
         try:
             outcome = await self.store.fill(key, entry, seen=seen, tags=route.tags)
         except CacheUnavailable:
             outcome = UNAVAILABLE
         if outcome == STORED:
-            self.count(ctx, "stored")
-            return Fetched(response, True)
-        self.count(ctx, "not_stored", outcome)
-        return Fetched(response, False, outcome)
+            return Fetched(response, Outcome(STORED))
+        return Fetched(response, Outcome("not_stored", outcome))
 
     def _remember(self, key: str, status: int) -> None:
         if len(self._failures) >= MAX_REMEMBERED_FAILURES:

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from proxy.config import load_config
+from cachegate.config import load_config
 from stack.net import free_port
 from stack.process import terminate, wait_until
 from stack.redis_acl import gateway_rules

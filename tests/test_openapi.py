@@ -12,7 +12,7 @@ from backends.paths.app import create_app as paths_app
 from backends.trips.app import create_app as trips_app
 from backends.users.app import PUBLIC
 from backends.users.app import create_app as users_app
-from proxy.config import load_config
+from cachegate.config import load_config
 from stack.keys import ensure_jwt_keys
 
 REPO = Path(__file__).resolve().parents[1]

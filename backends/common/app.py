@@ -1,4 +1,4 @@
-"""`make_app`: the shape every service shares (middlewares, body limit, db pool, Bearer auth)."""
+"""`make_app`: the shape every service shares (middlewares, its own body limit, db pool, Bearer auth)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
@@ -9,7 +9,8 @@ from aiohttp.typedefs import Handler, Middleware
 from backends.common.db import DB_POOL, pool_ctx
 from backends.common.errors import bad_request, error_middleware
 from backends.common.tokens import TokenVerifier, TokenVersions, bearer_token
-from proxy.config import Config
+from cachegate.config import Config
+from cachegate.errors import ConfigError
 
 CONFIG: web.AppKey[Config] = web.AppKey("config", Config)
 TOKEN_VERSIONS: web.AppKey[TokenVersions] = web.AppKey("token_versions", TokenVersions)
@@ -44,14 +45,17 @@ def auth_middleware(verifier: TokenVerifier, versions: TokenVersions, *,
     return middleware
 
 
-def make_app(config: Config, routes: Iterable[web.AbstractRouteDef], *, auth: bool = True,
+def make_app(config: Config, service: str, routes: Iterable[web.AbstractRouteDef], *, auth: bool = True,
              public: Collection[tuple[str, str]] = ()) -> web.Application:
-    """A service app: JSON errors, `client_max_size` from proxy.max_body, the pool, and (by default) auth."""
+    """A service app: JSON errors, `client_max_size` from services.<service>.max_body, the pool, and (by
+    default) auth."""
+    if service not in config.services:
+        raise ConfigError(f"services.{service}: not configured (known: {', '.join(sorted(config.services))})")
     middlewares: list[Middleware] = [error_middleware]
     versions = TokenVersions()
     if auth:
         middlewares.append(auth_middleware(TokenVerifier(config.auth), versions, public=public))
-    app = web.Application(middlewares=middlewares, client_max_size=config.proxy.max_body)
+    app = web.Application(middlewares=middlewares, client_max_size=config.services[service].max_body)
     app[CONFIG] = config
     app[TOKEN_VERSIONS] = versions
     app.cleanup_ctx.append(pool_ctx(config.mariadb))

@@ -14,7 +14,7 @@ import aiomysql
 import pymysql
 from aiohttp import web
 
-from proxy.config import MariaDBConfig
+from cachegate.settings import MariaDBConfig
 
 Row = dict[str, Any]
 Args = Sequence[Any] | None

@@ -1,4 +1,4 @@
-"""The services' side of the token rules: proxy.tokens checks the token, the database says if it still holds.
+"""The services' side of the token rules: cachegate.tokens checks the token, the database says if it holds.
 
 A token names a user and that user's token version when it was issued; deleting the user removes the row
 and changing the password bumps `users.token_version`, so either voids every older token. The current
@@ -14,15 +14,15 @@ import aiomysql
 
 from backends.common import db
 from backends.common.errors import ApiError, unauthorized
-from proxy.config import AuthConfig
-from proxy.tokens import Claims, TokenRefused, TokenRules, revoked
+from cachegate.settings import AuthConfig
+from cachegate.tokens import Claims, TokenRefused, TokenRules, revoked
 
 FRESH = 1.0          # seconds a user's token version is trusted without asking the database again
 MAX_USERS = 100_000  # users remembered at once per process
 
 
 class TokenVerifier:
-    """Checks a token's signature and claims (proxy.tokens), as a 401 ApiError for the services."""
+    """Checks a token's signature and claims (cachegate.tokens), as a 401 ApiError for the services."""
 
     def __init__(self, auth: AuthConfig, *, clock: Callable[[], float] = time.time) -> None:
         self._rules = TokenRules(auth, clock=clock)

@@ -5,8 +5,8 @@ from aiohttp import web
 
 from backends.common.app import make_app
 from backends.paths import handlers
-from proxy.config import Config
+from cachegate.config import Config
 
 
 def create_app(config: Config) -> web.Application:
-    return make_app(config, handlers.routes)
+    return make_app(config, "paths", handlers.routes)

@@ -5,14 +5,14 @@ from aiohttp import web
 
 from backends.common.app import make_app
 from backends.users import auth, handlers
-from proxy.config import Config
-from proxy.tokens import TokenIssuer
+from cachegate.config import Config
+from cachegate.tokens import TokenIssuer
 
 # Registering and exchanging credentials are the only calls without a Bearer token.
 PUBLIC = (("POST", "/users"), ("POST", "/auth/token"))
 
 
 def create_app(config: Config) -> web.Application:
-    app = make_app(config, [*auth.routes, *handlers.routes], public=PUBLIC)
+    app = make_app(config, "users", [*auth.routes, *handlers.routes], public=PUBLIC)
     app[auth.ISSUER] = TokenIssuer(config.auth)
     return app

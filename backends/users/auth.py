@@ -11,7 +11,7 @@ from backends.common.validation import read_json, validate
 from backends.users import repository as repo
 from backends.users.passwords import verify_password_async
 from backends.users.schemas import CREDENTIALS
-from proxy.tokens import TokenIssuer
+from cachegate.tokens import TokenIssuer
 
 ISSUER: web.AppKey[TokenIssuer] = web.AppKey("token_issuer", TokenIssuer)
 

@@ -18,7 +18,7 @@ from backends.common.validation import ID_ROUTE, check_query, page, path_id, que
 from backends.users import repository as repo
 from backends.users.passwords import hash_password_async
 from backends.users.schemas import LOGIN, REGISTER, UPDATE
-from proxy.tokens import REVOCATION_HEADER, revocation_header
+from cachegate.tokens import REVOCATION_HEADER, revocation_header
 
 routes = web.RouteTableDef()
 USER_ID = "/users/" + ID_ROUTE

@@ -1,10 +1,10 @@
--- Shared by every script (the store puts it in front of each): the record layout of proxy/store.py.
--- A record is a prefix (format, kind, epoch, floor = the highest version the key has seen, token), then
--- for an entry the encoded response, and for a "writing" record (a write fence) the writes in flight:
--- each an 8-byte writer id and its deadline in milliseconds of Redis time.
-local PREFIX, PREFIX_SIZE, FORMAT = '>BBI8I8c8', 26, 1
-local ENTRY, TOMBSTONE, DROPPED, WRITING = 1, 2, 3, 4
-local WRITER, WRITER_SIZE = '>c8I8', 16
+-- Shared by every script (the store puts it in front of each): the record layout of proxy/records.py,
+-- whose numbers (FORMAT, the kinds ENTRY, TOMBSTONE, DROPPED, WRITING, PREFIX_SIZE, WRITER_SIZE) come
+-- first, from there. A record is a prefix (format, kind, epoch, floor = the highest version the key has
+-- seen, token), then for an entry the encoded response, and for a "writing" record (a write fence) the
+-- writes in flight: each an 8-byte writer id and its deadline in milliseconds of Redis time.
+local PREFIX = '>BBI8I8c8'  -- records.PREFIX, in Lua's struct notation
+local WRITER = '>c8I8'      -- records.WRITER
 
 local function clock_ms()
   local clock = redis.call('TIME')

@@ -8,24 +8,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from backends.migrate import migrate
 from backends.paths.app import create_app as paths_app
 from backends.trips.app import create_app as trips_app
 from backends.users.app import create_app as users_app
-from proxy.config import Config
-from proxy.tokens import TokenIssuer
-from service_helpers import SERVICE_ONLY, Account, profile
+from cachegate.config import Config
+from cachegate.tokens import TokenIssuer
+from tests.support.services import Account, profile
 
 _logins = itertools.count(1)
-
-
-@pytest.fixture
-async def db_config(make_config: Callable[..., Config]) -> Config:
-    """Like the shared db_config (a fresh, migrated database), with the one-rule route table of
-    SERVICE_ONLY: the services never read routes, and these tests need not wait on the strategies."""
-    config = make_config(SERVICE_ONLY)
-    await migrate(config)
-    return config
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import yaml
 
 from backends.common.db import connect
 from backends.common.validation import EMAIL_RE
-from service_helpers import PASSWORD, error_of, profile
+from tests.support.services import PASSWORD, error_of, profile
 
 JSON = {"Content-Type": "application/json"}
 SPEC = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())

@@ -8,8 +8,7 @@ import stat
 from backends.migrate import SCHEMA_DIR, migrate, statements
 from backends.seed import KNOWN_USERS, seed, seed_row
 from backends.users.app import create_app as users_app
-from dbrows import fetch_rows
-from service_helpers import SERVICE_ONLY
+from tests.support.dbrows import fetch_rows
 
 ROWS = "SELECT login, first_name, last_name, email, title FROM users ORDER BY login"
 
@@ -26,7 +25,7 @@ def test_statements_split_on_line_ends_and_drop_comments():
 
 
 async def test_migrate_applies_once_even_when_run_concurrently(make_config):
-    config = make_config(SERVICE_ONLY)
+    config = make_config()
     first, second = await asyncio.gather(migrate(config), migrate(config))
     assert sorted([first, second]) == [[], ["001_init.sql", "002_token_version.sql"]]
     assert await migrate(config) == []
@@ -40,7 +39,7 @@ async def test_migrate_applies_once_even_when_run_concurrently(make_config):
 
 
 async def test_migrate_applies_new_files_in_order(make_config, tmp_path):
-    config = make_config(SERVICE_ONLY)
+    config = make_config()
     schema = tmp_path / "schema"
     schema.mkdir()
     (schema / "001_init.sql").write_text((SCHEMA_DIR / "001_init.sql").read_text())
@@ -52,7 +51,7 @@ async def test_migrate_applies_new_files_in_order(make_config, tmp_path):
 
 
 async def test_seed_is_deterministic_idempotent_and_its_credentials_work(make_config, aiohttp_client):
-    config = make_config(SERVICE_ONLY)
+    config = make_config()
     await migrate(config)
     seen = []
     result = await seed(config, users=25, progress=lambda done, total: seen.append((done, total)))
@@ -64,7 +63,7 @@ async def test_seed_is_deterministic_idempotent_and_its_credentials_work(make_co
     assert rows[0][0] == "user000001" and rows[-1][0] == "user000025"
 
     # The same N on another database gives the same rows.
-    other = make_config(SERVICE_ONLY)
+    other = make_config()
     await migrate(other)
     await seed(other, users=25)
     assert await query(other, ROWS) == rows
@@ -96,7 +95,7 @@ async def test_seed_is_deterministic_idempotent_and_its_credentials_work(make_co
 
 
 async def test_seed_without_its_credentials_file_gives_known_users_new_passwords(make_config, aiohttp_client):
-    config = make_config(SERVICE_ONLY)
+    config = make_config()
     await migrate(config)
     first = await seed(config, users=12)
     old = json.loads(first.credentials.read_text())["users"][0]

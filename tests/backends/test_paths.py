@@ -1,7 +1,7 @@
 """The paths service: create (owner = caller), read, search by start prefix, and the errors."""
 from __future__ import annotations
 
-from service_helpers import error_of
+from tests.support.services import error_of
 
 
 async def create(paths, account, start: str, end: str) -> dict:

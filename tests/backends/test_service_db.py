@@ -9,7 +9,7 @@ import pytest
 
 from backends.migrate import migrate
 from backends.users.app import create_app as users_app
-from service_helpers import PASSWORD, SERVICE_ONLY, error_of, profile
+from tests.support.services import PASSWORD, error_of, profile
 
 
 class TcpRelay:
@@ -74,7 +74,7 @@ async def relay(mariadb_server):
 
 
 async def test_256_concurrent_reads_share_a_small_pool(aiohttp_client, make_config):
-    config = make_config({**SERVICE_ONLY, "mariadb": {"pool": {"min": 1, "max": 4}}})
+    config = make_config({"mariadb": {"pool": {"min": 1, "max": 4}}})
     await migrate(config)
     # No client-side connection limit: all 256 requests reach the service at once.
     client = await aiohttp_client(users_app(config), connector=aiohttp.TCPConnector(limit=0))
@@ -86,7 +86,7 @@ async def test_256_concurrent_reads_share_a_small_pool(aiohttp_client, make_conf
 
 
 async def test_reads_survive_dead_connections_and_outages_are_503(aiohttp_client, make_config, relay):
-    config = make_config({**SERVICE_ONLY, "mariadb": {"port": relay.port, "pool": {"min": 2, "max": 2}}})
+    config = make_config({"mariadb": {"port": relay.port, "pool": {"min": 2, "max": 2}}})
     await migrate(config)
     client = await aiohttp_client(users_app(config))
     headers = await sign_up(client, "faulty")

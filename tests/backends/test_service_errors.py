@@ -7,7 +7,7 @@ from aiohttp import web
 
 from backends.common.app import make_app
 from backends.common.errors import ApiError
-from service_helpers import SERVICE_ONLY, error_of
+from tests.support.services import error_of
 
 
 async def boom(request: web.Request) -> web.Response:
@@ -20,7 +20,7 @@ async def refuse(request: web.Request) -> web.Response:
 
 async def test_unexpected_errors_are_logged_500_json(aiohttp_client, make_config, caplog):
     routes = [web.get("/boom", boom), web.get("/refuse", refuse)]
-    app = make_app(make_config(SERVICE_ONLY), routes, auth=False)
+    app = make_app(make_config(), "users", routes, auth=False)
     client = await aiohttp_client(app)
     with caplog.at_level(logging.ERROR, logger="backends.errors"):
         resp = await client.get("/boom")
@@ -35,7 +35,7 @@ async def test_auth_middleware_guards_all_but_public_routes(aiohttp_client, make
     async def ok(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    app = make_app(make_config(SERVICE_ONLY), [web.get("/open", ok), web.get("/closed", ok)],
+    app = make_app(make_config(), "users", [web.get("/open", ok), web.get("/closed", ok)],
                    public=[("GET", "/open")])
     client = await aiohttp_client(app)
     assert (await client.get("/open")).status == 200

@@ -13,7 +13,7 @@ import pytest
 
 from backends.migrate import migrate
 from backends.runner import run_service
-from service_helpers import SERVICE_ONLY, profile
+from tests.support.services import profile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ async def wait_for_port(host: str, port: int, proc: subprocess.Popen, deadline_s
 
 @pytest.mark.slow
 async def test_service_process_serves_and_stops_on_sigterm(make_config, tmp_path):
-    config = make_config.file(SERVICE_ONLY)
+    config = make_config.file()
     await migrate(config)
     where = config.services["users"]
     log = (tmp_path / "users.log").open("wb")
@@ -60,4 +60,4 @@ async def test_service_process_serves_and_stops_on_sigterm(make_config, tmp_path
 
 def test_unknown_service_is_refused(make_config):
     with pytest.raises(ValueError, match="unknown service 'admin'"):
-        run_service("admin", make_config(SERVICE_ONLY))
+        run_service("admin", make_config())

@@ -15,9 +15,9 @@ from multidict import CIMultiDict
 
 from backends.common.errors import ApiError
 from backends.common.tokens import FRESH, TokenVerifier, TokenVersions
-from proxy.tokens import TokenIssuer
-from service_helpers import PASSWORD, error_of
-from token_cases import CASES
+from cachegate.tokens import TokenIssuer
+from tests.support.services import PASSWORD, error_of
+from tests.support.token_cases import CASES
 
 
 async def test_every_token_rule(users, account, db_config):

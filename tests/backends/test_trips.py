@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from service_helpers import error_of
+from tests.support.services import error_of
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """GET /users/search: name prefix masks (with % and _ taken literally), pagination and its bounds."""
 from __future__ import annotations
 
-from service_helpers import error_of
+from tests.support.services import error_of
 
 NAMES = [("Ann", "Smith"), ("Anna", "Smithson"), ("Bob", "Smith"), ("Annabel", "Jones"),
          ("Zoe", "100%_real"), ("Zed", "100xxreal"), ("Al_x", "Under"), ("Alyx", "Under")]

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from service_helpers import PASSWORD, PRIVATE_FIELDS, error_of, profile, public_view
+from backends.migrate import migrate
+from backends.users.app import create_app as users_app
+from tests.support.services import PASSWORD, PRIVATE_FIELDS, error_of, profile, public_view
 
 
 def basic(login: str, password: str) -> dict[str, str]:
@@ -61,9 +63,20 @@ async def test_register_content_type_and_malformed_json(users):
 
 
 async def test_body_over_max_body_is_413(users, db_config):
-    big = "x" * (db_config.proxy.max_body + 10)
+    big = "x" * (db_config.services["users"].max_body + 10)
     resp = await users.post("/users", data=big, headers={"Content-Type": "application/json"})
     assert await error_of(resp, 413) == "payload_too_large"
+
+
+async def test_a_service_has_a_body_limit_of_its_own(aiohttp_client, make_config):
+    """Regression: the services read proxy.max_body, the proxy's own setting."""
+    config = make_config({"services": {"users": {"max_body": "2KiB"}}, "proxy": {"max_body": "1MiB"}})
+    await migrate(config)
+    users = await aiohttp_client(users_app(config))
+    resp = await users.post("/users", json=profile("biggish", title="x" * 3000))
+    assert await error_of(resp, 413) == "payload_too_large"
+    resp = await users.post("/users", json=profile("small"))
+    assert resp.status == 201, await resp.text()
 
 
 async def test_token_by_json_and_by_basic(users, account):

@@ -23,7 +23,7 @@ async def proxy_process(make_world):
     world = await make_world(as_file=True)
     await world.proxy.close()  # the in-process proxy and admin listener give their ports to the process
     await world.admin.close()
-    proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "proxy", "--config", str(world.config.path)],
+    proc = subprocess.Popen([sys.executable, "-m", "cachegate", "proxy", "--config", str(world.config.path)],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=_env())
     try:
@@ -41,7 +41,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 async def cachegate(world, *args: str, **env: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stack.cli", *args, "--config", str(world.config.path), env=_env(**env),
+        sys.executable, "-m", "cachegate", *args, "--config", str(world.config.path), env=_env(**env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode, out.decode(), err.decode()

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from yarl import URL
 
-from proxy.app import GATEWAY, STORE
+from proxy.appkeys import GATEWAY, STORE
 
 REPO = Path(__file__).resolve().parents[2]
 

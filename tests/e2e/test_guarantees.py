@@ -141,7 +141,8 @@ async def test_read_your_writes_and_monotonic_versions_under_concurrency(world):
 
     async def writer(uid: int, auth: str) -> None:
         for n in range(8):
-            resp = await world.proxy.patch(f"/users/{uid}", json={"title": f"t{n}"}, headers={"Authorization": auth})
+            resp = await world.proxy.patch(f"/users/{uid}", json={"title": f"t{n}"},
+                                           headers={"Authorization": auth})
             assert resp.status == 200, await resp.text()
             acked[uid] = max(acked[uid], etag_version(resp))
 

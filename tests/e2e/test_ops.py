@@ -1,4 +1,4 @@
-"""Operating the gateway: health, readiness, metrics, admin purge and the error answers of the proxy itself."""
+"""Operating the gateway: health, readiness, metrics, admin purge and the proxy's own error answers."""
 from __future__ import annotations
 
 import asyncio
@@ -7,9 +7,9 @@ import time
 
 import aiohttp
 import pytest
-from redisclients import admin_client
 
-from proxy.app import ACCESS_LOG
+from proxy.appkeys import ACCESS_LOG
+from tests.support.redisclients import admin_client
 
 
 async def test_health_ready_and_metrics(world):

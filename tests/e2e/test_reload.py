@@ -1,4 +1,4 @@
-"""Changing config.yaml changes policy without a restart: atomically, under load, and never to a bad config."""
+"""Changing config.yaml changes policy without a restart: atomically, under load, never to a bad config."""
 from __future__ import annotations
 
 import asyncio
@@ -103,7 +103,7 @@ def test_bad_config_is_refused_at_start(tmp_path):
     bad = tmp_path / "config.yaml"
     bad.write_text(yaml.safe_dump(data))
     for command in (["check-config", str(bad)], ["proxy", "--config", str(bad)]):
-        done = subprocess.run([sys.executable, "-m", "stack.cli", *command], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "cachegate", *command], capture_output=True, text=True,
                               timeout=60, cwd=tmp_path)
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert 'config.yaml: routes[3].ttl: expected a duration like 30s, got "soon"' in done.stderr

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
+from cachegate.config import load_config
 from proxy.app import create_app
-from proxy.config import load_config
 from proxy.revocations import RETRY
 from stack.net import free_port, http_ok
 from stack.process import wait_until
@@ -44,7 +44,7 @@ def second_config(path: Path) -> Path:
 async def two_gateways(make_world):
     world = await make_world(as_file=True)
     config_b = load_config(second_config(world.config.path), env={})
-    proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "proxy", "--workers", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "cachegate", "proxy", "--workers", "1",
                              "--config", str(config_b.path)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

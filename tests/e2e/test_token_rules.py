@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict
 
-from token_cases import CASES
+from tests.support.token_cases import CASES
 
 
 async def test_every_token_rule_on_a_cached_route(world):

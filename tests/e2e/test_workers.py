@@ -1,4 +1,5 @@
-"""`cachegate proxy --workers N`: N processes share the port, the master's admin calls reach every one."""
+"""`cachegate proxy --workers N`: N processes share the port, the master's admin calls reach every one,
+with the same rules as one process (proxy/control.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -9,10 +10,12 @@ import sys
 
 import aiohttp
 import pytest
+import yaml
 
 from stack.admin_client import AdminError, admin_call
 from stack.net import http_ok
 from stack.process import wait_until
+from tests.support.redisclients import admin_client
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +26,7 @@ async def two_workers(make_world):
     # The in-process proxy of the world is not used here: the workers listen on a port of their own.
     await world.proxy.close()
     await world.admin.close()
-    proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "proxy", "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "cachegate", "proxy", "--workers", "2",
                              "--config", str(world.config.path)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port, admin_port = world.config.proxy.port, world.config.proxy.admin_port
@@ -53,10 +56,12 @@ async def test_workers_share_the_port_and_follow_the_master(two_workers):
             state = await resp.json()
         assert len(state["workers"]) == 2
         async with http.post(base + "/users", json={
-                "login": "wendy", "password": "correct-horse-battery", "first_name": "Wendy", "last_name": "W",
+                "login": "wendy", "password": "correct-horse-battery", "first_name": "Wendy",
+                "last_name": "W",
                 "email": "wendy@example.com", "title": "x"}) as resp:
             uid = (await resp.json())["id"]
-        async with http.post(base + "/auth/token", json={"login": "wendy", "password": "correct-horse-battery"}) as r:
+        credentials = {"login": "wendy", "password": "correct-horse-battery"}
+        async with http.post(base + "/auth/token", json=credentials) as r:
             auth = {"Authorization": "Bearer " + (await r.json())["access_token"]}
 
         async def statuses() -> set[str]:
@@ -71,9 +76,75 @@ async def test_workers_share_the_port_and_follow_the_master(two_workers):
         assert any("hit" in s for s in await statuses())
         async with http.post(admin + "/-/admin/cache", json={"enabled": False}, headers=token) as resp:
             assert resp.status == 200
-        await asyncio.sleep(0.5)  # signals are delivered asynchronously
-        assert await statuses() == {"cachegate; fwd=bypass; detail=CACHE-OFF"}
+        # Signals are delivered asynchronously: poll until both workers answer with the cache off.
+        await until(lambda: statuses_are(statuses, {"cachegate; fwd=bypass; detail=CACHE-OFF"}))
         async with http.post(admin + "/-/admin/cache", json={"enabled": True}, headers=token) as resp:
             assert resp.status == 200
-        await asyncio.sleep(0.5)
-        assert "cachegate; fwd=bypass; detail=CACHE-OFF" not in await statuses()
+        await until(lambda: cache_is_on(statuses))
+
+
+async def until(probe, deadline: float = 10.0) -> None:
+    stop = asyncio.get_running_loop().time() + deadline
+    while not await probe():
+        assert asyncio.get_running_loop().time() < stop, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def statuses_are(statuses, expected: set[str]) -> bool:
+    return await statuses() == expected
+
+
+async def cache_is_on(statuses) -> bool:
+    return "cachegate; fwd=bypass; detail=CACHE-OFF" not in await statuses()
+
+
+async def test_cache_on_moves_the_epoch_once_however_many_workers(two_workers, redis_server):
+    """Regression: the master moved the epoch, then each worker moved it again (N+1 moves for one switch)."""
+    world, base, admin = two_workers
+    token = {"Authorization": f"Bearer {world.config.proxy.admin_token()}"}
+    observer = admin_client(redis_server)
+    epoch_key = f"{world.config.cache.prefix}:epoch"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(admin + "/-/admin/cache", json={"enabled": False}, headers=token) as resp:
+                assert resp.status == 200
+            before = int(await observer.get(epoch_key) or 0)
+            async with http.post(admin + "/-/admin/cache", json={"enabled": True}, headers=token) as resp:
+                assert resp.status == 200
+
+            async def every_worker_is_on() -> bool:
+                for _ in range(30):  # new connections, spread over both workers
+                    async with aiohttp.ClientSession() as one:
+                        wrong = {"login": "x", "password": "y"}
+                        async with one.post(f"{base}/auth/token", json=wrong) as resp:
+                            status = resp.headers["Cache-Status"]
+                            if status != "cachegate; fwd=bypass; detail=passthrough":
+                                assert status == "cachegate; fwd=bypass; detail=CACHE-OFF", status
+                                return False
+                return True
+
+            await until(every_worker_is_on)
+        assert int(await observer.get(epoch_key) or 0) == before + 1
+    finally:
+        await observer.aclose()
+
+
+async def test_the_master_refuses_a_process_setting_as_one_process_does(two_workers):
+    """Regression: the master skipped the restart-needed checks and counted generations workers refused."""
+    world, _, admin = two_workers
+    token = {"Authorization": f"Bearer {world.config.proxy.admin_token()}"}
+    path = world.config.path
+    data = yaml.safe_load(path.read_text())
+    data["redis"]["timeout"] = "400ms"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    async with aiohttp.ClientSession(headers=token) as http:
+        async with http.post(admin + "/-/admin/reload") as resp:
+            assert resp.status == 422
+            assert "redis.timeout: changed from 0.25 to 0.4" in (await resp.json())["error"]["message"]
+        async with http.get(admin + "/-/admin/state") as resp:
+            assert (await resp.json())["generation"] == 1
+        data["redis"]["timeout"] = "250ms"
+        data["cache"]["fill_wait"] = "3s"  # a setting of the generation: applied
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        async with http.post(admin + "/-/admin/reload") as resp:
+            assert resp.status == 200 and (await resp.json())["generation"] == 2

@@ -13,16 +13,16 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
-import redis.asyncio as aioredis
-from dbrows import fetch_rows
-from records import fence_of, redis_ms, wait_for_redis_time
-from redisclients import gateway_client
 
-from proxy.config import Config
+from cachegate.config import Config
 from proxy.metrics import Metrics
-from proxy.store import WRITING, CacheStore
+from proxy.records import WRITING
+from proxy.store import CacheStore
 from stack.net import http_ok
 from stack.process import wait_until
+from tests.support.dbrows import fetch_rows
+from tests.support.records import fence_of, redis_ms, wait_for_redis_time
+from tests.support.redisclients import gateway_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
 PASSWORD = "correct-horse-battery"
@@ -33,7 +33,7 @@ STORED = "cachegate; fwd=miss; fwd-status=200; stored"
 async def gateway(config: Config, log: Path) -> AsyncIterator[subprocess.Popen]:
     """`cachegate proxy` as a process of its own, on the config's port; stopped by pid if still alive."""
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "stack.cli", "proxy", "--config", str(config.path)],
+        proc = subprocess.Popen([sys.executable, "-m", "cachegate", "proxy", "--config", str(config.path)],
                                 start_new_session=True, stdout=out, stderr=out)
     try:
         up = await asyncio.to_thread(wait_until, lambda: http_ok("127.0.0.1", config.proxy.port), 60)

@@ -1,35 +1,12 @@
-"""Fixtures of the fuzz tests: the end-to-end world of tests/e2e, seeded with a user, a path and a trip.
-
-tests/e2e/conftest.py is loaded under a name of its own and its fixtures re-exported, so the fuzz tests
-run against exactly the harness the end-to-end tests use (real services, real proxy, real Redis and
-MariaDB) without a copy of it.
-"""
+"""Fixtures of the fuzz tests: the end-to-end world (tests/support/world.py), a user, a path and a trip."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-
-def _load_e2e_conftest() -> Any:
-    name = "cachegate_e2e_world"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "e2e" / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-_e2e = _load_e2e_conftest()
-World = _e2e.World
-make_world = _e2e.make_world  # re-exported: pytest finds fixtures by the conftest's attributes
+from tests.support.world import make_world, world  # noqa: F401  (fixtures: the harness the e2e tests use)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi import checks as oc
 
 from backends.common.db import connect
-from fuzz_checks import breaks_a_prose_rule, error_shape
+from tests.fuzz.fuzz_checks import breaks_a_prose_rule, error_shape
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 SEED = 20300601

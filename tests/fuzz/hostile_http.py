@@ -8,7 +8,7 @@ import asyncio
 import json
 from typing import Any
 
-from dbrows import fetch_rows
+from tests.support.dbrows import fetch_rows
 
 JSON = "application/json"
 

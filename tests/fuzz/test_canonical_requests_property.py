@@ -10,12 +10,13 @@ count bounds the run (no per-example deadline: the machine's load must not decid
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
-from hostile_http import send
-from proxy.app import GATEWAY, STORE
-from redisclients import admin_client
+from proxy.appkeys import GATEWAY, STORE
+from tests.fuzz.hostile_http import send
+from tests.support.redisclients import admin_client
 
 pytestmark = pytest.mark.slow
 
@@ -99,7 +100,8 @@ async def redis_admin(redis_server):
 @settings(max_examples=150, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-async def test_whatever_is_stored_under_a_key_is_what_its_canonical_request_returns(seeded, redis_admin, data):
+async def test_whatever_is_stored_under_a_key_is_what_its_canonical_request_returns(
+        seeded, redis_admin, data):
     ids = [str(seeded.user_id), str(seeded.other_id), str(seeded.path_id), str(seeded.trip_id), "987654"]
     world = seeded.world
     await clear_entries(world, redis_admin)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from hostile_http import assert_error, db_rows, send, snapshot
+from tests.fuzz.hostile_http import assert_error, db_rows, send, snapshot
 
 
 async def test_odd_ids_in_paths_are_404(seeded):

@@ -14,8 +14,8 @@ import time
 import pytest
 import yaml
 
-from proxy.tokens import TokenIssuer
-from fuzz_helpers import SPEC, Findings, Target, operations, run_all, written_rows_match
+from cachegate.tokens import TokenIssuer
+from tests.fuzz.fuzz_helpers import SPEC, Findings, Target, operations, run_all, written_rows_match
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hostile_http import assert_error, raw_request, send
+from tests.fuzz.hostile_http import assert_error, raw_request, send
 
 
 async def test_encoded_hash_in_a_query_value_reaches_the_service_intact(seeded):

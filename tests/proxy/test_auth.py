@@ -1,4 +1,4 @@
-"""Tokens at the proxy: the rules of proxy/tokens.py, remembered verifications, revocations, Basic once."""
+"""Tokens at the proxy: cachegate/tokens.py's rules, remembered verifications, revocations, Basic once."""
 from __future__ import annotations
 
 import asyncio
@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 from jose import jwt
-
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from cachegate.settings import AuthConfig
 from proxy.auth import Authenticator, single_authorization
-from proxy.config import AuthConfig
 from proxy.errors import AuthError, RequestError
 from stack.keys import ensure_jwt_keys
-from token_cases import CASES
+from tests.support.token_cases import CASES
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def token(key: str, **claims) -> str:
 
 async def refuse(auth: Authenticator, header: str | None, code: str | None = None) -> str:
     with pytest.raises(AuthError) as info:
-        await auth.authenticate(header)
+        await auth.authenticate(header, no_exchange)
     assert info.value.status == 401 and "WWW-Authenticate" in info.value.headers
     if code is not None:
         assert info.value.code == code, info.value.message
@@ -50,13 +49,13 @@ async def no_exchange(credentials: str) -> str:
 
 async def test_valid_token(keys):
     cfg, private, _ = keys
-    identity = await Authenticator(cfg, no_exchange).authenticate("Bearer " + token(private))
+    identity = await Authenticator(cfg).authenticate("Bearer " + token(private), no_exchange)
     assert identity.sub == "7"
 
 
 async def test_bad_tokens_are_refused(keys):
     cfg, private, other = keys
-    auth = Authenticator(cfg, no_exchange)
+    auth = Authenticator(cfg)
     assert "expired" in await refuse(auth, "Bearer " + token(private, exp=int(time.time()) - 60))
     await refuse(auth, "Bearer " + token(other))                      # signed by another key
     await refuse(auth, "Bearer " + token(private, iss="someone-else"))
@@ -80,12 +79,13 @@ async def test_verification_is_remembered_only_until_exp(keys, monkeypatch):
     cfg, private, _ = keys
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("proxy.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr("cachegate.tokens.jwt.decode",
+                        lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
     now = [time.time()]
-    auth = Authenticator(cfg, no_exchange, clock=lambda: now[0])
+    auth = Authenticator(cfg, clock=lambda: now[0])
     t = token(private, exp=int(now[0]) + 120)
     for _ in range(3):
-        assert (await auth.authenticate("Bearer " + t)).sub == "7"
+        assert (await auth.authenticate("Bearer " + t, no_exchange)).sub == "7"
     assert len(decoded) == 1   # a repeated token does not pay the verification again
     now[0] += 121              # past exp: the remembered verification no longer counts
     auth.verify(t)
@@ -101,12 +101,12 @@ async def test_basic_is_exchanged_once_and_credentials_not_kept(keys):
         await asyncio.sleep(0.01)
         return token(private)
 
-    auth = Authenticator(cfg, exchange)
+    auth = Authenticator(cfg)
     creds = base64.b64encode(b"alice:s3cret-password").decode()
-    results = await asyncio.gather(*(auth.authenticate("Basic " + creds) for _ in range(20)))
+    results = await asyncio.gather(*(auth.authenticate("Basic " + creds, exchange) for _ in range(20)))
     assert {r.sub for r in results} == {"7"}
     assert len(calls) == 1  # concurrent callers shared one exchange, later ones reuse the token
-    await auth.authenticate("Basic " + creds)
+    await auth.authenticate("Basic " + creds, exchange)
     assert len(calls) == 1
     remembered = repr(auth._exchanged) + repr(list(auth._exchanged))
     assert creds not in remembered and "s3cret" not in remembered
@@ -121,10 +121,10 @@ async def test_basic_bad_credentials_are_not_remembered(keys):
         calls += 1
         raise AuthError("invalid credentials")
 
-    auth = Authenticator(cfg, exchange)
+    auth = Authenticator(cfg)
     for _ in range(2):
         with pytest.raises(AuthError):
-            await auth.authenticate("Basic " + base64.b64encode(b"a:b").decode())
+            await auth.authenticate("Basic " + base64.b64encode(b"a:b").decode(), exchange)
     assert calls == 2
 
 
@@ -132,8 +132,9 @@ async def test_a_refused_token_is_not_verified_again(keys, monkeypatch):
     cfg, _, other = keys
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("proxy.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
-    auth = Authenticator(cfg, no_exchange)
+    monkeypatch.setattr("cachegate.tokens.jwt.decode",
+                        lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    auth = Authenticator(cfg)
     bad = "Bearer " + token(other)
     first = await refuse(auth, bad)
     for _ in range(5):
@@ -148,18 +149,19 @@ async def test_every_token_rule(keys, case, monkeypatch):
                           cfg.exchange_upstream, cfg.exchange_path)
     decoded = []
     real_decode = jwt.decode
-    monkeypatch.setattr("proxy.tokens.jwt.decode", lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
+    monkeypatch.setattr("cachegate.tokens.jwt.decode",
+                        lambda *a, **k: decoded.append(1) or real_decode(*a, **k))
     now = [time.time()]
-    auth = Authenticator(leeway10, no_exchange, clock=lambda: now[0])
+    auth = Authenticator(leeway10, clock=lambda: now[0])
     token = case.make(leeway10, 7)
     if case.code is None:
-        assert (await auth.authenticate("Bearer " + token)).sub == "7"
+        assert (await auth.authenticate("Bearer " + token, no_exchange)).sub == "7"
         return
     await refuse(auth, "Bearer " + token, case.code)
     checked = len(decoded)
     now[0] += 300  # what time heals is accepted now; what it cannot heal was remembered as refused
     if case.heals:
-        assert (await auth.authenticate("Bearer " + token)).sub == "7"
+        assert (await auth.authenticate("Bearer " + token, no_exchange)).sub == "7"
     else:
         await refuse(auth, "Bearer " + token, case.code)
         assert len(decoded) == checked
@@ -168,13 +170,14 @@ async def test_every_token_rule(keys, case, monkeypatch):
 async def test_a_revocation_wins_over_the_remembered_verification(keys):
     cfg, private, _ = keys
     revoked: dict[str, int] = {}
-    auth = Authenticator(cfg, no_exchange, revoked=revoked)
+    auth = Authenticator(cfg, revoked=revoked)
     old, new = token(private, tv=1), token(private, tv=2)
-    assert (await auth.authenticate("Bearer " + old)).sub == "7"   # remembered from here on
+    assert (await auth.authenticate("Bearer " + old, no_exchange)).sub == "7"   # remembered from here on
     revoked["7"] = 2                                                 # a password change: below 2 is void
     await refuse(auth, "Bearer " + old, "token_revoked")
-    assert (await auth.authenticate("Bearer " + new)).token_version == 2
-    assert (await auth.authenticate("Bearer " + token(private, sub="8"))).sub == "8"  # other users unaffected
+    assert (await auth.authenticate("Bearer " + new, no_exchange)).token_version == 2
+    other = await auth.authenticate("Bearer " + token(private, sub="8"), no_exchange)
+    assert other.sub == "8"  # other users unaffected
 
 
 async def test_a_revoked_basic_exchange_is_made_again(keys):
@@ -185,11 +188,12 @@ async def test_a_revoked_basic_exchange_is_made_again(keys):
     async def exchange(credentials: str) -> str:
         return token(private, tv=next(versions))
 
-    auth = Authenticator(cfg, exchange, revoked=revoked)
+    auth = Authenticator(cfg, revoked=revoked)
     basic = "Basic " + base64.b64encode(b"alice:s3cret-password").decode()
-    assert (await auth.authenticate(basic)).token_version == 1
+    assert (await auth.authenticate(basic, exchange)).token_version == 1
     revoked["7"] = 2
-    assert (await auth.authenticate(basic)).token_version == 2  # exchanged again, not refused for good
+    again = await auth.authenticate(basic, exchange)
+    assert again.token_version == 2  # exchanged again, not refused for good
 
 
 def test_two_authorization_headers_are_refused():

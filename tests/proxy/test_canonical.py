@@ -1,8 +1,9 @@
-"""The canonical request target: one spelling per resource or a 400, and what an aiohttp service reads back."""
+"""The canonical request target: one spelling per resource or a 400, and what an aiohttp service reads."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from proxy.canonical import canonical_path, canonical_query, canonical_target

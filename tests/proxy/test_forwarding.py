@@ -1,4 +1,4 @@
-"""What a request carries upstream: hop-by-hop headers gone, the verified token, X-Forwarded-*, X-Request-Id."""
+"""What a request carries upstream: no hop-by-hop headers, the verified token, X-Forwarded-*, X-Request-Id."""
 from __future__ import annotations
 
 from types import SimpleNamespace

@@ -1,12 +1,13 @@
-"""The route table: first whole-path match wins, typed parameters, 404 and 405 with Allow, keys rendered safely."""
+"""The route table: first whole-path match wins, typed parameters, 404 and 405 with Allow, safe keys."""
 from __future__ import annotations
 
 import pytest
 
+from cachegate.config import load_config
+from cachegate.templates import compile_key_template, parse_path_template
 from proxy.canonical import canonical_query
-from proxy.config import load_config
 from proxy.errors import MethodNotAllowed, NotFound
-from proxy.router import Router, compile_key_template, parse_path_template
+from proxy.router import Router
 
 
 def routes(*rules: dict) -> Router:
@@ -81,9 +82,10 @@ def test_static_template_has_no_regex():
 
 
 def test_key_covers_only_the_query_parameters_it_names():
-    router = routes({"methods": ["GET"], "path": "/users/{id:int}", "strategy": "read-through", "key": "u:{id}"},
-                    {"methods": ["GET"], "path": "/users", "strategy": "read-through", "key": "l:{query.login}"},
-                    {"methods": ["GET"], "path": "/users/search", "strategy": "read-through", "key": "s:{query}"})
+    read = {"methods": ["GET"], "strategy": "read-through"}
+    router = routes({**read, "path": "/users/{id:int}", "key": "u:{id}"},
+                    {**read, "path": "/users", "key": "l:{query.login}"},
+                    {**read, "path": "/users/search", "key": "s:{query}"})
     by_id, by_login, search = router.routes
     assert by_id.key_covers("") and not by_id.key_covers("debug=1")
     assert by_login.key_covers("login=a") and not by_login.key_covers("login=a&x=1")

@@ -67,7 +67,7 @@ def test_up_status_second_up_and_down(stack_config) -> None:
 
 
 def test_cli_status_reports_down_and_exits_nonzero(stack_config) -> None:
-    result = subprocess.run([sys.executable, "-m", "stack.cli", "status", "--config", str(stack_config.path)],
+    result = subprocess.run([sys.executable, "-m", "cachegate", "status", "--config", str(stack_config.path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 3, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()]

@@ -10,12 +10,12 @@ from typing import Callable, Iterator
 import pymysql
 import pytest
 
-from redisclients import gateway_denials
 from stack.mariadb import MariaDBServer
 from stack.net import free_port, port_open
 from stack.process import StackError, pid_alive
 from stack.redis import RedisServer
 from stack.redis_acl import ADMIN_USER, RedisUsers
+from tests.support.redisclients import gateway_denials
 
 
 @pytest.fixture

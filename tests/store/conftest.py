@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
 from stack.redis import RedisServer
-from redisclients import admin_client
-from store_helpers import StoreFactory, client_for
+from tests.support.redisclients import admin_client
+from tests.support.stores import StoreFactory, client_for
 
 
 @pytest.fixture

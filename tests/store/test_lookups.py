@@ -1,4 +1,4 @@
-"""The pipelined lookup connection: replies in order, one connection, abandoned replies dropped, reconnects."""
+"""The pipelined lookup connection: replies in order, one connection, abandoned replies dropped, reconnect."""
 from __future__ import annotations
 
 import asyncio
@@ -6,9 +6,9 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redisclients import admin_client
 
 from proxy.lookups import PipelinedLookups
+from tests.support.redisclients import admin_client
 
 
 def lookups_for(server, url: str | None = None, **options) -> PipelinedLookups:

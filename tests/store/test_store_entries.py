@@ -3,14 +3,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Callable
 
 import redis.asyncio as aioredis
-from redisclients import admin_client
-from store_helpers import StoreFactory, client_for, entity
 
-from proxy.store import CacheStore, make_entry
+from proxy import records
+from proxy.records import make_entry
+from proxy.store import CacheStore
 from stack.redis import RedisServer
+from tests.support.redisclients import admin_client
+from tests.support.stores import StoreFactory, client_for, entity
+
+
+async def test_the_scripts_read_the_layout_of_records_py(redis_client: aioredis.Redis) -> None:
+    """The sizes the Lua scripts use come from proxy/records.py and agree with their own struct formats."""
+    lua = Path(records.__file__).with_name("lua") / "record.lua"
+    script = (records.lua_prelude() + lua.read_text()
+              + "\nreturn {struct.size(PREFIX), PREFIX_SIZE, struct.size(WRITER), WRITER_SIZE, WRITING}")
+    found = await redis_client.eval(script, 0)
+    assert found == [records.PREFIX.size] * 2 + [records.WRITER.size] * 2 + [records.WRITING]
 
 
 async def test_any_body_bytes_and_headers_round_trip(store: CacheStore) -> None:

@@ -8,13 +8,14 @@ from typing import Callable
 
 import pytest
 import redis.asyncio as aioredis
-from store_helpers import NO_RETRY, StoreFactory, client_for, entity, sample
 
 from proxy.errors import CacheUnavailable
 from proxy.metrics import Metrics
-from proxy.store import CacheStore, Lookup, new_writer
+from proxy.records import Lookup, new_writer
+from proxy.store import CacheStore
 from stack.net import free_port
 from stack.redis import RedisServer
+from tests.support.stores import NO_RETRY, StoreFactory, client_for, entity, sample
 
 pytestmark = pytest.mark.fault
 

@@ -6,11 +6,12 @@ import random
 
 import pytest
 import redis.asyncio as aioredis
-from records import fence_of, redis_ms, wait_for_redis_time
-from store_helpers import entity, sample
 
 from proxy.metrics import Metrics
-from proxy.store import DROPPED, ENTRY, OPEN, TOMBSTONE, WRITING, CacheStore, new_writer
+from proxy.records import DROPPED, TOMBSTONE, WRITING, new_writer
+from proxy.store import OPEN, CacheStore
+from tests.support.records import fence_of, redis_ms, wait_for_redis_time
+from tests.support.stores import entity, sample
 
 LONG = 60.0    # a fence that outlasts the test: the write settles it
 LINGER = 30.0  # how long a fence record outlives its last deadline

@@ -7,10 +7,9 @@ import time
 
 import redis.asyncio as aioredis
 
-from store_helpers import entity, sample
-
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
+from tests.support.stores import entity, sample
 
 
 async def test_fill_after_a_miss_is_stored_and_served(store: CacheStore) -> None:

@@ -7,14 +7,14 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from redisclients import NO_RETRY, admin_client, gateway_client
-from strategy_helpers import Backend, World, WorldFactory
 
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
 from proxy.upstream import Upstream, make_session
 from stack.net import free_port
 from stack.redis import RedisServer
+from tests.support.redisclients import NO_RETRY, admin_client, gateway_client
+from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory
 
 
 @pytest.fixture
@@ -33,11 +33,11 @@ async def make_world(aiohttp_server: Any, backend: Backend,
     base = str(server.make_url("")).rstrip("/")
     sessions: list[aiohttp.ClientSession] = []
     clients: list[aioredis.Redis] = []
-    worlds: list[World] = []
+    worlds: list[StrategyWorld] = []
 
     async def make(*, redis_url: str | None = None, timeout: float = 1.0, failures: int = 3,
-                   reset: float = 0.3, upstream_timeout: float = 2.0) -> World:
-        session = make_session(connect_timeout=1.0, total_timeout=upstream_timeout)
+                   reset: float = 0.3, upstream_timeout: float = 2.0) -> StrategyWorld:
+        session = make_session()
         sessions.append(session)
         client = gateway_client(redis_server, url=redis_url, socket_timeout=5.0, socket_connect_timeout=1.0,
                                 retry=NO_RETRY)
@@ -47,7 +47,9 @@ async def make_world(aiohttp_server: Any, backend: Backend,
         store = CacheStore(client, prefix=prefix, timeout=timeout, breaker_failures=failures,
                            breaker_reset=reset, metrics=metrics)
         bases = {"items": base, "dead": f"http://127.0.0.1:{free_port()}"}  # nothing listens on "dead"
-        world = World(backend, Upstream(session, bases, metrics, max_body=1 << 20), store, metrics, prefix)
+        upstream = Upstream(session, bases, metrics, max_body=1 << 20, connect_timeout=1.0,
+                            timeout=upstream_timeout)
+        world = StrategyWorld(backend, upstream, store, metrics, prefix)
         worlds.append(world)
         return world
 
@@ -72,5 +74,5 @@ async def make_world(aiohttp_server: Any, backend: Backend,
 
 
 @pytest.fixture
-async def world(make_world: WorldFactory) -> World:
+async def world(make_world: WorldFactory) -> StrategyWorld:
     return await make_world()

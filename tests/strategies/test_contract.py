@@ -5,30 +5,31 @@ import re
 import time
 
 import pytest
-from strategy_helpers import CACHE_STATUS, Backend, World, WorldFactory, body_of, context
 
-from proxy.store import make_entry
+from proxy.records import make_entry
 from stack.net import free_port
-from strategies.base import known_strategies
+from strategies.registry import STRATEGIES
+from tests.support.strategy_world import CACHE_STATUS, Backend, StrategyWorld, WorldFactory, body_of, context
 
 CACHED = b'{"id": 1, "version": 50, "from": "cache"}'
 
 
-async def _prime(world: World, key: str = "item:1") -> None:
+async def _prime(world: StrategyWorld, key: str = "item:1") -> None:
     """An entry the backend would never produce, so an answer taken from the cache is recognisable."""
     entry = make_entry(200, [("Content-Type", "application/json"), ("ETag", '"50"')], CACHED, version=50,
                        now=time.time(), ttl=60, grace=300)
     assert await world.store.write(key, entry) == "stored"
 
 
-@pytest.fixture(params=sorted(known_strategies()))
+@pytest.fixture(params=sorted(STRATEGIES))
 def name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 class TestStrategyContract:
     @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
-    async def test_unsafe_methods_are_never_answered_from_the_cache(self, world: World, backend: Backend,
+    async def test_unsafe_methods_are_never_answered_from_the_cache(
+            self, world: StrategyWorld, backend: Backend,
                                                                     name: str, method: str) -> None:
         await _prime(world)
         reply = await world.strategy(name).handle(context(name, method, "/items/1", key="item:1"))
@@ -36,7 +37,7 @@ class TestStrategyContract:
         assert backend.served(method, "/items/1") == 1
         assert re.match(CACHE_STATUS, reply.cache_status)
 
-    async def test_5xx_is_never_stored(self, world: World, backend: Backend, name: str) -> None:
+    async def test_5xx_is_never_stored(self, world: StrategyWorld, backend: Backend, name: str) -> None:
         strategy = world.strategy(name)
         backend.fail_with = 503
         for method in ("GET", "PUT", "GET"):
@@ -54,13 +55,13 @@ class TestStrategyContract:
             assert reply.status == 200
             assert body_of(reply)["version"] == expected_version
             assert re.match(CACHE_STATUS, reply.cache_status)
-            reads = method in ("GET", "HEAD")
-            uses_cache = (name, reads) in (("read-through", True), ("write-through", False))
+            rules = STRATEGIES[name]  # the class says what it does with a method, not its name
+            uses_cache = rules.stores and rules.methods is not None and method in rules.methods
             if uses_cache:
                 assert reply.cache_status == "cachegate; fwd=bypass; detail=CACHE-UNAVAILABLE"
         assert backend.served("GET", "/items/1") == 3
 
-    async def test_every_answer_says_what_the_cache_did(self, world: World, backend: Backend,
+    async def test_every_answer_says_what_the_cache_did(self, world: StrategyWorld, backend: Backend,
                                                         name: str) -> None:
         strategy = world.strategy(name)
         replies = []
@@ -73,7 +74,7 @@ class TestStrategyContract:
             assert re.match(CACHE_STATUS, reply.cache_status), reply.cache_status
 
     @pytest.mark.parametrize("method", ["GET", "PUT"])
-    async def test_cache_off_is_a_plain_bypass(self, world: World, backend: Backend, name: str,
+    async def test_cache_off_is_a_plain_bypass(self, world: StrategyWorld, backend: Backend, name: str,
                                                method: str) -> None:
         await _prime(world)
         reply = await world.strategy(name).handle(context(name, method, "/items/1", key="item:1",

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
-from proxy.httpcache import (cache_control, cache_status, decide, etag_matches, unconditional,
-                             version_from_etag, version_of)
+from strategies.httpcache import (cache_control, cache_status, decide, etag_matches, unconditional,
+                                  version_from_etag, version_of)
 
 
 def h(**headers: str) -> CIMultiDict[str]:

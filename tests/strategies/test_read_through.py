@@ -6,10 +6,10 @@ import re
 import time
 
 import pytest
-from strategy_helpers import Backend, World, body_of, context, header
 
 from proxy.errors import UpstreamError
 from strategies.read_through import ReadThrough
+from tests.support.strategy_world import Backend, StrategyWorld, body_of, context, header
 
 RT = "read-through"
 
@@ -18,7 +18,7 @@ def get(path: str = "/items/1", key: str | None = "item:1", **options: object):
     return context(RT, options.pop("method", "GET"), path, key=key, **options)  # type: ignore[arg-type]
 
 
-async def _wait_until_stale(world: World, key: str) -> None:
+async def _wait_until_stale(world: StrategyWorld, key: str) -> None:
     entry = (await world.store.lookup(key)).entry
     assert entry is not None
     while time.time() < entry.fresh_until:
@@ -32,7 +32,7 @@ async def _wait_for(predicate, limit: float = 5.0) -> None:
     assert predicate()
 
 
-async def test_miss_then_hit(world: World, backend: Backend) -> None:
+async def test_miss_then_hit(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     first = await strategy.handle(get())
     assert first.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
@@ -45,7 +45,7 @@ async def test_miss_then_hit(world: World, backend: Backend) -> None:
     assert (world.outcomes("miss"), world.outcomes("stored"), world.outcomes("hit")) == (1, 1, 1)
 
 
-async def test_concurrent_misses_make_one_upstream_request(world: World, backend: Backend) -> None:
+async def test_concurrent_misses_make_one_upstream_request(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     backend.gate = asyncio.Event()
     requests = [asyncio.create_task(strategy.handle(get())) for _ in range(25)]
@@ -60,7 +60,7 @@ async def test_concurrent_misses_make_one_upstream_request(world: World, backend
     assert world.outcomes("coalesced") == 24
 
 
-async def test_waiters_go_upstream_themselves_after_fill_wait(world: World, backend: Backend) -> None:
+async def test_waiters_go_upstream_themselves_after_fill_wait(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT, fill_wait=0.05)
     backend.gate = asyncio.Event()
     requests = [asyncio.create_task(strategy.handle(get())) for _ in range(3)]
@@ -71,7 +71,7 @@ async def test_waiters_go_upstream_themselves_after_fill_wait(world: World, back
     assert sum(r.cache_status.endswith("stored") for r in replies) == 1  # the store took one, refused two
 
 
-async def test_a_fill_survives_its_client_going_away(world: World, backend: Backend) -> None:
+async def test_a_fill_survives_its_client_going_away(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     backend.gate = asyncio.Event()
     request = asyncio.create_task(strategy.handle(get()))
@@ -83,7 +83,7 @@ async def test_a_fill_survives_its_client_going_away(world: World, backend: Back
     assert (await world.store.lookup("item:1")).entry is not None
 
 
-async def test_if_none_match_is_answered_304_from_the_cache(world: World, backend: Backend) -> None:
+async def test_if_none_match_is_answered_304_from_the_cache(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     await strategy.handle(get())
     reply = await strategy.handle(get(headers={"If-None-Match": 'W/"0", "1"'}))
@@ -96,7 +96,8 @@ async def test_if_none_match_is_answered_304_from_the_cache(world: World, backen
     assert world.outcomes("revalidated") == 1
 
 
-async def test_if_none_match_on_a_miss_still_fills_the_full_entity(world: World, backend: Backend) -> None:
+async def test_if_none_match_on_a_miss_still_fills_the_full_entity(
+        world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     reply = await strategy.handle(get(headers={"If-None-Match": '"1"'}))
     assert reply.status == 304 and reply.cache_status.endswith("stored")
@@ -104,7 +105,7 @@ async def test_if_none_match_on_a_miss_still_fills_the_full_entity(world: World,
     assert entry.status == 200 and entry.body.startswith(b'{"id": 1')
 
 
-async def test_404_is_cached_for_negative_ttl_without_grace(world: World, backend: Backend) -> None:
+async def test_404_is_cached_for_negative_ttl_without_grace(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT, jitter=0.0)
     backend.deleted.add(1)
     first = await strategy.handle(get(negative_ttl=7.0))
@@ -119,7 +120,7 @@ async def test_404_is_cached_for_negative_ttl_without_grace(world: World, backen
 @pytest.mark.parametrize("cache_control, reason", [
     ("no-store", "no-store"), ("private, max-age=60", "private"), ("no-cache", "no-cache"),
     ("max-age=0", "ttl-0")])
-async def test_upstream_cache_control_is_honoured(world: World, backend: Backend, cache_control: str,
+async def test_upstream_cache_control_is_honoured(world: StrategyWorld, backend: Backend, cache_control: str,
                                                   reason: str) -> None:
     strategy = world.strategy(RT)
     backend.extra_headers = {"Cache-Control": cache_control}
@@ -130,7 +131,7 @@ async def test_upstream_cache_control_is_honoured(world: World, backend: Backend
     assert world.outcomes("not_stored", reason) == 2
 
 
-async def test_max_age_shortens_the_ttl(world: World, backend: Backend) -> None:
+async def test_max_age_shortens_the_ttl(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT, jitter=0.0)
     backend.extra_headers = {"Cache-Control": "public, max-age=5"}
     await strategy.handle(get(ttl=60.0))
@@ -139,7 +140,7 @@ async def test_max_age_shortens_the_ttl(world: World, backend: Backend) -> None:
     assert ("Cache-Control", "public, max-age=5") in entry.headers
 
 
-async def test_ttls_are_jittered_down_never_up(world: World, backend: Backend) -> None:
+async def test_ttls_are_jittered_down_never_up(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT, jitter=0.5)
     for item in range(1, 21):
         await strategy.handle(get(f"/items/{item}", f"item:{item}", ttl=100.0))
@@ -149,7 +150,7 @@ async def test_ttls_are_jittered_down_never_up(world: World, backend: Backend) -
     assert len(set(spans)) > 10
 
 
-async def test_stale_entry_is_served_while_one_background_fetch_refreshes_it(world: World,
+async def test_stale_entry_is_served_while_one_background_fetch_refreshes_it(world: StrategyWorld,
                                                                             backend: Backend) -> None:
     strategy = world.strategy(RT, jitter=0.0)
     assert isinstance(strategy, ReadThrough)
@@ -166,7 +167,7 @@ async def test_stale_entry_is_served_while_one_background_fetch_refreshes_it(wor
     assert body_of(fresh)["version"] == 2 and fresh.cache_status.startswith("cachegate; hit; ttl=")
 
 
-async def test_stale_if_error_when_the_refresh_fails(world: World, backend: Backend) -> None:
+async def test_stale_if_error_when_the_refresh_fails(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT, jitter=0.0)
     assert isinstance(strategy, ReadThrough)
     await strategy.handle(get(ttl=0.2, grace=60.0))
@@ -186,7 +187,8 @@ async def test_stale_if_error_when_the_refresh_fails(world: World, backend: Back
     assert "stale-if-error" not in (await strategy.handle(get(ttl=0.2, grace=60.0))).cache_status
 
 
-async def test_head_is_answered_from_the_cache_but_never_fills_it(world: World, backend: Backend) -> None:
+async def test_head_is_answered_from_the_cache_but_never_fills_it(
+        world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT)
     miss = await strategy.handle(get(method="HEAD"))
     assert miss.status == 200 and miss.cache_status == "cachegate; fwd=miss"
@@ -196,7 +198,7 @@ async def test_head_is_answered_from_the_cache_but_never_fills_it(world: World, 
     assert hit.cache_status.startswith("cachegate; hit") and backend.served("HEAD", "/items/1") == 1
 
 
-async def test_an_unreachable_upstream_on_a_miss_raises_the_upstream_error(world: World) -> None:
+async def test_an_unreachable_upstream_on_a_miss_raises_the_upstream_error(world: StrategyWorld) -> None:
     strategy = world.strategy(RT)
     with pytest.raises(UpstreamError):
         await strategy.handle(get(upstream="dead"))

@@ -1,4 +1,5 @@
-"""The strategy registry: built-ins by name, a helpful error, and plugins from the entry point group."""
+"""The strategy registry: built-ins by name, a helpful error, duplicates refused, plugins from the entry point
+group, and a plugin's own rules applied by config validation."""
 from __future__ import annotations
 
 import importlib
@@ -8,18 +9,34 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 
-from proxy.errors import ConfigError
-from strategies.base import STRATEGIES, Strategy, get_strategy, known_strategies
+from cachegate.config import load_config
+from cachegate.errors import ConfigError
+from strategies.base import Strategy
 from strategies.passthrough import Passthrough
 from strategies.read_through import ReadThrough
+from strategies.registry import REGISTRY, STRATEGIES, get_strategy, register_strategy
 from strategies.write_through import WriteThrough
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_built_ins_are_registered_by_name() -> None:
     assert {"passthrough": Passthrough, "read-through": ReadThrough,
-            "write-through": WriteThrough}.items() <= known_strategies().items()
+            "write-through": WriteThrough}.items() <= STRATEGIES.items()
     assert get_strategy("read-through") is ReadThrough
+    assert set(REGISTRY) == set(STRATEGIES)
+
+
+def test_a_name_is_registered_once() -> None:
+    class Other(Passthrough):
+        name = "read-through"
+
+    with pytest.raises(ConfigError, match="'read-through' is registered already"):
+        register_strategy(Other)
+    assert STRATEGIES["read-through"] is ReadThrough
+    register_strategy(ReadThrough)  # the same class again is no conflict
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
@@ -59,7 +76,32 @@ def test_a_plugin_strategy_comes_in_through_its_entry_point(plugin_root: Path) -
         """, "mirror = cg_plugin_ok:Mirror")
     found = get_strategy("mirror")
     assert issubclass(found, Strategy) and found.__module__ == "cg_plugin_ok"
-    assert "mirror" in known_strategies()
+    assert "mirror" in STRATEGIES
+
+
+def test_a_plugin_brings_its_rules_to_config_validation(plugin_root: Path) -> None:
+    """A plugin's class rules (methods, key, forbidden options) are checked like a built-in's."""
+    _install_plugin(plugin_root, "cg_plugin_rules", """
+        from types import MappingProxyType
+        from strategies.passthrough import Passthrough
+
+        class GetOnly(Passthrough):
+            name = "get-only"
+            methods = frozenset({"GET"})
+            methods_rule = "serves only GET"
+            forbidden = MappingProxyType({"invalidates": "get-only invalidates nothing"})
+        """, "get-only = cg_plugin_rules:GetOnly")
+    data = yaml.safe_load((REPO / "config.yaml").read_text())
+    data["routes"].append({"methods": ["GET"], "path": "/plugin", "upstream": "users",
+                           "strategy": "get-only"})
+    config = load_config(data, env={}, base_dir=REPO, strategies=REGISTRY)
+    assert config.routes[-1].strategy == "get-only"
+    data["routes"][-1]["methods"] = ["POST"]
+    with pytest.raises(ConfigError, match=r"routes\[16\]\.methods: get-only serves only GET, got POST"):
+        load_config(data, env={}, base_dir=REPO, strategies=REGISTRY)
+    data["routes"][-1].update(methods=["GET"], invalidates=["tag:x"])
+    with pytest.raises(ConfigError, match=r"routes\[16\]\.invalidates: get-only invalidates nothing"):
+        load_config(data, env={}, base_dir=REPO, strategies=REGISTRY)
 
 
 def test_a_plugin_never_replaces_a_built_in(plugin_root: Path) -> None:

@@ -6,9 +6,9 @@ import time
 from typing import Callable
 
 import pytest
-from strategy_helpers import Backend, World, WorldFactory, body_of, context
 
 from stack.redis import RedisServer
+from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory, body_of, context
 
 pytestmark = pytest.mark.fault
 RT, WT = "read-through", "write-through"
@@ -23,7 +23,7 @@ def put(item: int = 1):
     return context(WT, "PUT", f"/items/{item}", key=f"item:{item}", invalidates=("tag:item-lists",))
 
 
-async def _until_half_open(world: World, limit: float = 10.0) -> None:
+async def _until_half_open(world: StrategyWorld, limit: float = 10.0) -> None:
     deadline = time.monotonic() + limit
     while world.store.breaker_state != "half-open" and time.monotonic() < deadline:
         await asyncio.sleep(0.02)

@@ -5,10 +5,10 @@ import asyncio
 import time
 
 import pytest
-from strategy_helpers import Backend, World, WorldFactory, body_of, context
 
 from proxy.errors import UpstreamTimeout
-from proxy.store import make_entry
+from proxy.records import make_entry
+from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory, body_of, context
 
 RT, WT = "read-through", "write-through"
 
@@ -21,7 +21,7 @@ def read(path: str = "/items/1", key: str = "item:1", **options: object):
     return context(RT, "GET", path, key=key, **options)  # type: ignore[arg-type]
 
 
-async def test_read_your_writes_from_the_cache(world: World, backend: Backend) -> None:
+async def test_read_your_writes_from_the_cache(world: StrategyWorld, backend: Backend) -> None:
     reader, writer = world.strategy(RT), world.strategy(WT)
     assert body_of(await reader.handle(read()))["version"] == 1
     reply = await writer.handle(write("PUT"))
@@ -32,7 +32,7 @@ async def test_read_your_writes_from_the_cache(world: World, backend: Backend) -
     assert world.outcomes("stored") == 2
 
 
-async def test_a_write_answering_an_older_version_never_brings_it_back(world: World) -> None:
+async def test_a_write_answering_an_older_version_never_brings_it_back(world: StrategyWorld) -> None:
     newer = make_entry(200, [("ETag", '"9"')], b'{"id": 1, "version": 9}', version=9, now=time.time(),
                        ttl=60, grace=60)
     await world.store.write("item:1", newer)
@@ -44,7 +44,8 @@ async def test_a_write_answering_an_older_version_never_brings_it_back(world: Wo
                                                        grace=0), seen=seen) == "older"
 
 
-async def test_delete_leaves_a_tombstone_that_refuses_a_slow_fill(world: World, backend: Backend) -> None:
+async def test_delete_leaves_a_tombstone_that_refuses_a_slow_fill(
+        world: StrategyWorld, backend: Backend) -> None:
     reader, writer = world.strategy(RT), world.strategy(WT)
     backend.gate = asyncio.Event()                   # a read has its row (version 1) but answers slowly
     slow_read = asyncio.create_task(reader.handle(read()))
@@ -61,19 +62,21 @@ async def test_delete_leaves_a_tombstone_that_refuses_a_slow_fill(world: World, 
     assert world.metrics.registry.get_sample_value("cachegate_tombstones_total") == 1
 
 
-async def test_a_refused_write_ends_its_fence_and_the_next_read_fills(world: World, backend: Backend) -> None:
+async def test_a_refused_write_ends_its_fence_and_the_next_read_fills(
+        world: StrategyWorld, backend: Backend) -> None:
     reader, writer = world.strategy(RT), world.strategy(WT)
     await reader.handle(read())
     backend.fail_with = 409
     reply = await writer.handle(write("PUT"))
-    assert (reply.status, reply.cache_status) == (409, "cachegate; fwd=method; fwd-status=409; detail=dropped")
+    assert reply.status == 409
+    assert reply.cache_status == "cachegate; fwd=method; fwd-status=409; detail=dropped"
     backend.fail_with = None
     again = await reader.handle(read())            # a plain miss, not a block: it fills at once
     assert again.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
     assert body_of(again)["version"] == 1
 
 
-async def test_a_5xx_drops_the_key(world: World, backend: Backend) -> None:
+async def test_a_5xx_drops_the_key(world: StrategyWorld, backend: Backend) -> None:
     reader, writer = world.strategy(RT), world.strategy(WT)
     await reader.handle(read())
     backend.fail_with = 503
@@ -89,7 +92,8 @@ async def test_a_timeout_keeps_the_fence_to_its_lifetime_and_is_still_a_timeout(
     reader = world.strategy(RT)
     await reader.handle(read())
     with pytest.raises(UpstreamTimeout):
-        await world.strategy(WT, write_fence=1.0).handle(write("PUT", "/slow", invalidates=("tag:item-lists",)))
+        slow = write("PUT", "/slow", invalidates=("tag:item-lists",))
+        await world.strategy(WT, write_fence=1.0).handle(slow)
     assert backend.served("PUT", "/slow") == 1
     # Fenced before the write went (one bump), released as unknown after it (another)
     assert (await world.store.lookup("x", ["item-lists"])).generations == (2,)
@@ -103,7 +107,7 @@ async def test_a_timeout_keeps_the_fence_to_its_lifetime_and_is_still_a_timeout(
     assert (await reader.handle(read())).cache_status.startswith("cachegate; hit")
 
 
-async def test_invalidates_drops_tags_and_keys(world: World, backend: Backend) -> None:
+async def test_invalidates_drops_tags_and_keys(world: StrategyWorld, backend: Backend) -> None:
     reader = world.strategy(RT)
     await reader.handle(read("/search", "search:q=a", query="q=a", tags=("item-lists",)))
     await reader.handle(read("/items/2", "item-members:2"))
@@ -118,20 +122,22 @@ async def test_invalidates_drops_tags_and_keys(world: World, backend: Backend) -
     assert 4 in body_of(again)["ids"] and backend.served("GET", "/search") == 2
 
 
-async def test_an_entity_without_a_version_is_dropped_not_stored(world: World, backend: Backend) -> None:
+async def test_an_entity_without_a_version_is_dropped_not_stored(
+        world: StrategyWorld, backend: Backend) -> None:
     await world.store.write("item:4", make_entry(200, [], b"{}", version=1, now=time.time(), ttl=60, grace=0))
     reply = await world.strategy(WT).handle(write("POST", "/items", key="item:4"))  # a 201: not a read
     assert reply.cache_status == "cachegate; fwd=method; fwd-status=201; detail=dropped"
     assert (await world.store.lookup("item:4")).entry is None
 
 
-async def test_get_on_a_write_through_route_touches_nothing(world: World, backend: Backend) -> None:
+async def test_get_on_a_write_through_route_touches_nothing(world: StrategyWorld, backend: Backend) -> None:
     reply = await world.strategy(WT).handle(context(WT, "GET", "/items/1", key="item:1"))
     assert reply.cache_status == "cachegate; fwd=bypass; detail=write-through"
     assert (await world.store.lookup("item:1")).entry is None
 
 
-async def test_reads_during_a_write_in_flight_never_get_the_old_entry(world: World, backend: Backend) -> None:
+async def test_reads_during_a_write_in_flight_never_get_the_old_entry(
+        world: StrategyWorld, backend: Backend) -> None:
     """Regression (issue 7): the write was forwarded while the old entry stayed a hit until the answer."""
     reader, writer = world.strategy(RT), world.strategy(WT)
     assert body_of(await reader.handle(read()))["version"] == 1
@@ -151,7 +157,8 @@ async def test_reads_during_a_write_in_flight_never_get_the_old_entry(world: Wor
     assert body_of(after)["version"] == 2 and after.cache_status.startswith("cachegate; hit")
 
 
-async def test_of_two_writes_in_flight_the_first_answer_stores_nothing(world: World, backend: Backend) -> None:
+async def test_of_two_writes_in_flight_the_first_answer_stores_nothing(
+        world: StrategyWorld, backend: Backend) -> None:
     reader, writer = world.strategy(RT), world.strategy(WT)
     await reader.handle(read())
     gate = backend.write_gate = asyncio.Event()
@@ -169,4 +176,5 @@ async def test_of_two_writes_in_flight_the_first_answer_stores_nothing(world: Wo
     gate.set()
     assert (await slow).cache_status == "cachegate; fwd=method; fwd-status=200; detail=older"
     after = await reader.handle(read())
-    assert body_of(after)["version"] == 3 and after.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
+    assert body_of(after)["version"] == 3
+    assert after.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"

@@ -6,12 +6,6 @@ from typing import Any
 
 PASSWORD = "correct horse battery"
 
-# The services never read `routes`; one passthrough rule keeps these tests independent of the proxy's
-# strategy registry (a config must have at least one rule).
-SERVICE_ONLY = {"routes": [{"methods": ["POST"], "path": "/auth/token", "upstream": "users",
-                            "strategy": "passthrough", "auth": "none"}]}
-
-
 @dataclass(frozen=True)
 class Account:
     """A registered user and a valid token for it."""

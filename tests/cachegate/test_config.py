@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from proxy.config import load_config
-from proxy.config_values import parse_duration, parse_size
-from proxy.errors import ConfigError
-from proxy.router import describe
+from cachegate.cli import describe
+from cachegate.config import load_config, settings
+from cachegate.errors import ConfigError
+from cachegate.values import parse_duration, parse_size
+from strategies.registry import REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -21,13 +22,14 @@ def shipped() -> dict:
 
 
 def refused(data: dict, env: dict | None = None) -> str:
+    """Why the proxy (which hands config validation the strategy registry) refuses `data`."""
     with pytest.raises(ConfigError) as info:
-        load_config(data, env=env or {}, base_dir=REPO)
+        load_config(data, env=env or {}, base_dir=REPO, strategies=REGISTRY)
     return str(info.value)
 
 
 def test_shipped_config_loads_with_every_route():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     assert len(config.routes) == len(SHIPPED["routes"])
     assert config.redis.port == 6390 and config.mariadb.port == 3316
     assert config.cache.jitter == pytest.approx(0.1)
@@ -38,14 +40,14 @@ def test_shipped_config_loads_with_every_route():
 
 
 def test_the_write_fence_outlasts_the_upstream_call_and_two_redis_calls():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     assert config.cache.write_fence == pytest.approx(5.0 + 2 * 0.25 + 1.0)
     data = shipped()
     data["proxy"]["upstream_timeout"], data["redis"]["timeout"] = "2s", "50ms"
     assert load_config(data, env={}, base_dir=REPO).cache.write_fence == pytest.approx(2.0 + 0.1 + 1.0)
 
 def test_check_config_table_names_every_route():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     table = describe(config)
     for route in SHIPPED["routes"]:
         assert route["path"] in table
@@ -77,7 +79,8 @@ def test_file_errors_name_the_file(tmp_path):
     data["routes"][4]["ttl"] = "10 secs"
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match=r'^config\.yaml: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'):
+    expected = r'^config\.yaml: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'
+    with pytest.raises(ConfigError, match=expected):
         load_config(path, env={})
 
 
@@ -157,7 +160,7 @@ def test_a_caller_scoped_key_is_never_shared():
 
 
 def test_the_write_rule_stores_the_private_view_for_its_caller_only():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     me = next(r for r in config.routes if r.path == "/users/me")
     write = next(r for r in config.routes if r.path == "/users/{id:int}" and r.strategy == "write-through")
     assert me.scope == write.scope == "caller" and me.key == write.key == "user-me:{caller}"
@@ -205,7 +208,7 @@ def test_not_yaml_is_refused(tmp_path):
 
 
 def test_write_rule_stores_entries_as_long_as_its_read_rule():
-    config = load_config(REPO / "config.yaml", env={})
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     write = next(r for r in config.routes if r.path == "/trips/{id:int}" and r.strategy == "write-through")
     read = next(r for r in config.routes if r.path == "/trips/{id:int}" and r.strategy == "read-through")
     assert write.ttl == read.ttl == 60.0
@@ -272,3 +275,65 @@ def test_readiness_interval_has_a_floor():
     data = shipped()
     data["proxy"]["readiness_interval"] = "10ms"
     assert "proxy.readiness_interval: expected at least 100ms" in refused(data)
+
+
+def test_every_rule_that_stores_has_its_lifetimes_resolved_once_at_load():
+    """Regression: the defaults were merged again on every request (and a third time by check-config)."""
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
+    stores = [r for r in config.routes if r.key is not None and REGISTRY[r.strategy].stores]
+    assert stores and all(isinstance(v, float) for r in stores for v in (r.ttl, r.negative_ttl, r.grace))
+    search = next(r for r in config.routes if r.path == "/users/search")
+    cache = config.cache
+    assert (search.ttl, search.negative_ttl, search.grace) == (30.0, cache.negative_ttl, cache.grace)
+    passthrough = next(r for r in config.routes if r.strategy == "passthrough")
+    assert (passthrough.ttl, passthrough.negative_ttl, passthrough.grace) == (None, None, None)
+
+
+def test_without_the_registry_only_the_structure_is_checked():
+    """The services, the launcher and the load test read the file without the proxy's strategies."""
+    data = shipped()
+    data["routes"][4]["strategy"] = "made-up"
+    config = load_config(data, env={}, base_dir=REPO)
+    assert config.routes[4].strategy == "made-up" and not config.strategies_checked
+    assert "routes[4].strategy: unknown strategy 'made-up'" in refused(data)
+    data["routes"][4]["ttl"] = "soon"  # the structure is checked either way
+    with pytest.raises(ConfigError, match=r'routes\[4\]\.ttl: expected a duration'):
+        load_config(data, env={}, base_dir=REPO)
+
+
+def leaves(node: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out |= leaves(value, f"{prefix}{key}.")
+        else:
+            out.add(prefix + key)
+    return out
+
+
+def test_every_key_of_the_file_is_a_declared_setting():
+    """Each key says whether a reload applies it (tests/e2e/test_reload_settings.py walks them all)."""
+    config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
+    declared = {s.key for s in settings(config)}
+    in_file = leaves(SHIPPED) | {f"services.{name}.max_body" for name in SHIPPED["services"]}  # a default
+    assert declared == in_file
+
+
+@pytest.mark.parametrize("admin_host", ["127.0.0.1", "0.0.0.0"])
+def test_the_admin_listener_cannot_take_the_api_address(admin_host):
+    data = shipped()
+    data["proxy"]["admin"].update(host=admin_host, port=data["proxy"]["port"])
+    assert "proxy.admin.port: must differ from proxy.port (8888)" in refused(data)
+    data["proxy"]["admin"]["host"] = "127.0.0.2" if admin_host == "127.0.0.1" else "::"
+    if admin_host == "127.0.0.1":
+        assert load_config(data, env={}, base_dir=REPO).proxy.admin_port == 8888  # another address
+    else:
+        assert "proxy.admin.port: must differ" in refused(data)
+
+
+def test_a_service_reads_its_own_body_limit():
+    data = shipped()
+    data["services"]["users"]["max_body"] = "64KiB"
+    config = load_config(data, env={}, base_dir=REPO)
+    assert config.services["users"].max_body == 64 * 1024 and config.services["paths"].max_body == 1024**2
+    assert config.proxy.max_body == 1024**2

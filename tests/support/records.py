@@ -7,9 +7,9 @@ import time
 
 import redis.asyncio as aioredis
 
-from proxy.store import WRITER, WRITING
+from proxy.records import WRITER, WRITING
 
-PREFIX = struct.Struct(">BBQQ8s")  # the record prefix, as specified (proxy/store.py, proxy/lua/record.lua)
+PREFIX = struct.Struct(">BBQQ8s")  # the record prefix, as specified (proxy/records.py, proxy/lua/record.lua)
 
 
 async def redis_ms(client: aioredis.Redis) -> int:

@@ -1,4 +1,5 @@
-"""The `cachegate` command: config errors exit 2 with the message only, arguments reach the right command."""
+"""The `cachegate` command: config errors exit 2 with the message only (as the proxy says them), arguments
+reach the right command."""
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack.cli import ProgressBar, main
+from cachegate.cli import ProgressBar, main
 from stack.net import free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def test_check_config_refuses_a_bad_file_with_its_place_and_exit_2(
 def test_a_config_error_in_any_command_is_one_line_on_stderr_without_traceback(tmp_path: Path) -> None:
     path = write_config(tmp_path, lambda d: d["proxy"].update(port="eighty"))
     # --config after the subcommand, as the launcher passes it.
-    result = subprocess.run([sys.executable, "-m", "stack.cli", "status", "--config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "cachegate", "status", "--config", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "proxy.port" in result.stderr and "Traceback" not in result.stderr
@@ -81,7 +82,7 @@ def test_check_config_refuses_a_config_without_admin_token_as_the_proxy_does(
     checked = capsys.readouterr().err
     assert "proxy.admin.token_file: no admin token configured" in checked
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
-    proxy = subprocess.run([sys.executable, "-m", "stack.cli", "proxy", "--config", str(path)],
+    proxy = subprocess.run([sys.executable, "-m", "cachegate", "proxy", "--config", str(path)],
                            capture_output=True, text=True, timeout=60, env=env)
     assert proxy.returncode == 2 and proxy.stderr.strip() == checked.strip()
 
@@ -97,7 +98,7 @@ def test_the_proxy_refuses_to_start_when_its_token_file_is_missing(tmp_path: Pat
     path = write_config(tmp_path, change)
     (tmp_path / "redis-password").write_text("a-redis-password\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
-    result = subprocess.run([sys.executable, "-m", "stack.cli", "proxy", "--config", str(path)],
+    result = subprocess.run([sys.executable, "-m", "cachegate", "proxy", "--config", str(path)],
                             capture_output=True, text=True, timeout=60, env=env)
     assert result.returncode == 2, result.stderr
     assert "proxy.admin.token_file: cannot read" in result.stderr and "Traceback" not in result.stderr
@@ -118,3 +119,41 @@ def test_admin_verbs_say_why_when_no_listener_answers(tmp_path: Path,
     assert main(["admin", "cache", "off", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"no admin listener at http://127.0.0.1:{admin_port}" in err and "Traceback" not in err
+
+
+def _refusals(
+        path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """What `cachegate check-config` says of a file, and what the proxy says when it is started with it."""
+    for name in [n for n in os.environ if n.startswith("CACHEGATE")]:
+        monkeypatch.delenv(name)
+    assert main(["check-config", str(path)]) == 2
+    checked = capsys.readouterr().err.strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
+    proxy = subprocess.run([sys.executable, "-m", "proxy", "--config", str(path)], capture_output=True,
+                           text=True, timeout=60, env=env)
+    assert proxy.returncode == 2 and "Traceback" not in proxy.stderr, proxy.stderr
+    return checked, proxy.stderr.strip()
+
+
+def test_check_config_refuses_an_admin_listener_on_the_api_address_as_the_proxy_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: check-config passed a file whose admin listener takes the API's port; the proxy then
+    failed to bind it."""
+    port = free_port()
+    def change(data) -> None:
+        data["proxy"].update(port=port)
+        data["proxy"]["admin"].update(port=port)
+
+    path = write_config(tmp_path, change)
+    checked, started = _refusals(path, capsys, monkeypatch)
+    assert f"proxy.admin.port: must differ from proxy.port ({port})" in checked
+    assert started == checked
+
+
+def test_check_config_refuses_a_redis_user_without_a_password_as_the_proxy_does(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the rule was checked only when the proxy asked for the password, after check-config."""
+    path = write_config(tmp_path, lambda d: d["redis"].pop("password_file"))
+    checked, started = _refusals(path, capsys, monkeypatch)
+    assert "redis.username: cachegate needs a password" in checked
+    assert started == checked

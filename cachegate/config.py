@@ -1,164 +1,34 @@
-"""config.yaml, loaded once into frozen dataclasses; every error names its place and the reason."""
+"""config.yaml, loaded once into frozen dataclasses; every error names its place and the reason.
+
+`load_config` reads the whole stack's file (or a mapping, for tests) with the environment's overrides.
+The proxy and `cachegate check-config` hand it the strategy registry, so that every rule is checked as
+the proxy will serve it; the services, the launcher and the load test read the same file without one.
+`settings(config)` lists every setting by its key with its lifetime (cachegate/settings.py), which is
+what a reload checks.
+"""
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
 
-from proxy.config_values import REQUIRED, Section, parse_percent
-from proxy.errors import ConfigError
+from cachegate.errors import ConfigError
+from cachegate.routes import RouteConfig, RouteRules, read_routes
+from cachegate.settings import (GENERATION, NO_ADMIN_TOKEN, AuthConfig, CacheConfig, MariaDBConfig,
+                                ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
+from cachegate.values import REQUIRED, Section, parse_percent
 
 ENV_PREFIX = "CACHEGATE__"
-MIN_ADMIN_TOKEN = 16  # characters; `cachegate up` makes 32
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A write fence must outlast its write: the fence call, the upstream call, the call that settles it (two
 # Redis calls), and a second for a busy loop. write_fence = proxy.upstream_timeout + 2 * redis.timeout + 1s.
 FENCE_MARGIN = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class StackConfig:
-    data_dir: Path
-
-
-@dataclass(frozen=True, slots=True)
-class ProxyConfig:
-    host: str
-    port: int
-    workers: int
-    admin_host: str
-    admin_port: int
-    admin_token_file: Path | None
-    max_body: int
-    upstream_connect_timeout: float
-    upstream_timeout: float
-    access_log: bool
-    readiness_interval: float
-    admin_token_env: str | None = field(default=None, repr=False)
-
-    def admin_token(self) -> str:
-        """The token every admin call must carry; the environment wins over the file (read on call)."""
-        if self.admin_token_env:
-            token, where = self.admin_token_env, "environment CACHEGATE_ADMIN_TOKEN"
-        elif self.admin_token_file is not None:
-            token = _read_secret(self.admin_token_file, "proxy.admin.token_file")
-            where = f"proxy.admin.token_file: {self.admin_token_file}"
-        else:  # refused when the config was loaded; a config built by hand could still lack both
-            raise ConfigError(_NO_ADMIN_TOKEN)
-        if len(token) < MIN_ADMIN_TOKEN:
-            raise ConfigError(f"{where}: the admin token is too short ({len(token)} characters, "
-                              f"at least {MIN_ADMIN_TOKEN})")
-        return token
-
-
-@dataclass(frozen=True, slots=True)
-class RedisConfig:
-    url: str
-    host: str
-    port: int
-    db: int
-    username: str | None
-    password_file: Path | None
-    timeout: float
-    breaker_failures: int
-    breaker_reset: float
-    password_env: str | None = field(default=None, repr=False)
-
-    def password(self) -> str | None:
-        """The environment wins over the file (read on call); None: Redis asks for no password."""
-        if self.password_env:
-            return self.password_env
-        if self.password_file is None:
-            if self.username is not None:
-                raise ConfigError(f"redis.username: {self.username} needs a password "
-                                  "(set redis.password_file or CACHEGATE_REDIS_PASSWORD)")
-            return None
-        return _read_secret(self.password_file, "redis.password_file")
-
-
-@dataclass(frozen=True, slots=True)
-class MariaDBConfig:
-    host: str
-    port: int
-    database: str
-    user: str
-    password_file: Path | None
-    pool_min: int
-    pool_max: int
-    connect_timeout: float
-    password_env: str | None = field(default=None, repr=False)
-
-    def password(self) -> str:
-        """The environment wins over the file, so containers need no file at all."""
-        if self.password_env is not None:
-            return self.password_env
-        if self.password_file is None:
-            raise ConfigError("mariadb.password_file: no password given (set it or CACHEGATE_DB_PASSWORD)")
-        return _read_secret(self.password_file, "mariadb.password_file")
-
-
-@dataclass(frozen=True, slots=True)
-class AuthConfig:
-    algorithm: str
-    issuer: str
-    public_key: Path
-    private_key: Path
-    token_ttl: float
-    leeway: float
-    exchange_upstream: str  # where the proxy trades Basic credentials for a token
-    exchange_path: str
-
-    def public_key_pem(self) -> str:
-        return _read_key(self.public_key, "auth.public_key")
-
-    def private_key_pem(self) -> str:
-        return _read_key(self.private_key, "auth.private_key")
-
-
-@dataclass(frozen=True, slots=True)
-class CacheConfig:
-    enabled: bool
-    prefix: str
-    default_ttl: float
-    negative_ttl: float
-    jitter: float
-    grace: float
-    tombstone_ttl: float
-    fill_wait: float
-    write_fence: float  # derived: how long a write's fence lasts when its gateway dies (see FENCE_MARGIN)
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceConfig:
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class RouteConfig:
-    index: int
-    methods: tuple[str, ...]
-    path: str
-    upstream: str
-    strategy: str
-    auth: str  # "required" | "none"
-    key: str | None
-    ttl: float | None
-    negative_ttl: float | None
-    grace: float | None
-    scope: str  # "shared" | "caller"
-    tags: tuple[str, ...]
-    invalidates: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return f"{'|'.join(self.methods)} {self.path}"
+SERVICE_MAX_BODY = 1024**2
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +42,49 @@ class Config:
     auth: AuthConfig
     cache: CacheConfig
     services: Mapping[str, ServiceConfig]
-    upstreams: Mapping[str, str]
+    upstreams: Mapping[str, str]  # name -> base URL
     routes: tuple[RouteConfig, ...]
-    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    # True when loaded with the strategy registry: each rule checked by its strategy, lifetimes resolved.
+    strategies_checked: bool = False
+
+
+class Setting(NamedTuple):
+    key: str
+    lifetime: str  # settings.GENERATION or settings.PROCESS
+    value: Any
+
+
+def settings(config: Config) -> Iterator[Setting]:
+    """Every setting of `config` by its key (a service's and an upstream's under their names)."""
+    for section in (config.stack, config.proxy, config.redis, config.mariadb, config.auth, config.cache):
+        yield from _declared(section, "")
+    for name, service in config.services.items():
+        yield from _declared(service, f"services.{name}.")
+    for name, url in config.upstreams.items():
+        yield Setting(f"upstreams.{name}", GENERATION, url)
+    yield Setting("routes", GENERATION, config.routes)
+
+
+def _declared(section: Any, prefix: str) -> Iterator[Setting]:
+    for f in fields(section):
+        if "key" in f.metadata:
+            yield Setting(prefix + f.metadata["key"], f.metadata["lifetime"], getattr(section, f.name))
+        elif not f.metadata.get("derived"):  # every field says what it is: a new key must say its lifetime
+            raise TypeError(f"{type(section).__name__}.{f.name} declares neither a key nor derived()")
+
+
+def changed_settings(before: Config, after: Config) -> list[tuple[Setting, Setting]]:
+    """(before, after) of each setting that differs; a setting only one of them has is None in the other
+    (a service or upstream added or removed)."""
+    old = {s.key: s for s in settings(before)}
+    new = {s.key: s for s in settings(after)}
+    out = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key), new.get(key)
+        if a is None or b is None or a.value != b.value:
+            lifetime = (a or b).lifetime  # type: ignore[union-attr]
+            out.append((a or Setting(key, lifetime, None), b or Setting(key, lifetime, None)))
+    return out
 
 
 def default_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -182,8 +92,12 @@ def default_path(env: Mapping[str, str] = os.environ) -> Path:
 
 
 def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | None = None, *,
-                env: Mapping[str, str] = os.environ, base_dir: str | os.PathLike[str] | None = None) -> Config:
-    """Load from a file (default: $CACHEGATE_CONFIG or ./config.yaml) or from a mapping (tests)."""
+                env: Mapping[str, str] = os.environ, base_dir: str | os.PathLike[str] | None = None,
+                strategies: Mapping[str, RouteRules] | None = None) -> Config:
+    """Load from a file (default: $CACHEGATE_CONFIG or ./config.yaml) or from a mapping (tests).
+
+    With `strategies` (the registry of strategies/registry.py) each rule is also checked by its
+    strategy and its lifetimes are resolved; without, the routes are checked for structure only."""
     if isinstance(source, Mapping):
         data, path, label = _deep_copy(source), None, "<config>"
         root = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -193,7 +107,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
         data = _read_yaml(path, label)
         root = Path(base_dir) if base_dir is not None else path.resolve().parent
     _apply_env(data, env, label)
-    return _Builder(data, label, root.resolve(), path, env).build()
+    return _Builder(data, label, root.resolve(), path, env, strategies).build()
 
 
 def _read_yaml(path: Path, label: str) -> dict[str, Any]:
@@ -246,33 +160,12 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], label: str) -> None
             data["cache"]["enabled"] = switch.lower() in ("on", "true", "1")
 
 
-_NO_ADMIN_TOKEN = ("proxy.admin.token_file: no admin token configured; every admin call needs one (set "
-                   "proxy.admin.token_file, which `cachegate up` fills, or CACHEGATE_ADMIN_TOKEN)")
-
-
-def _read_secret(path: Path, where: str) -> str:
-    try:
-        secret = path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}"
-                          " (does `cachegate up` need to run first?)") from exc
-    if not secret:
-        raise ConfigError(f"{where}: {path} is empty")
-    return secret
-
-
-def _read_key(path: Path, where: str) -> str:
-    try:
-        return path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror} (does `cachegate up` need to run first?)") from exc
-
-
 class _Builder:
     def __init__(self, data: dict[str, Any], label: str, root: Path, path: Path | None,
-                 env: Mapping[str, str]) -> None:
+                 env: Mapping[str, str], strategies: Mapping[str, RouteRules] | None) -> None:
         self.top = Section(data, "", label)
         self.label, self.root, self.path, self.env = label, root, path, env
+        self.strategies = strategies
 
     def build(self) -> Config:
         top = self.top
@@ -287,13 +180,13 @@ class _Builder:
         if auth.exchange_upstream not in upstreams:
             raise ConfigError(f"{self.label}: auth.exchange_upstream: unknown upstream "
                               f'"{auth.exchange_upstream}" (known: {", ".join(sorted(upstreams))})')
-        top.used.add("routes")
-        from proxy.routes_config import read_routes  # routes have their own reader: the largest section
-        routes = read_routes(top.data.get("routes"), self.label, upstreams, cache)
+        top.used.add("routes")  # the largest section has a reader of its own
+        routes = read_routes(top.data.get("routes"), self.label, upstreams, cache, self.strategies)
         top.done()
-        return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis, mariadb=mariadb,
-                      auth=auth, cache=cache, services=MappingProxyType(services),
-                      upstreams=MappingProxyType(upstreams), routes=routes, raw=top.data)
+        return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis,
+                      mariadb=mariadb, auth=auth, cache=cache, services=MappingProxyType(services),
+                      upstreams=MappingProxyType(upstreams), routes=routes,
+                      strategies_checked=self.strategies is not None)
 
     def _stack(self, s: Section) -> StackConfig:
         cfg = StackConfig(data_dir=s.path("data_dir", self.root, ".stack"))
@@ -316,7 +209,7 @@ class _Builder:
         # Every process reads this file, so `check-config` refuses what the proxy would refuse at start:
         # a token is required wherever the admin listener binds (only its file is read later, at start).
         if cfg.admin_token_file is None and cfg.admin_token_env is None:
-            raise ConfigError(f"{self.label}: {_NO_ADMIN_TOKEN}")
+            raise ConfigError(f"{self.label}: {NO_ADMIN_TOKEN}")
         if cfg.admin_token_env is not None:
             try:
                 cfg.admin_token()  # too short a token from the environment is refused now, with the rest
@@ -324,6 +217,9 @@ class _Builder:
                 raise ConfigError(f"{self.label}: {exc.message}") from None
         if cfg.readiness_interval < 0.1:
             s.fail(f"expected at least 100ms, got {cfg.readiness_interval:g}s", "readiness_interval")
+        if cfg.admin_port == cfg.port and _may_share(cfg.admin_host, cfg.host):
+            s.fail(f"must differ from proxy.port ({cfg.port}): the API and the admin listener cannot share "
+                   "one address", "admin.port")
         admin.done()
         s.done()
         return cfg
@@ -338,17 +234,21 @@ class _Builder:
             s.fail(f'expected a redis:// URL, got "{url}"', "url")
         try:
             port = parts.port or 6379
-            db = int(parts.path.lstrip("/") or 0) if parts.scheme != "unix" else 0
+            if parts.scheme != "unix":
+                int(parts.path.lstrip("/") or 0)  # the database number: its client reads it from the URL
         except ValueError:
             s.fail(f'expected redis://host:port/db, got "{url}"', "url")
         breaker = s.section("breaker")
-        cfg = RedisConfig(url=url, host=parts.hostname or "127.0.0.1", port=port, db=db,
+        cfg = RedisConfig(url=url, host=parts.hostname or "127.0.0.1", port=port,
                           username=s.string("username", None),
                           password_file=s.path("password_file", self.root, None),
                           timeout=s.duration("timeout", 0.05),
                           breaker_failures=breaker.integer("failures", 5, low=1, high=1000),
                           breaker_reset=breaker.duration("reset", 2.0),
                           password_env=self.env.get("CACHEGATE_REDIS_PASSWORD") or None)
+        if cfg.username is not None and cfg.password_file is None and cfg.password_env is None:
+            s.fail(f"{cfg.username} needs a password (set redis.password_file or CACHEGATE_REDIS_PASSWORD)",
+                   "username")
         breaker.done()
         s.done()
         return cfg
@@ -359,7 +259,8 @@ class _Builder:
             host=s.string("host", "127.0.0.1"), port=s.port("port", 3306),
             database=s.string("database", REQUIRED), user=s.string("user", REQUIRED),
             password_file=s.path("password_file", self.root, None),
-            pool_min=pool.integer("min", 1, low=0, high=1000), pool_max=pool.integer("max", 32, low=1, high=1000),
+            pool_min=pool.integer("min", 1, low=0, high=1000),
+            pool_max=pool.integer("max", 32, low=1, high=1000),
             connect_timeout=s.duration("connect_timeout", 2.0),
             password_env=self.env.get("CACHEGATE_DB_PASSWORD"))
         if cfg.pool_min > cfg.pool_max:
@@ -399,7 +300,9 @@ class _Builder:
         out = {}
         for name in list(s.data):
             sub = s.section(str(name))
-            out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"), port=sub.port("port", REQUIRED))
+            out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"),
+                                           port=sub.port("port", REQUIRED),
+                                           max_body=sub.size("max_body", SERVICE_MAX_BODY))
             sub.done()
         return out
 
@@ -420,3 +323,9 @@ def _as_prefix(v: Any) -> str:
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", v):
         raise ValueError
     return v
+
+
+def _may_share(a: str, b: str) -> bool:
+    """Could listeners on hosts a and b collide on one port? Yes on the same host or on every interface."""
+    anywhere = ("0.0.0.0", "::", "")
+    return a == b or a in anywhere or b in anywhere

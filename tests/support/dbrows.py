@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.common.db import connect
-from proxy.config import Config
+from cachegate.config import Config
 
 
 async def fetch_rows(config: Config, sql: str, args: Any = None) -> list[tuple]:

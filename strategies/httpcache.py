@@ -20,6 +20,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 CONDITIONAL_HEADERS = frozenset({"if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
                                  "if-range"})
 CACHE_NAME = "cachegate"
+UNAVAILABLE = "CACHE-UNAVAILABLE"  # the detail of a bypass because Redis is down, slow or behind its breaker
 
 _ETAG_VERSION = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 _DIRECTIVE = re.compile(r'\s*([A-Za-z0-9_-]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^,\s]*))?\s*(?:,|$)')

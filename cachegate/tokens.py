@@ -20,8 +20,8 @@ from typing import Any, Callable
 from jose import jwk, jwt
 from jose.exceptions import JOSEError
 
-from proxy.config import AuthConfig
-from proxy.errors import AuthError
+from cachegate.errors import AuthError
+from cachegate.settings import AuthConfig
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="cachegate"'}
 REVOCATION_HEADER = "Cachegate-Revoked-Tokens"

@@ -5,16 +5,18 @@ import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.config import CacheConfig, RouteConfig
+from cachegate.routes import RouteConfig
+from cachegate.settings import CacheConfig
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
-from proxy.upstream import Upstream
-from strategies.base import Context, Reply, Request, Strategy, get_strategy
+from proxy.upstream import Request, Upstream
+from strategies.base import Context, Reply, Strategy
+from strategies.registry import get_strategy
 
 # RFC 9211: a member is the cache's name, then parameters (key or key=value), separated by "; ".
 CACHE_STATUS = (r"^cachegate(; (hit|stored|collapsed|(fwd|detail)=[A-Za-z*][A-Za-z0-9_.:/*-]*"
@@ -131,9 +133,11 @@ def route(strategy: str, *, methods: tuple[str, ...] = ("GET",), path: str = "/i
           upstream: str = "items", key: str | None = None, ttl: float | None = None,
           negative_ttl: float | None = None, grace: float | None = None, tags: tuple[str, ...] = (),
           invalidates: tuple[str, ...] = ()) -> RouteConfig:
-    return RouteConfig(index=0, methods=methods, path=path, upstream=upstream, strategy=strategy, auth="none",
-                       key=key, ttl=ttl, negative_ttl=negative_ttl, grace=grace, scope="shared", tags=tags,
-                       invalidates=invalidates)
+    """A rule as config validation leaves it: lifetimes resolved by its strategy (cache_config's defaults)."""
+    written = RouteConfig(index=0, methods=methods, path=path, upstream=upstream, strategy=strategy,
+                          auth="none", key=key, ttl=ttl, negative_ttl=negative_ttl, grace=grace,
+                          scope="shared", tags=tags, invalidates=invalidates)
+    return get_strategy(strategy).lifetimes(written, cache_config("-"), None)
 
 
 def context(strategy: str, method: str, path: str, *, key: str | None = None, query: str = "",
@@ -150,11 +154,12 @@ def body_of(reply: Reply) -> dict[str, Any]:
 
 
 def header(reply: Reply, name: str) -> str | None:
-    return next((v for k, v in reply.headers if k.lower() == name.lower()), None)
+    pairs = reply.headers.items() if isinstance(reply.headers, Mapping) else reply.headers
+    return next((v for k, v in pairs if k.lower() == name.lower()), None)
 
 
 @dataclass
-class World:
+class StrategyWorld:
     """One backend, one upstream client, one store: what a proxy process gives its strategies."""
     backend: Backend
     upstream: Upstream
@@ -165,7 +170,7 @@ class World:
 
     def strategy(self, name: str, **cache_changes: Any) -> Strategy:
         made = get_strategy(name)(store=self.store, upstream=self.upstream, metrics=self.metrics,
-                                  cache=cache_config(self.prefix, **cache_changes))
+                                  settings=cache_config(self.prefix, **cache_changes))
         self.made.append(made)
         return made
 
@@ -179,4 +184,4 @@ class World:
         return total
 
 
-WorldFactory = Callable[..., Awaitable[World]]
+WorldFactory = Callable[..., Awaitable[StrategyWorld]]

@@ -5,11 +5,12 @@ import time
 from typing import Callable
 
 import redis.asyncio as aioredis
-from redisclients import NO_RETRY, gateway_client
 
 from proxy.metrics import Metrics
-from proxy.store import CacheStore, Entry, make_entry
+from proxy.records import Entry, make_entry
+from proxy.store import CacheStore
 from stack.redis import RedisServer
+from tests.support.redisclients import NO_RETRY, gateway_client
 
 StoreFactory = Callable[..., CacheStore]
 

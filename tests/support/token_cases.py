@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt
 
-from proxy.config import AuthConfig
+from cachegate.settings import AuthConfig
 
 Make = Callable[[AuthConfig, int], str]
 

@@ -1,0 +1,139 @@
+"""Path and key templates of config.yaml, compiled once: whole-path matchers and one-format key renderers."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+from urllib.parse import quote
+
+_PARAM = re.compile(r"\{([^{}]*)\}")
+_PARAM_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_PARAM_TYPES = {"int": r"[0-9]{1,18}", "str": r"[^/]+"}
+_KEY_PLACEHOLDER = re.compile(r"^(?:[a-z_][a-z0-9_]*|query|query\.[A-Za-z0-9_.-]+|caller)$")
+_KEY_TEXT = re.compile(r"^[A-Za-z0-9_.:/-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class PathTemplate:
+    text: str
+    params: tuple[str, ...]
+    regex: re.Pattern[str] | None  # None for a static path, matched by equality
+
+    def match(self, path: str) -> dict[str, str] | None:
+        if self.regex is None:
+            return {} if path == self.text else None
+        m = self.regex.fullmatch(path)
+        return m.groupdict() if m else None
+
+
+def parse_path_template(text: str) -> PathTemplate:
+    """'/users/{id:int}' -> a whole-path matcher. ValueError says what is wrong."""
+    if not text.startswith("/"):
+        raise ValueError(f'expected a path starting with /, got "{text}"')
+    if "?" in text or "#" in text or "//" in text:
+        raise ValueError(f'expected a path without ?, # or //, got "{text}"')
+    pattern, params, pos = [], [], 0
+    for m in _PARAM.finditer(text):
+        literal = text[pos:m.start()]
+        if "{" in literal or "}" in literal:
+            raise ValueError(f'unbalanced braces in "{text}"')
+        name, _, kind = m.group(1).partition(":")
+        kind = kind or "str"
+        if not _PARAM_NAME.match(name):
+            raise ValueError(f'bad parameter name "{name}" in "{text}"')
+        if kind not in _PARAM_TYPES:
+            raise ValueError(f'unknown parameter type "{kind}" in "{text}" (known: int, str)')
+        if name in params:
+            raise ValueError(f'parameter "{name}" appears twice in "{text}"')
+        before, after = text[m.start() - 1], text[m.end():m.end() + 1]
+        if before != "/" or after not in ("", "/"):
+            raise ValueError(f'a parameter must fill a whole path segment in "{text}"')
+        pattern.append(re.escape(literal))
+        pattern.append(f"(?P<{name}>{_PARAM_TYPES[kind]})")
+        params.append(name)
+        pos = m.end()
+    tail = text[pos:]
+    if "{" in tail or "}" in tail:
+        raise ValueError(f'unbalanced braces in "{text}"')
+    if not params:
+        return PathTemplate(text, (), None)
+    pattern.append(re.escape(tail))
+    return PathTemplate(text, tuple(params), re.compile("".join(pattern)))
+
+
+# render(path params, query in canonical form (proxy/canonical.py), caller) -> key
+KeyRenderer = Callable[[Mapping[str, str], str, "str | None"], str]
+
+
+def compile_key_template(text: str, path_params: Iterable[str]) -> tuple[KeyRenderer, frozenset[str]]:
+    """'user-search:{query}' -> (render(params, query, caller), placeholders). ValueError says why.
+
+    Rendering is on every request's path, so the template becomes one str.format call."""
+    known = set(path_params)
+    fmt: list[str] = []
+    getters: list[Callable[[Mapping[str, str], str, str | None], str]] = []
+    names: list[str] = []  # the path parameters, when they are the only placeholders
+    used: set[str] = set()
+    pos = 0
+    for m in _PARAM.finditer(text):
+        literal = text[pos:m.start()]
+        _check_key_text(literal, text)
+        fmt.append(literal)
+        fmt.append("{}")
+        name = m.group(1)
+        if not _KEY_PLACEHOLDER.match(name):
+            raise ValueError(f'bad placeholder "{{{name}}}" in key "{text}"')
+        if name == "query":
+            getters.append(lambda p, q, c: _all_query(q))
+        elif name.startswith("query."):
+            getters.append(lambda p, q, c, n=name[6:]: _one_query(q, n))
+        elif name == "caller":
+            getters.append(lambda p, q, c: _caller(c))
+        elif name in known:
+            getters.append(lambda p, q, c, n=name: _quote(p[n]))
+            names.append(name)
+        else:
+            raise ValueError(f'placeholder "{{{name}}}" in key "{text}" is not a path parameter '
+                             f'(known: {", ".join(sorted(known)) or "none"}; or query, query.NAME, caller)')
+        used.add(name)
+        pos = m.end()
+    _check_key_text(text[pos:], text)
+    fmt.append(text[pos:])
+    template = "".join(fmt)
+    if not getters:
+        return (lambda p, q, c: template), frozenset()
+    if len(names) == len(getters) == 1:
+        only = names[0]
+        return (lambda p, q, c: template.format(_quote(p[only]))), frozenset(used)
+    return (lambda p, q, c: template.format(*[get(p, q, c) for get in getters])), frozenset(used)
+
+
+def _quote(value: str) -> str:
+    # Most values are plain ids; quoting only the rest keeps a value from forging a separator.
+    return value if value.isascii() and value.isalnum() else quote(value, safe="")
+
+
+def _check_key_text(literal: str, text: str) -> None:
+    if "{" in literal or "}" in literal:
+        raise ValueError(f'unbalanced braces in key "{text}"')
+    if not _KEY_TEXT.match(literal):
+        raise ValueError(f'key "{text}" may only use letters, digits and _ . : / - outside placeholders')
+
+
+def _all_query(query: str) -> str:
+    # Already sorted and escaped (proxy/canonical.py): ?a=1&b=2 and ?b=2&a=1 share one entry, no value can
+    # forge a separator, and the key names exactly the query that goes upstream.
+    return query
+
+
+def _one_query(query: str, name: str) -> str:
+    prefix = name + "="  # names in key templates are unreserved characters, the same escaped or not
+    values = [part[len(prefix):] for part in query.split("&") if part.startswith(prefix)] if query else []
+    # An absent parameter is not an empty one (?name=): a bare % never appears in an escaped value.
+    return ",".join(values) if values else "%"
+
+
+def _caller(caller: str | None) -> str:
+    if caller is None:  # config validation forbids {caller} on auth: none routes; never key on "nobody"
+        raise LookupError("a caller-scoped key needs a verified caller")
+    return _quote(caller)

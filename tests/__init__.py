@@ -1,0 +1,1 @@
+"""The test suite: pytest against real Redis, MariaDB and our own processes."""

@@ -1,0 +1,1 @@
+"""End-to-end tests: the whole request path on real sockets."""

@@ -1,0 +1,1 @@
+"""Fuzz and hostile-input tests through the whole stack."""

@@ -1,0 +1,1 @@
+"""Tests of the launcher, its servers and the cachegate command."""

@@ -1,0 +1,1 @@
+"""Tests of the cache strategies, their registry and the HTTP caching rules."""
