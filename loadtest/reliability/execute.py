@@ -1,0 +1,309 @@
+"""One scenario from start to verdict: traffic with a fresh history, the fault, recovery, the final state.
+
+Timeline: mixed traffic (and the database observer, and a /-/ready probe) for `baseline_s`; the fault; the
+component back (by itself, or restarted, resumed or restored by the harness); `after_s` more traffic; then
+every entity the history touched is read through the gateway and compared with its row in MariaDB.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadtest.reliability import checker, history, summary, traffic
+from loadtest.reliability.abuse import Abuse, Plan as AbusePlan
+from loadtest.reliability.faults import Faults, Healed
+from loadtest.reliability.ownstack import OwnStack
+from loadtest.reliability.scenarios import (ABUSE_FD_LIMIT, BURST_CLIENTS, BURST_ROUNDS, HIT_RATIO_KEPT,
+                                            PROXY_KILL_IN_FLIGHT_S, REDIS_FULL_HEADROOM, Scenario, Timing)
+from loadtest.reliability.traffic import Population, Recorder
+
+READY_EVERY_S = 0.25
+FINAL_CONCURRENCY = 8
+IN_FLIGHT_WAIT_S = 5.0
+ABUSE = AbusePlan(idle=1200, slow_headers=1000, big_body=100)
+METRICS = ("cachegate_epoch_bumps_total", "cachegate_redis_errors_total", "cachegate_store_rejected_total")
+
+
+@dataclass
+class Run:
+    """What a scenario needs: the stack, its faults, the population, the plan's knobs, where raw files go."""
+
+    stack: OwnStack
+    faults: Faults
+    people: Population
+    timing: Timing
+    raw_dir: Path
+    per_user: int = 3
+    fresh: int = 3
+    seed: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+async def run(scenario: Scenario, ctx: Run) -> dict[str, Any]:
+    rec = Recorder()
+    stop = asyncio.Event()
+    base = ctx.stack.proxy_url
+    observer = traffic.Observer(ctx.stack.db, [c.user_id for c in ctx.people.callers])
+    ready: list[tuple[float, int]] = []
+    metrics_before, proxy_before = _metrics(base), ctx.stack.pid("proxy")
+    tasks = [asyncio.create_task(make()) for make in traffic.clients(
+        ctx.people, rec, base, stop, per_user=ctx.per_user, fresh=ctx.fresh, seed=ctx.seed)]
+    tasks += [asyncio.create_task(observer.run(rec, stop)), asyncio.create_task(_probe(base, rec, stop, ready))]
+    extra: dict[str, Any] = {}
+    try:
+        await asyncio.sleep(ctx.timing.baseline_s)   # the scenario's timeline: traffic before the fault
+        fault_at, healed = await FAULTS[scenario.fault](scenario, ctx, rec, extra)
+        healed_at = rec.now()
+        await asyncio.sleep(ctx.timing.after_s)      # the scenario's timeline: traffic after recovery
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    traffic_end = rec.now()
+    final = await _final_reads(rec, ctx)
+    rows = await asyncio.to_thread(_rows, ctx.stack, {op.key for op in final})
+    found = checker.check(rec.ops, rows, final)
+    window = summary.Window(fault_at, healed_at, traffic_end)
+    raw = ctx.raw_dir / f"{scenario.name}.history.csv.gz"
+    history.write_csv([*rec.ops, *final], raw)
+    result: dict[str, Any] = {
+        "name": scenario.name, "fault": scenario.fault, "target": scenario.target, "expect": scenario.expect,
+        "timing": vars(ctx.timing), "fault_at_s": round(fault_at, 3), "healed_at_s": round(healed_at, 3),
+        "traffic_end_s": round(traffic_end, 3), "healed": healed.as_json(),
+        **summary.judge(scenario, window, rec.ops),
+        "writes": _writes(rec.ops),
+        "hit_ratio": {"before": summary.hit_ratio(rec.ops, end=fault_at),
+                      "during": summary.hit_ratio(rec.ops, fault_at, healed_at),
+                      "after": summary.hit_ratio(rec.ops, healed_at + 1.0)},
+        "cache": summary.cache_outcomes(rec.ops),
+        "checker": {"counts": checker.counts(found),
+                    "violations": {rule: [v.as_json() for v in found[rule][:summary.EXAMPLES]]
+                                   for rule in checker.RULES if found[rule]},
+                    "reads_checked": sum(1 for op in rec.ops if op.op == "read" and op.ok),
+                    "final_reads": len(final), "observations": sum(1 for op in rec.ops if op.op == "observe")},
+        "readiness": _readiness(ready),
+        "metrics": _metric_deltas(metrics_before, _metrics(base), proxy_before == ctx.stack.pid("proxy")),
+        "raw": raw.name, **extra,
+    }
+    result["problems"] = _problems(scenario, result)
+    result["valid"] = not result["problems"]
+    return result
+
+
+# --- the faults ------------------------------------------------------------------------------------------
+async def _kill(scenario: Scenario, ctx: Run, rec: Recorder, extra: dict[str, Any]) -> tuple[float, Healed]:
+    started = time.monotonic()
+    fault_at = rec.now()
+    dead = await asyncio.to_thread(ctx.faults.kill, scenario.target)
+    healed = await asyncio.to_thread(ctx.faults.heal, scenario.target, dead, started, ctx.timing.hold_s)
+    return fault_at, healed
+
+
+async def _pause(scenario: Scenario, ctx: Run, rec: Recorder, extra: dict[str, Any]) -> tuple[float, Healed]:
+    fault_at = rec.now()
+    pid = ctx.faults.pause(scenario.target)
+    try:
+        await asyncio.sleep(ctx.timing.hold_s)   # the length of the pause is the fault
+    finally:
+        ctx.faults.resume(pid)
+    return fault_at, Healed("resumed", rec.now() - fault_at, pid)
+
+
+async def _proxy_kill(scenario: Scenario, ctx: Run, rec: Recorder,
+                      extra: dict[str, Any]) -> tuple[float, Healed]:
+    """Lock one user's row, wait for a write of it to hang in the backend, kill the proxy, release the row."""
+    victim = ctx.people.callers[0].user_id
+    key = f"user:{victim}"
+    lock = await asyncio.to_thread(ctx.faults.lock_row, victim)
+    try:
+        def stuck() -> bool:
+            return any(k == key and rec.now() - t >= PROXY_KILL_IN_FLIGHT_S for (_, k), t in rec.in_flight.items())
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+        while not stuck() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)   # polling a condition, with the deadline above
+        extra["write_in_flight_at_kill"] = stuck()
+        started = time.monotonic()
+        fault_at = rec.now()
+        dead = await asyncio.to_thread(ctx.faults.kill, "proxy")
+    finally:
+        await asyncio.to_thread(lock.release)
+    healed = await asyncio.to_thread(ctx.faults.heal, "proxy", dead, started, ctx.timing.hold_s)
+    return fault_at, healed
+
+
+async def _abuse(scenario: Scenario, ctx: Run, rec: Recorder, extra: dict[str, Any]) -> tuple[float, Healed]:
+    caller = ctx.people.callers[0]
+    abuse = Abuse(ctx.stack.config.proxy.port, ABUSE, caller.authorization, caller.user_id)
+    fault_at = rec.now()
+    was = ctx.faults.set_fd_limit("proxy", ABUSE_FD_LIMIT)
+    try:
+        await abuse.start()
+        await asyncio.sleep(ctx.timing.hold_s)   # the abuse lasts this long, with the normal traffic on
+    finally:
+        extra["abuse"] = {"plan": vars(ABUSE), "fd_limit": ABUSE_FD_LIMIT, "fd_limit_was": list(was),
+                          "connections": await abuse.stop()}
+        if ctx.stack.pid("proxy") is not None:
+            ctx.faults.set_fd_limit("proxy", was[0])
+    return fault_at, Healed("restored", rec.now() - fault_at, ctx.stack.pid("proxy"))
+
+
+async def _burst(scenario: Scenario, ctx: Run, rec: Recorder, extra: dict[str, Any]) -> tuple[float, Healed]:
+    await asyncio.to_thread(ctx.stack.cli, "admin", "cache", "off")
+    await asyncio.to_thread(ctx.stack.cli, "admin", "cache", "on")   # a new key epoch: a cold cache
+    fault_at = rec.now()
+    await traffic.burst(ctx.people, rec, ctx.stack.proxy_url, clients=BURST_CLIENTS, rounds=BURST_ROUNDS,
+                        seed=ctx.seed)
+    burst_ops = [op for op in rec.ops if op.client.startswith("b")]
+    statuses = Counter(summary.status_of(op) for op in burst_ops)
+    extra["burst"] = {"clients": BURST_CLIENTS, "rounds": BURST_ROUNDS, "requests": len(burst_ops),
+                      "statuses": dict(sorted(statuses.items())), "seconds": round(rec.now() - fault_at, 3),
+                      "latency_max_s": max((op.latency for op in burst_ops), default=None)}
+    return fault_at, Healed("burst over", rec.now() - fault_at, ctx.stack.pid("proxy"))
+
+
+async def _redis_full(scenario: Scenario, ctx: Run, rec: Recorder,
+                      extra: dict[str, Any]) -> tuple[float, Healed]:
+    before = await asyncio.to_thread(ctx.faults.redis_memory)
+    limit = int(before["used_memory"]) + REDIS_FULL_HEADROOM
+    fault_at = rec.now()
+    await asyncio.to_thread(ctx.faults.set_redis_maxmemory, limit)
+    stop = asyncio.Event()
+    sprayers = asyncio.create_task(traffic.spray(ctx.people, rec, ctx.stack.proxy_url, stop, clients=6,
+                                                 seed=ctx.seed))
+    try:
+        await asyncio.sleep(ctx.timing.hold_s)   # the fault lasts this long
+    finally:
+        stop.set()
+        await sprayers
+        full = await asyncio.to_thread(ctx.faults.redis_memory)
+        await asyncio.to_thread(ctx.faults.set_redis_maxmemory, int(before["maxmemory"]))
+    spray_ops = [op for op in rec.ops if op.client.startswith("s")]
+    extra["redis_memory"] = {"before": before, "limit": limit, "at_end": full,
+                             "spray_requests": len(spray_ops),
+                             "spray_hit_ratio": summary.hit_ratio(spray_ops, clients="s")}
+    return fault_at, Healed("restored", rec.now() - fault_at, ctx.stack.pid("redis"))
+
+
+FAULTS = {"kill": _kill, "pause": _pause, "proxy-kill": _proxy_kill, "abuse": _abuse, "burst": _burst,
+          "redis-full": _redis_full}
+
+
+# --- around the traffic ----------------------------------------------------------------------------------
+async def _probe(base: str, rec: Recorder, stop: asyncio.Event, seen: list[tuple[float, int]]) -> None:
+    """GET /-/ready every READY_EVERY_S: what an orchestrator would have concluded during the scenario."""
+    async with traffic.session(base) as http:
+        while not stop.is_set():
+            try:
+                async with http.get("/-/ready", timeout=aiohttp.ClientTimeout(total=1.0)) as resp:
+                    seen.append((rec.now(), resp.status))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                seen.append((rec.now(), 0))
+            await asyncio.sleep(READY_EVERY_S)   # the probe's period
+
+
+def _readiness(seen: list[tuple[float, int]]) -> dict[str, Any]:
+    not_ready = [(t, s) for t, s in seen if s != 200]
+    return {"probes": len(seen), "not_ready": len(not_ready),
+            "not_ready_s": round(len(not_ready) * READY_EVERY_S, 2),
+            "statuses": {str(s): sum(1 for _, x in seen if x == s) for s in sorted({s for _, s in seen})}}
+
+
+async def _final_reads(rec: Recorder, ctx: Run) -> list[history.Op]:
+    """Every entity the history touched, read through the gateway (known users: both views)."""
+    keys = sorted({op.key for op in rec.ops if op.op in ("read", "write") and op.key})
+    by_id = {c.user_id: c for c in ctx.people.callers}
+    default = ctx.people.callers[0].authorization
+    jobs: list[tuple[str, str, str]] = []
+    for key in keys:
+        kind, _, ident = key.partition(":")
+        jobs.append((key, f"/{kind}s/{ident}", default))
+        if kind == "user" and int(ident) in by_id:
+            jobs.append((key, "/users/me", by_id[int(ident)].authorization))
+    final = Recorder(rec.t0)   # the same clock, a history of its own
+    gate = asyncio.Semaphore(FINAL_CONCURRENCY)
+    async with traffic.session(ctx.stack.proxy_url, limit=FINAL_CONCURRENCY) as http:
+        async def one(key: str, target: str, auth: str) -> None:
+            async with gate:
+                await traffic.call(http, final, "final", "read", key, "GET", target, {"Authorization": auth})
+        await asyncio.gather(*(one(*job) for job in jobs))
+    return final.ops
+
+
+def _rows(stack: OwnStack, keys: set[str]) -> dict[str, checker.Row | None]:
+    tables = {"user": ("users", "title"), "path": ("paths", None), "trip": ("trips", None)}
+    wanted: dict[str, list[int]] = {}
+    for key in keys:
+        kind, _, ident = key.partition(":")
+        wanted.setdefault(kind, []).append(int(ident))
+    rows: dict[str, checker.Row | None] = {key: None for key in keys}
+    conn = stack.db()
+    try:
+        with conn.cursor() as cur:
+            for kind, ids in wanted.items():
+                table, column = tables[kind]
+                value = column or "''"
+                marks = ", ".join(["%s"] * len(ids))
+                cur.execute(f"SELECT id, version, {value} FROM {table} WHERE id IN ({marks})", ids)
+                for ident, version, text in cur.fetchall():
+                    rows[f"{kind}:{ident}"] = checker.Row(int(version), str(text or ""))
+    finally:
+        conn.close()
+    return rows
+
+
+def _writes(ops: list[history.Op]) -> dict[str, int]:
+    writes = [op for op in ops if op.op == "write"]
+    return {"sent": len(writes), "acknowledged": sum(1 for op in writes if op.ok),
+            "refused": sum(1 for op in writes if 400 <= op.status < 500),
+            "unknown_outcome": sum(1 for op in writes if op.status == 0 or op.status >= 500)}
+
+
+def _metrics(base: str) -> dict[str, dict[str, float]]:
+    """The counters the report follows, by label set; {} when the proxy does not answer."""
+    try:
+        with urllib.request.urlopen(base + "/-/metrics", timeout=3) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in METRICS:
+                label = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())) or "-"
+                out.setdefault(sample.name, {})[label] = sample.value
+    return out
+
+
+def _metric_deltas(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]],
+                   same_process: bool) -> dict[str, Any]:
+    if not same_process:
+        return {"note": "the proxy was restarted: counts since its restart", **after}
+    return {name: {label: value - before.get(name, {}).get(label, 0.0) for label, value in labels.items()
+                   if value - before.get(name, {}).get(label, 0.0)}
+            for name, labels in after.items()}
+
+
+def _problems(scenario: Scenario, result: dict[str, Any]) -> list[str]:
+    problems = []
+    if result["unexpected"]:
+        reasons = ", ".join(f"{n} x {why}" for why, n in list(result["unexpected_by_reason"].items())[:6])
+        problems.append(f"{result['unexpected']} unexpected answers to the clients: {reasons}")
+    if not result["recovered"]:
+        problems.append("the clients' requests were still failing at the end of the traffic")
+    for rule, count in result["checker"]["counts"].items():
+        if count:
+            problems.append(f"checker: {count} {rule} violation(s)")
+    if scenario.fault == "proxy-kill" and not result.get("write_in_flight_at_kill"):
+        problems.append("no write was in flight when the proxy was killed (the scenario did not happen)")
+    if scenario.fault == "redis-full":
+        before, during = result["hit_ratio"]["before"], result["hit_ratio"]["during"]
+        if before and (during or 0.0) < HIT_RATIO_KEPT * before:
+            problems.append(f"hit ratio fell from {before:.0%} to {(during or 0.0):.0%} while Redis was full")
+    return problems
