@@ -19,10 +19,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.reliability import checker, history, summary, traffic
 from loadtest.reliability.abuse import Abuse, Plan as AbusePlan
-from loadtest.reliability.faults import Faults, Healed
+from loadtest.reliability.faults import Faults, Healed, wait_for
 from loadtest.reliability.ownstack import OwnStack
 from loadtest.reliability.scenarios import (ABUSE_FD_LIMIT, BURST_CLIENTS, BURST_ROUNDS, HIT_RATIO_KEPT,
                                             PROXY_KILL_IN_FLIGHT_S, REDIS_FULL_HEADROOM, Scenario, Timing)
+from loadtest.reliability.history import READ, WRITE
 from loadtest.reliability.traffic import Population, Recorder
 
 READY_EVERY_S = 0.25
@@ -51,7 +52,7 @@ async def run(scenario: Scenario, ctx: Run) -> dict[str, Any]:
     rec = Recorder()
     stop = asyncio.Event()
     base = ctx.stack.proxy_url
-    observer = traffic.Observer(ctx.stack.db, [c.user_id for c in ctx.people.callers])
+    observer = traffic.Observer(ctx.stack.db, [c.user_id for c in ctx.people.everyone])
     ready: list[tuple[float, int]] = []
     metrics_before, proxy_before = _metrics(base), ctx.stack.pid("proxy")
     tasks = [asyncio.create_task(make()) for make in traffic.clients(
@@ -118,24 +119,55 @@ async def _pause(scenario: Scenario, ctx: Run, rec: Recorder, extra: dict[str, A
 
 async def _proxy_kill(scenario: Scenario, ctx: Run, rec: Recorder,
                       extra: dict[str, Any]) -> tuple[float, Healed]:
-    """Lock one user's row, wait for a write of it to hang in the backend, kill the proxy, release the row."""
-    victim = ctx.people.callers[0].user_id
-    key = f"user:{victim}"
-    lock = await asyncio.to_thread(ctx.faults.lock_row, victim)
-    try:
-        def stuck() -> bool:
-            return any(k == key and rec.now() - t >= PROXY_KILL_IN_FLIGHT_S for (_, k), t in rec.in_flight.items())
-        deadline = time.monotonic() + IN_FLIGHT_WAIT_S
-        while not stuck() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)   # polling a condition, with the deadline above
-        extra["write_in_flight_at_kill"] = stuck()
-        started = time.monotonic()
-        fault_at = rec.now()
-        dead = await asyncio.to_thread(ctx.faults.kill, "proxy")
-    finally:
-        await asyncio.to_thread(lock.release)
+    """The victim's entry cached; its row locked; its PATCH hangs in the backend; the proxy is killed; the
+    row released, so the write commits with no gateway left to settle it. Nobody else writes the victim:
+    only the write fence stands between its readers and the old entry."""
+    victim = ctx.people.victim
+    key, target = f"user:{victim.user_id}", f"/users/{victim.user_id}"
+    auth = {"Authorization": victim.authorization}
+    async with traffic.session(ctx.stack.proxy_url) as http:
+        for _ in range(2):
+            await traffic.call(http, rec, "victim", READ, key, "GET", target, auth)
+        lock = await asyncio.to_thread(ctx.faults.lock_row, victim.user_id)
+        title = f"victim-{int(rec.now() * 1000)}"
+        try:
+            write = asyncio.create_task(traffic.call(http, rec, "victim", WRITE, key, "PATCH", target, auth,
+                                                     {"title": title}, sent=title))
+            def stuck() -> bool:
+                started = rec.in_flight.get(("victim", key))
+                return started is not None and rec.now() - started >= PROXY_KILL_IN_FLIGHT_S
+            deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+            while not stuck() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)   # polling a condition, with the deadline above
+            extra["write_in_flight_at_kill"] = stuck()
+            started = time.monotonic()
+            fault_at = rec.now()
+            dead = await asyncio.to_thread(ctx.faults.kill, "proxy")
+        finally:
+            await asyncio.to_thread(lock.release)
+        extra["committed_after_kill"] = await asyncio.to_thread(_committed, ctx.stack, victim.user_id, title)
+        await write
     healed = await asyncio.to_thread(ctx.faults.heal, "proxy", dead, started, ctx.timing.hold_s)
     return fault_at, healed
+
+
+def _committed(stack: OwnStack, user_id: int, title: str) -> dict[str, Any]:
+    """Wait (bounded) for the killed gateway's write to commit: the crash window really happened."""
+    seen: dict[str, Any] = {"title": title, "version": None, "committed": False}
+
+    def done() -> bool:
+        conn = stack.db()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT version, title FROM users WHERE id = %s", (user_id,))
+                version, now = cur.fetchone()
+        finally:
+            conn.close()
+        seen.update(version=int(version), committed=now == title)
+        return now == title
+
+    wait_for(done, IN_FLIGHT_WAIT_S, interval=0.05)
+    return seen
 
 
 async def _abuse(scenario: Scenario, ctx: Run, rec: Recorder, extra: dict[str, Any]) -> tuple[float, Healed]:
@@ -218,7 +250,7 @@ def _readiness(seen: list[tuple[float, int]]) -> dict[str, Any]:
 async def _final_reads(rec: Recorder, ctx: Run) -> list[history.Op]:
     """Every entity the history touched, read through the gateway (known users: both views)."""
     keys = sorted({op.key for op in rec.ops if op.op in ("read", "write") and op.key})
-    by_id = {c.user_id: c for c in ctx.people.callers}
+    by_id = {c.user_id: c for c in ctx.people.everyone}
     default = ctx.people.callers[0].authorization
     jobs: list[tuple[str, str, str]] = []
     for key in keys:
@@ -301,7 +333,9 @@ def _problems(scenario: Scenario, result: dict[str, Any]) -> list[str]:
         if count:
             problems.append(f"checker: {count} {rule} violation(s)")
     if scenario.fault == "proxy-kill" and not result.get("write_in_flight_at_kill"):
-        problems.append("no write was in flight when the proxy was killed (the scenario did not happen)")
+        problems.append("harness: no write was in flight when the proxy was killed (the scenario did not happen)")
+    if scenario.fault == "proxy-kill" and not result.get("committed_after_kill", {}).get("committed"):
+        problems.append("harness: the write in flight did not commit after the kill (no crash window)")
     if scenario.fault == "redis-full":
         before, during = result["hit_ratio"]["before"], result["hit_ratio"]["during"]
         if before and (during or 0.0) < HIT_RATIO_KEPT * before:

@@ -52,10 +52,11 @@ def seeded_ids(stack: OwnStack) -> tuple[int, ...]:
 
 
 async def build(stack: OwnStack) -> Population:
-    """Tokens for the known users, the seeded ids, and PATHS paths with a trip on each (made as user 1)."""
+    """Tokens for the known users (the last one the victim), the seeded ids, and PATHS paths with a trip
+    on each (made as the first user)."""
     callers = await tokens(stack, known_users(stack))
-    if len(callers) < 2:
-        raise StackFailure("the fault suite needs at least two seeded users with known passwords")
+    if len(callers) < 3:
+        raise StackFailure("the fault suite needs at least three seeded users with known passwords")
     paths, trips = [], []
     async with aiohttp.ClientSession(stack.proxy_url,
                                      headers={"Authorization": callers[0].authorization}) as http:
@@ -66,4 +67,4 @@ async def build(stack: OwnStack) -> Population:
                 "finishes_at": "2031-01-01T17:00:00Z"})
             paths.append(int(path["id"]))
             trips.append(int(trip["id"]))
-    return Population(callers, seeded_ids(stack), tuple(paths), tuple(trips))
+    return Population(callers[:-1], callers[-1], seeded_ids(stack), tuple(paths), tuple(trips))

@@ -139,8 +139,10 @@ def _scenario(add: Add, r: dict[str, Any], results_dir: Path, report_path: Path)
 
 def _extras(add: Add, r: dict[str, Any]) -> None:
     if "write_in_flight_at_kill" in r:
-        add(f"- A write was waiting on the locked row when the proxy was killed: "
-            f"{'yes' if r['write_in_flight_at_kill'] else 'no'}.")
+        c = r.get("committed_after_kill", {})
+        add(f"- The victim's PATCH was waiting on its locked row when the proxy was killed: "
+            f"{'yes' if r['write_in_flight_at_kill'] else 'no'}; it committed after the kill: "
+            f"{'yes, as v' + str(c.get('version')) if c.get('committed') else 'no'}.")
     if "abuse" in r:
         a = r["abuse"]
         add(f"- Abuse: the proxy's soft file limit lowered from {a['fd_limit_was'][0]} to {a['fd_limit']} by "
@@ -194,14 +196,15 @@ def _method(add: Add, run: dict[str, Any]) -> None:
         f"127.0.0.1), starts it with `cachegate up`, and stops it with `cachegate down`; faults act on the "
         f"pids in `<data_dir>/run/*.pid` (SIGKILL, SIGSTOP/SIGCONT), the database (a row lock held FOR "
         f"UPDATE), Redis as its admin user (CONFIG SET maxmemory) and the proxy's file limit (prlimit).")
-    add(f"- Traffic: 3 keep-alive clients per known user ({p.get('known_users', '?')} users with real tokens "
-        f"from POST /auth/token) and 3 clients that open a connection per request; each client pauses "
+    add(f"- Traffic: 3 keep-alive clients per writing user ({p.get('writers', '?')} seeded users with real "
+        f"tokens from POST /auth/token) and 3 clients that open a connection per request; each client pauses "
         f"{traffic.THINK_S[0] * 1000:.0f}-{traffic.THINK_S[1] * 1000:.0f} ms between operations: "
         + ", ".join(f"{kind} {weight}%" for kind, weight in traffic.MIX)
         + " (write: PATCH of the client's own user with a unique title; own/me: its public and private "
         f"view; other: another known user; any: one of {p.get('seeded', '?')} seeded users; search; "
-        f"path/trip: one of {p.get('paths', '?')}). A database observer reads the known users' versions "
-        f"from MariaDB every {traffic.OBSERVE_EVERY_S * 1000:.0f} ms.")
+        f"path/trip: one of {p.get('paths', '?')}). One more known user, the victim, is read by everyone "
+        f"and written only by the harness in proxy-killed. A database observer reads the known users' "
+        f"versions from MariaDB every {traffic.OBSERVE_EVERY_S * 1000:.0f} ms.")
     add(f"- Phases: {t['baseline_s']:.0f} s before the fault, a hold of {t['hold_s']:.0f} s (a killed "
         f"process that nothing restarts in that time is restarted by the harness with `cachegate up`; a "
         f"paused one gets SIGCONT), {t['after_s']:.0f} s after. Then every entity the history touched is "
@@ -220,6 +223,8 @@ def _method(add: Add, run: dict[str, Any]) -> None:
 def _machine(add: Add, run: dict[str, Any], results_dir: Path, report_path: Path) -> None:
     m, sw = run["machine"], run["software"]
     add("## Machine, software, reproduce\n")
+    if run.get("proxy"):
+        add(f"- **The proxy was not this tree's**: {run['proxy']}.")
     add(f"- {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, kernel {m['kernel']}; "
         f"load average at the start {', '.join(f'{v:.2f}' for v in m['load_average'])} (shared with other work).")
     add("- " + ", ".join(f"{k} {v}" for k, v in sw.items() if k != "wrk"))

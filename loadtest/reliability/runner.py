@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
 import resource
 import shlex
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ from typing import Any, Callable
 from loadtest import procstat
 from loadtest.reliability import execute, population, scenarios, suites
 from loadtest.reliability.faults import Faults, wait_for
-from loadtest.reliability.ownstack import REPO, OwnStack, StackFailure
+from loadtest.reliability.ownstack import REPO, OwnStack, StackFailure, alive
 from stack.net import port_open
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -59,9 +60,11 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None, *, start_proxy: Callable[[OwnStack], Callable[[], int]] | None = None,
+def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Callable[[], int]] | None = None,
          stack_parent: Path | None = None) -> int:
-    """The command; `start_proxy` (tests) starts the proxy instead of `cachegate up` after a kill."""
+    """The command. `proxy_from(stack)` (tests) gives a function that starts another proxy (a planted
+    tree, say) on the stack's port and returns its pid: it replaces the one `cachegate up` started, and
+    starts the proxy again after a kill."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     try:
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None, *, start_proxy: Callable[[OwnStack], Cal
         return EXIT_FAILED
     try:
         asyncio.run(_execute(run, stack, chosen, args.quick, raw,
-                             start_proxy(stack) if start_proxy else None, started))
+                             proxy_from(stack) if proxy_from else None, started))
     except (StackFailure, OSError) as exc:
         run["problems"].append(f"the harness failed: {exc}")
         run["failed"] = str(exc)
@@ -118,15 +121,18 @@ async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.
                    raw: Path, start_proxy: Callable[[], int] | None, started: float) -> None:
     say(f"stack: {stack.root} (config {stack.config_path})")
     await asyncio.to_thread(stack.up, SEED_USERS)
+    faults = Faults(stack, start_proxy)
+    if start_proxy is not None:
+        run["proxy"] = await asyncio.to_thread(_replace_proxy, faults)
     people = await population.build(stack)
-    run["population"] = {"known_users": len(people.callers), "seeded": len(people.seeded),
+    run["population"] = {"writers": len(people.callers), "victim": people.victim.user_id,
+                         "seeded": len(people.seeded),
                          "paths": len(people.paths), "trips": len(people.trips)}
     say("suites: bad input, token attacks")
     run["suites"] = await suites.run(stack, people)
     for name in ("bad_input", "token_attacks"):
         for finding in run["suites"][name]["findings"]:
             run["problems"].append(f"{name}: {finding['name']} ({finding['target']}): {finding['finding']}")
-    faults = Faults(stack, start_proxy)
     timing = scenarios.QUICK_TIMING if quick else scenarios.FULL_TIMING
     tokens_at = time.monotonic()
     for scenario in chosen:
@@ -151,7 +157,17 @@ async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.
 
 async def _fresh_tokens(stack: OwnStack, people: population.Population) -> population.Population:
     callers = await population.tokens(stack, population.known_users(stack))
-    return population.Population(callers, people.seeded, people.paths, people.trips)
+    return population.Population(callers[:-1], callers[-1], people.seeded, people.paths, people.trips)
+
+
+def _replace_proxy(faults: Faults) -> str:
+    """Stop the proxy `cachegate up` started (SIGTERM by pid) and start the given one instead."""
+    pid = faults.pid("proxy")
+    os.kill(pid, signal.SIGTERM)
+    if not wait_for(lambda: not alive(pid), 15):
+        raise StackFailure(f"the proxy (pid {pid}) did not stop on SIGTERM")
+    assert faults.start_proxy is not None
+    return f"replaced: pid {pid} stopped, pid {faults.start_proxy()} started by the caller of main()"
 
 
 def _make_whole(stack: OwnStack, faults: Faults) -> list[str]:

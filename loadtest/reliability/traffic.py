@@ -35,12 +35,21 @@ class Caller:
 
 @dataclass(frozen=True)
 class Population:
-    """Who calls and what there is to read: the known users (with tokens), the seeded ids, paths, trips."""
+    """Who calls and what there is to read: the known users (with tokens), the seeded ids, paths, trips.
+
+    `callers` write their own user and read everyone; the `victim` is read by them but written only by the
+    harness (the proxy-killed scenario), so nothing else repairs what a crash could leave in its entry.
+    """
 
     callers: tuple[Caller, ...]
+    victim: Caller
     seeded: tuple[int, ...]
     paths: tuple[int, ...]
     trips: tuple[int, ...]
+
+    @property
+    def everyone(self) -> tuple[Caller, ...]:
+        return (*self.callers, self.victim)
 
 
 class Recorder:
@@ -133,7 +142,7 @@ async def mixed_client(name: str, caller: Caller, people: Population, rec: Recor
     kinds, weights = zip(*MIX)
     auth = {"Authorization": caller.authorization}
     me = caller.user_id
-    others = [c.user_id for c in people.callers if c.user_id != me] or [me]
+    others = [c.user_id for c in people.everyone if c.user_id != me]
     n = 0
     async with session(base, keep_alive=keep_alive) as http:
         while not stop.is_set():
