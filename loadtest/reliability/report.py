@@ -71,10 +71,11 @@ def render(run: dict[str, Any], results_dir: Path, report_path: Path) -> str:
 def _summary(add: Add, run: dict[str, Any]) -> None:
     add("## Scenarios\n")
     add("Times in seconds from the fault; latency over every client request of the scenario. The checker "
-        "columns count violations (0 is the guarantee).\n")
+        "columns count violations (0 is the guarantee). Epoch moves (the proxy's `cachegate_epoch_bumps`) and "
+        "the time `/-/ready` was not 200 are observations, not part of the verdict.\n")
     add("| scenario | requests | 2xx | 5xx | no answer | p99 ms | max ms | back by | recovered after s | "
-        + " | ".join(RULES) + " | verdict |")
-    add("|---|---:|---:|---:|---:|---:|---:|---|---:|" + "---:|" * len(RULES) + "---|")
+        + " | ".join(RULES) + " | epoch moves | not ready s | verdict |")
+    add("|---|---:|---:|---:|---:|---:|---:|---|---:|" + "---:|" * len(RULES) + "---:|---:|---|")
     for r in run["scenarios"]:
         ok = sum(n for status, n in r["statuses"].items() if status.startswith("2"))
         healed = r["healed"]
@@ -85,9 +86,10 @@ def _summary(add: Add, run: dict[str, Any]) -> None:
         counts = " | ".join(str(r["checker"]["counts"][rule]) if not r["checker"]["counts"][rule]
                             else f"**{r['checker']['counts'][rule]}**" for rule in RULES)
         verdict = "ok" if r["valid"] else f"**{len(r['problems'])} problem(s)**"
+        epochs = sum(r["metrics"].get("cachegate_epoch_bumps_total", {}).values())
         add(f"| [{r['name']}](#{r['name']}) | {r['operations']} | {ok} | {r['server_errors']} | "
             f"{r['no_answer']} | {_ms(r['latency_s']['p99'])} | {_ms(r['latency_s']['max'])} | {back} | "
-            f"{recovered} | {counts} | {verdict} |")
+            f"{recovered} | {counts} | {epochs:.0f} | {r['readiness']['not_ready_s']:.1f} | {verdict} |")
     add("")
 
 
@@ -104,7 +106,9 @@ def _scenario(add: Add, r: dict[str, Any], results_dir: Path, report_path: Path)
         add(f"- The process came back by itself after {healed['after_s']:.1f} s (a supervisor).")
     statuses = ", ".join(f"{status}: {n}" for status, n in r["statuses"].items())
     add(f"- Clients: {r['operations']} requests ({statuses}); latency p50 {_ms(r['latency_s']['p50'])} ms, "
-        f"p99 {_ms(r['latency_s']['p99'])} ms, max {_ms(r['latency_s']['max'])} ms.")
+        f"p99 {_ms(r['latency_s']['p99'])} ms, max {_ms(r['latency_s']['max'])} ms. By client: "
+        + "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in c.items())
+                    for name, c in r["by_client"].items()) + ".")
     w = r["writes"]
     add(f"- Writes: {w['sent']} sent, {w['acknowledged']} acknowledged, {w['refused']} refused, "
         f"{w['unknown_outcome']} with an unknown outcome (no answer or 5xx).")
@@ -121,7 +125,9 @@ def _scenario(add: Add, r: dict[str, Any], results_dir: Path, report_path: Path)
     c = r["checker"]
     add(f"- Checker: {c['reads_checked']} 2xx reads, {c['observations']} database observations, "
         f"{c['final_reads']} final reads through the gateway; violations "
-        + ", ".join(f"{rule} {n}" for rule, n in c["counts"].items()) + ".")
+        + ", ".join(f"{rule} {n}" for rule, n in c["counts"].items())
+        + f". Reads older than the database at their very start (lag 0, concurrent with a write not yet "
+        f"answered; not a guarantee): {c['strict_older_than_db']}.")
     for rule, found in c.get("violations", {}).items():
         add(f"  - {rule}, first {len(found)}:")
         for v in found:
@@ -145,15 +151,22 @@ def _extras(add: Add, r: dict[str, Any]) -> None:
             f"{'yes, as v' + str(c.get('version')) if c.get('committed') else 'no'}.")
     if "abuse" in r:
         a = r["abuse"]
-        add(f"- Abuse: the proxy's soft file limit lowered from {a['fd_limit_was'][0]} to {a['fd_limit']} by "
-            f"pid for the hold, then restored. Connections:")
+        limit = (f"the proxy's soft file limit lowered from {a['fd_limit_was'][0]} to {a['fd_limit']} by pid "
+                 "for the hold, then restored" if a["fd_limit"] else
+                 f"the proxy's file limit left as it was ({a['fd_limit_was'][0]})")
+        add(f"- Abuse ({limit}). Connections:")
         add("")
         add("  | kind | planned | opened | open failed | answered | closed by the gateway | held to the end |")
         add("  |---|---:|---:|---|---|---:|---:|")
         for kind, c in a["connections"].items():
+            if not a["plan"][kind]:
+                continue
             add(f"  | {kind} | {a['plan'][kind]} | {c['opened']} | {c['open_failed'] or '-'} | "
                 f"{c['answered'] or '-'} | {c['closed']} | {c['held']} |")
         add("")
+        held = sum(c["held"] for c in a["connections"].values())
+        add(f"  {held} abusive connections were still open after the {r['timing']['hold_s']:.0f} s hold "
+            "(no header, body or idle deadline shorter than that closed them).")
     if "burst" in r:
         b = r["burst"]
         add(f"- Burst: {b['clients']} clients x {b['rounds']} reads = {b['requests']} requests in "
@@ -216,8 +229,10 @@ def _method(add: Add, run: dict[str, Any]) -> None:
     add("- The checker's rules (`loadtest/reliability/checker.py`): lost (the database has every "
         "acknowledged write), read-your-writes, monotonic (per client), stale (no version older than a write "
         "acknowledged to anyone before the read started), older-than-db (no version older than the database "
-        "observer saw committed before the read started), content (a version shows what its write sent), "
-        "final (after the scenario the gateway serves exactly the database's version).\n")
+        "observer saw committed the write fence's lifetime, `cache.write_fence`, before the read started: a "
+        "read that joins a fill in flight may see what the database held when the fill began), content (a "
+        "version shows what its write sent), final (after the scenario the gateway serves exactly the "
+        "database's version).\n")
 
 
 def _machine(add: Add, run: dict[str, Any], results_dir: Path, report_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import shlex
@@ -26,6 +27,7 @@ from loadtest.reliability.ownstack import REPO, OwnStack, StackFailure, alive
 from stack.net import port_open
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+JWT = "eyJhbGciOi"   # base64 of '{"alg":' : how every token the stack issues begins
 SEED_USERS = 2000
 TOKEN_REFRESH_S = 300.0       # tokens live 15 min (auth.token_ttl): new ones well before
 RUN_LIMIT_S = {True: 240.0, False: 1200.0}   # a run that passes this stops after its current scenario
@@ -88,23 +90,28 @@ def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Call
     except (StackFailure, OSError, ValueError) as exc:
         say(f"reliability: cannot write the suite's config: {exc}")
         return EXIT_FAILED
+    secrets: set[str] = set()
     try:
         asyncio.run(_execute(run, stack, chosen, args.quick, raw,
-                             proxy_from(stack) if proxy_from else None, started))
+                             proxy_from(stack) if proxy_from else None, started, secrets))
     except (StackFailure, OSError) as exc:
         run["problems"].append(f"the harness failed: {exc}")
         run["failed"] = str(exc)
     finally:
+        secrets |= _stack_secrets(stack)
         if not args.keep_stack:
             stack.down()
             left = {name: pid for name, pid in stack.running().items() if pid}
             if left:
                 run["problems"].append(f"still running after `cachegate down`: {left}")
-        (raw / "commands.txt").write_text(_commands(stack))
+        commands = _commands(stack)
         if not args.keep_stack:
             stack.remove()
     run["elapsed_s"] = round(time.monotonic() - started, 1)
+    run["stack_dir"] = str(stack.root)
+    commands = _redact(run, commands, secrets)
     run["valid"] = not run["problems"]
+    (raw / "commands.txt").write_text(commands)
     from loadtest.reliability import report
     report.write(run, results_dir, report_path)
     say(f"report: {report_path}\nresults: {results_dir / 'results.json'}")
@@ -118,13 +125,14 @@ def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Call
 
 
 async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.Scenario], quick: bool,
-                   raw: Path, start_proxy: Callable[[], int] | None, started: float) -> None:
+                   raw: Path, start_proxy: Callable[[], int] | None, started: float, secrets: set[str]) -> None:
     say(f"stack: {stack.root} (config {stack.config_path})")
     await asyncio.to_thread(stack.up, SEED_USERS)
     faults = Faults(stack, start_proxy)
     if start_proxy is not None:
         run["proxy"] = await asyncio.to_thread(_replace_proxy, faults)
     people = await population.build(stack)
+    secrets.update(c.authorization.split(" ", 1)[1] for c in people.everyone)
     run["population"] = {"writers": len(people.callers), "victim": people.victim.user_id,
                          "seeded": len(people.seeded),
                          "paths": len(people.paths), "trips": len(people.trips)}
@@ -142,6 +150,7 @@ async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.
         before = await asyncio.to_thread(_make_whole, stack, faults)
         if time.monotonic() - tokens_at > TOKEN_REFRESH_S:
             people = await _fresh_tokens(stack, people)
+            secrets.update(c.authorization.split(" ", 1)[1] for c in people.everyone)
             tokens_at = time.monotonic()
         say(f"scenario {scenario.name}: {scenario.expect}")
         ctx = execute.Run(stack, faults, people, timing, raw)
@@ -182,6 +191,38 @@ def _make_whole(stack: OwnStack, faults: Faults) -> list[str]:
     if not wait_for(lambda: port_open("127.0.0.1", stack.config.proxy.port, 0.2), 30):
         raise StackFailure("the proxy does not accept connections")
     return down
+
+
+def _stack_secrets(stack: OwnStack) -> set[str]:
+    """What `cachegate up` generated (passwords, the admin token, the signing key): never in an output."""
+    found = set()
+    folder = stack.data_dir / "secrets"
+    for path in folder.iterdir() if folder.is_dir() else ():
+        try:
+            found.update(line.strip() for line in path.read_text().splitlines()
+                         if len(line.strip()) >= 16 and "-----" not in line)
+        except OSError:
+            pass
+    return found
+
+
+def _redact(run: dict[str, Any], commands: str, secrets: set[str]) -> str:
+    """A secret of the stack (or any JWT) found in what the run writes is a problem, and is cut out."""
+    text = json.dumps(run)
+    leaked = sorted({where for where, body in (("results", text), ("commands", commands))
+                     for secret in secrets if secret in body} | ({"results"} if JWT in text else set()))
+    if leaked:
+        clean = json.loads(_cut(text, secrets))
+        run.clear()
+        run.update(clean)
+        run["problems"].append(f"harness: a secret of the stack was about to be written to {', '.join(leaked)}")
+    return _cut(commands, secrets)
+
+
+def _cut(text: str, secrets: set[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "<redacted>")
+    return text.replace(JWT, "<redacted>")
 
 
 def _raise_fd_limit() -> None:

@@ -12,6 +12,8 @@ from loadtest.reliability.history import DB_CLIENT, Op
 from loadtest.reliability.scenarios import RECOVERY_GRACE_S, Scenario
 
 EXAMPLES = 10
+CLASSES = {"c": "keep-alive", "f": "new connection per request", "b": "burst", "s": "distinct keys",
+           "v": "victim (harness)"}
 SETTLED_S = 1.0   # a failure this close to the end of the traffic means the scenario never recovered
 
 
@@ -37,6 +39,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def shape(target: str) -> str:
+    """The route a target took: `/users/17?x=1` -> `/users/{id}`."""
+    path = target.split("?", 1)[0]
+    return "/".join("{id}" if part.isdigit() else part for part in path.split("/"))
+
+
 def needs(scenario: Scenario, target: str) -> bool:
     return any(target.startswith(prefix) for prefix in scenario.needs)
 
@@ -49,7 +57,7 @@ def allowed(scenario: Scenario, window: Window, op: Op) -> bool:
         return False
     if op.status == 0:
         return "transport" in scenario.allowed
-    return "5xx" in scenario.allowed and op.status in (502, 503, 504) and op.error != "not-json"
+    return str(op.status) in scenario.allowed and op.error != "not-json"
 
 
 def judge(scenario: Scenario, window: Window, ops: list[Op]) -> dict[str, object]:
@@ -61,11 +69,14 @@ def judge(scenario: Scenario, window: Window, ops: list[Op]) -> dict[str, object
     last = max((op.end for op in after_fault), default=None)
     recovered = last is None or last < window.traffic_end - SETTLED_S
     latencies = [op.latency for op in ops]
-    reasons = Counter(f"{status_of(op)} on {op.target.split('?')[0].rsplit('/', 1)[0] or '/'}"
-                      for op in unexpected)
+    reasons = Counter(f"{status_of(op)} on {shape(op.target)}" for op in unexpected)
+    classes: dict[str, Counter] = {}
+    for op in ops:
+        classes.setdefault(CLASSES.get(op.client[:1], op.client), Counter())[status_of(op)] += 1
     return {
         "operations": len(ops),
         "statuses": dict(sorted(Counter(status_of(op) for op in ops).items())),
+        "by_client": {name: dict(sorted(c.items())) for name, c in sorted(classes.items())},
         "server_errors": sum(1 for op in ops if op.status >= 500),
         "no_answer": sum(1 for op in ops if op.status == 0),
         "latency_s": {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),

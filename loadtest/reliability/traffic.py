@@ -166,11 +166,19 @@ async def mixed_client(name: str, caller: Caller, people: Population, rec: Recor
                 await call(http, rec, name, SEARCH, "", "GET",
                            f"/users/search?last_name={rng.choice(SEARCHES)}&limit=5", auth)
             elif kind == "path" and people.paths:
-                pid = rng.choice(people.paths)
-                await call(http, rec, name, READ, f"path:{pid}", "GET", f"/paths/{pid}", auth)
+                if rng.random() < 0.5:   # a few long-lived entries, and searches that mostly miss
+                    pid = rng.choice(people.paths)
+                    await call(http, rec, name, READ, f"path:{pid}", "GET", f"/paths/{pid}", auth)
+                else:
+                    await call(http, rec, name, SEARCH, "", "GET",
+                               f"/paths/search?start=Start&offset={rng.randrange(10**6)}", auth)
             elif kind == "trip" and people.trips:
-                tid = rng.choice(people.trips)
-                await call(http, rec, name, READ, f"trip:{tid}", "GET", f"/trips/{tid}", auth)
+                if rng.random() < 0.5:
+                    tid = rng.choice(people.trips)
+                    await call(http, rec, name, READ, f"trip:{tid}", "GET", f"/trips/{tid}", auth)
+                else:
+                    owner, offset = rng.choice(people.seeded), rng.randrange(10**6)
+                    await call(http, rec, name, SEARCH, "", "GET", f"/trips?owner={owner}&offset={offset}", auth)
             # Pacing of the load (about 50 operations a second per client), not a wait for anything.
             await asyncio.sleep(rng.uniform(*THINK_S))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtest.reliability.checker import RULES, Row, check, counts
+from loadtest.reliability.checker import RULES, Row, check, counts, older_than_db
 from loadtest.reliability.history import DB_CLIENT, OBSERVE, READ, WRITE, Op
 
 
@@ -84,6 +84,13 @@ def test_older_than_db_fails_on_a_version_the_database_had_passed():
     found = check(history, {"user:1": Row(5, "x")})
     assert [v.client for v in found["older-than-db"]] == ["c"]
     assert found["stale"] == []   # no acknowledged write says v5
+
+
+def test_older_than_db_allows_the_lag_and_no_more():
+    history = CLEAN + [obs(2.0, 2.1, 5), r("c", 3.0, 3.1, 3, "a-2"), r("d", 2.5, 2.6, 3, "a-2")]
+    found = check(history, {"user:1": Row(5, "x")}, lag=0.8)["older-than-db"]
+    assert [v.client for v in found] == ["c"] and "0.8 s before" in found[0].detail
+    assert len(older_than_db(history)) == 2   # the strict count: both
 
 
 def test_a_read_overlapping_an_observation_is_not_older_than_db():
