@@ -60,8 +60,8 @@ def cases(*, user_id: int, bearer: str, path_id: int, trip_id: int) -> list[Case
              (auth, JSON, ("If-Match", '"999999"')), trip, (412, 403)),
         # oversized
         patch("oversized", "2 MiB body", json.dumps({"title": "a" * (2 * 1024 * 1024)}).encode(), (413,)),
-        Case("oversized", "header line over 8 KiB", "GET", me, (auth, ("X-Big", "a" * 9000)), None, (400, 431),
-             json_error=False),
+        Case("oversized", "header line over 8 KiB", "GET", me, (auth, ("X-Big", "a" * 9000)), None,
+             (400, 431), json_error=False),
         get("oversized", "search value of 101 characters", "/users/search?last_name=" + "a" * 101, (400,)),
         # paths that could name another resource
         get("bad-path", "encoded slash", f"/users/{user_id}%2F..%2F1", (400, 404)),

@@ -138,7 +138,7 @@ def _per_client(reads: list[Op], known: list[Op], rule: str, what: str) -> list[
 
 
 def _global(reads: list[Op], known: list[Op], rule: str, what: str) -> list[Violation]:
-    """Reads of a key against the highest version anyone knew (acknowledged or observed) before they started."""
+    """Reads of a key against the highest version anyone knew (acknowledged, observed) before they started."""
     grouped: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for op in known:
         assert op.version is not None
@@ -161,7 +161,7 @@ def older_than_db(ops: Iterable[Op], lag: float = 0.0) -> list[Violation]:
     reads = [op for op in ops if op.op == READ and op.ok and op.version is not None]
     observed = [Op(op.client, op.op, op.key, op.start, op.end + lag, op.status, op.version)
                 for op in ops if op.op == OBSERVE and op.ok and op.version is not None]
-    what = "the database showed before it started" if not lag else f"the database showed {lag:g} s before it started"
+    what = "the database showed " + (f"{lag:g} s before it started" if lag else "before it started")
     return _global(reads, observed, "older-than-db", what)
 
 

@@ -1,4 +1,4 @@
-"""The one import of the config loader, wherever the config kernel lives (cachegate.config or proxy.config)."""
+"""The one import of the config loader, wherever the config kernel lives (cachegate or proxy)."""
 from __future__ import annotations
 
 try:

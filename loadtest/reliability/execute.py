@@ -21,8 +21,8 @@ from loadtest.reliability import checker, history, summary, traffic
 from loadtest.reliability.abuse import Abuse, Plan as AbusePlan
 from loadtest.reliability.faults import Faults, Healed, wait_for
 from loadtest.reliability.ownstack import OwnStack
-from loadtest.reliability.scenarios import (BURST_CLIENTS, BURST_ROUNDS, FLOOD_FD_LIMIT, PROXY_KILL_IN_FLIGHT_S,
-                                            REDIS_FULL_HEADROOM, Scenario, Timing)
+from loadtest.reliability.scenarios import (BURST_CLIENTS, BURST_ROUNDS, FLOOD_FD_LIMIT,
+                                            PROXY_KILL_IN_FLIGHT_S, REDIS_FULL_HEADROOM, Scenario, Timing)
 from loadtest.reliability.history import READ, WRITE
 from loadtest.reliability.traffic import Population, Recorder
 
@@ -59,7 +59,8 @@ async def run(scenario: Scenario, ctx: Run) -> dict[str, Any]:
     metrics_before, proxy_before = _metrics(base), ctx.stack.pid("proxy")
     tasks = [asyncio.create_task(make()) for make in traffic.clients(
         ctx.people, rec, base, stop, per_user=ctx.per_user, fresh=ctx.fresh, seed=ctx.seed)]
-    tasks += [asyncio.create_task(observer.run(rec, stop)), asyncio.create_task(_probe(base, rec, stop, ready))]
+    tasks += [asyncio.create_task(observer.run(rec, stop)),
+              asyncio.create_task(_probe(base, rec, stop, ready))]
     extra: dict[str, Any] = {}
     try:
         await asyncio.sleep(ctx.timing.baseline_s)   # the scenario's timeline: traffic before the fault
@@ -92,7 +93,8 @@ async def run(scenario: Scenario, ctx: Run) -> dict[str, Any]:
                                    for rule in checker.RULES if found[rule]},
                     "reads_checked": sum(1 for op in rec.ops if op.op == "read" and op.ok),
                     "lag_s": lag, "strict_older_than_db": len(checker.older_than_db(rec.ops)),
-                    "final_reads": len(final), "observations": sum(1 for op in rec.ops if op.op == "observe")},
+                    "final_reads": len(final),
+                    "observations": sum(1 for op in rec.ops if op.op == "observe")},
         "readiness": _readiness(ready),
         "metrics": _metric_deltas(metrics_before, _metrics(base), proxy_before == ctx.stack.pid("proxy")),
         "raw": raw.name, **extra,
@@ -352,7 +354,7 @@ def _problems(scenario: Scenario, result: dict[str, Any]) -> list[str]:
         if count:
             problems.append(f"checker: {count} {rule} violation(s)")
     if scenario.fault == "proxy-kill" and not result.get("write_in_flight_at_kill"):
-        problems.append("harness: no write was in flight when the proxy was killed (the scenario did not happen)")
+        problems.append("harness: no write was in flight when the proxy was killed (no crash window)")
     if scenario.fault == "proxy-kill" and not result.get("committed_after_kill", {}).get("committed"):
         problems.append("harness: the write in flight did not commit after the kill (no crash window)")
     if scenario.fault == "redis-full":

@@ -46,7 +46,7 @@ class Healed:
 
 
 class Faults:
-    """The fault actions on one stack. `start_proxy` replaces `cachegate up` for the proxy (a planted tree)."""
+    """The fault actions on one stack; `start_proxy` stands in for `cachegate up` to start the proxy."""
 
     def __init__(self, stack: OwnStack, start_proxy: Callable[[], int] | None = None) -> None:
         self.stack = stack

@@ -136,7 +136,7 @@ class OwnStack:
                                write_timeout=10, ssl_disabled=True)  # TLS setup costs ~40 ms on loopback
 
     def redis_admin(self) -> redis.Redis:
-        """The stack's Redis as its `admin` ACL user (the launcher's own; the gateway's user may not CONFIG)."""
+        """The stack's Redis as its `admin` ACL user (the launcher's; the gateway's user may not CONFIG)."""
         return redis.Redis(host="127.0.0.1", port=self.config.redis.port, username="admin",
                            password=self.secret("redis-admin-password"), socket_timeout=2,
                            socket_connect_timeout=2)
@@ -152,7 +152,8 @@ class OwnStack:
                               done.stdout.decode(errors="replace"))
         except subprocess.TimeoutExpired as exc:
             output = (exc.stdout or b"").decode(errors="replace")
-            command = Command(argv[1:], -1, time.monotonic() - started, output + f"\n(timed out after {timeout}s)")
+            command = Command(argv[1:], -1, time.monotonic() - started,
+                              output + f"\n(timed out after {timeout}s)")
         self.commands.append(command)
         if check and command.code != 0:
             raise StackFailure(f"cachegate {' '.join(args)} exited {command.code}:\n{command.output[-2000:]}")

@@ -61,7 +61,8 @@ async def build(stack: OwnStack) -> Population:
     async with aiohttp.ClientSession(stack.proxy_url,
                                      headers={"Authorization": callers[0].authorization}) as http:
         for i in range(PATHS):
-            path = await _call(http, "POST", "/paths", json={"start_point": f"Start {i}", "end_point": f"End {i}"})
+            path = await _call(http, "POST", "/paths",
+                               json={"start_point": f"Start {i}", "end_point": f"End {i}"})
             trip = await _call(http, "POST", "/trips", json={
                 "path_id": path["id"], "name": f"Trip {i}", "starts_at": "2031-01-01T09:00:00Z",
                 "finishes_at": "2031-01-01T17:00:00Z"})

@@ -1,5 +1,5 @@
-"""One request exactly as written, over a plain socket (an HTTP client would normalise `%2F`, `..`, raw bytes),
-and the verdict on its answer: the JSON error shape, or why it is a finding."""
+"""One request exactly as written, over a plain socket (an HTTP client would normalise `%2F`, `..`, raw
+bytes), and the verdict on its answer: the JSON error shape, or why it is a finding."""
 from __future__ import annotations
 
 import asyncio

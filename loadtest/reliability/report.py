@@ -52,8 +52,8 @@ def render(run: dict[str, Any], results_dir: Path, report_path: Path) -> str:
         add(f"**Run: {state}.** No client saw an unexpected answer, the checker found no violation, and "
             "every hostile request was refused with a 4xx JSON error.\n")
     else:
-        add(f"**Run: {state}.** {len(run['problems'])} problem(s); each is a finding about the stack as it is "
-            "today, unless it says the harness failed:\n")
+        add(f"**Run: {state}.** {len(run['problems'])} problem(s); each is a finding about the stack as it "
+            "is today, unless it says the harness failed:\n")
         for problem in run["problems"]:
             add(f"- {problem}")
         add("")
@@ -71,8 +71,8 @@ def render(run: dict[str, Any], results_dir: Path, report_path: Path) -> str:
 def _summary(add: Add, run: dict[str, Any]) -> None:
     add("## Scenarios\n")
     add("Times in seconds from the fault; latency over every client request of the scenario. The checker "
-        "columns count violations (0 is the guarantee). Epoch moves (the proxy's `cachegate_epoch_bumps`) and "
-        "the time `/-/ready` was not 200 are observations, not part of the verdict.\n")
+        "columns count violations (0 is the guarantee). Epoch moves (the proxy's `cachegate_epoch_bumps`) "
+        "and the time `/-/ready` was not 200 are observations, not part of the verdict.\n")
     add("| scenario | requests | 2xx | 5xx | no answer | p99 ms | max ms | back by | recovered after s | "
         + " | ".join(RULES) + " | epoch moves | not ready s | verdict |")
     add("|---|---:|---:|---:|---:|---:|---:|---|---:|" + "---:|" * len(RULES) + "---:|---:|---|")
@@ -80,7 +80,8 @@ def _summary(add: Add, run: dict[str, Any]) -> None:
         ok = sum(n for status, n in r["statuses"].items() if status.startswith("2"))
         healed = r["healed"]
         back = f"{healed['by']} ({healed['after_s']:.1f} s)"
-        recovered = (_s(r["recovered_after_s"], 1) if r["recovered_after_s"] is not None else "0 (no failure)")
+        after = r["recovered_after_s"]
+        recovered = _s(after, 1) if after is not None else "0 (no failure)"
         if not r["recovered"]:
             recovered = "**never**"
         counts = " | ".join(str(r["checker"]["counts"][rule]) if not r["checker"]["counts"][rule]
@@ -99,7 +100,8 @@ def _scenario(add: Add, r: dict[str, Any], results_dir: Path, report_path: Path)
     t = r["timing"]
     healed = r["healed"]
     add(f"- Timeline: {t['baseline_s']:.0f} s of traffic, the fault at {r['fault_at_s']:.2f} s, back at "
-        f"{r['healed_at_s']:.2f} s ({healed['by']}, pid {healed['pid']}), traffic until {r['traffic_end_s']:.2f} s.")
+        f"{r['healed_at_s']:.2f} s ({healed['by']}, pid {healed['pid']}), traffic until "
+        f"{r['traffic_end_s']:.2f} s.")
     if healed["by"] == "harness":
         add("- Nothing restarted the process by itself within the hold: the harness ran `cachegate up`.")
     elif healed["by"] == "itself":
@@ -138,8 +140,8 @@ def _scenario(add: Add, r: dict[str, Any], results_dir: Path, report_path: Path)
         for example in r["unexpected_examples"][:5]:
             add(f"  - `{example}`")
     _extras(add, r)
-    add(f"- Raw history: [{r['raw']}]({_link(results_dir / 'raw' / r['raw'], report_path)}) (gzipped CSV, one "
-        "line per operation).")
+    raw = _link(results_dir / "raw" / r["raw"], report_path)
+    add(f"- Raw history: [{r['raw']}]({raw}) (gzipped CSV, one line per operation).")
     add(f"- Verdict: {'ok' if r['valid'] else '; '.join(r['problems'])}.\n")
 
 
@@ -156,7 +158,8 @@ def _extras(add: Add, r: dict[str, Any]) -> None:
                  f"the proxy's file limit left as it was ({a['fd_limit_was'][0]})")
         add(f"- Abuse ({limit}). Connections:")
         add("")
-        add("  | kind | planned | opened | open failed | answered | closed by the gateway | held to the end |")
+        add("  | kind | planned | opened | open failed | answered | closed by the gateway | held to the end"
+            " |")
         add("  |---|---:|---:|---|---|---:|---:|")
         for kind, c in a["connections"].items():
             if not a["plan"][kind]:
@@ -175,7 +178,8 @@ def _extras(add: Add, r: dict[str, Any]) -> None:
         m = r["redis_memory"]
         add(f"- Redis memory: {m['before']['used_memory']:,} bytes used before, maxmemory set to "
             f"{m['limit']:,} ({m['before']['maxmemory_policy']}), {m['at_end']['used_memory']:,} used at the "
-            f"end; {m['spray_requests']} reads over distinct keys, their hit ratio {_pct(m['spray_hit_ratio'])}.")
+            f"end; {m['spray_requests']} reads over distinct keys, their hit ratio "
+            f"{_pct(m['spray_hit_ratio'])}.")
     if r.get("restarted_before"):
         add(f"- Before this scenario the harness had to restart: {', '.join(r['restarted_before'])}.")
 
@@ -223,9 +227,9 @@ def _method(add: Add, run: dict[str, Any]) -> None:
         f"paused one gets SIGCONT), {t['after_s']:.0f} s after. Then every entity the history touched is "
         f"read through the gateway (known users: both views) and compared with MariaDB.")
     add("- Expected failures: " + (scenarios.__doc__ or "").split("\n\n", 1)[1].replace("\n", " ").strip())
-    add(f"  The grace after a component is back is {scenarios.RECOVERY_GRACE_S:.0f} s. \"Recovered after\" is "
-        "the end of the last failed request, from the fault; \"never\" when requests still failed in the "
-        "last second of traffic.")
+    add(f"  The grace after a component is back is {scenarios.RECOVERY_GRACE_S:.0f} s. \"Recovered after\" "
+        "is the end of the last failed request, from the fault; \"never\" when requests still failed in "
+        "the last second of traffic.")
     add("- The checker's rules (`loadtest/reliability/checker.py`): lost (the database has every "
         "acknowledged write), read-your-writes, monotonic (per client), stale (no version older than a write "
         "acknowledged to anyone before the read started), older-than-db (no version older than the database "
@@ -241,7 +245,8 @@ def _machine(add: Add, run: dict[str, Any], results_dir: Path, report_path: Path
     if run.get("proxy"):
         add(f"- **The proxy was not this tree's**: {run['proxy']}.")
     add(f"- {m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, kernel {m['kernel']}; "
-        f"load average at the start {', '.join(f'{v:.2f}' for v in m['load_average'])} (shared with other work).")
+        f"load average at the start {', '.join(f'{v:.2f}' for v in m['load_average'])} (a machine shared "
+        "with other work).")
     add("- " + ", ".join(f"{k} {v}" for k, v in sw.items() if k != "wrk"))
     add(f"- Every `cachegate` command the run made, with its output: "
         f"[raw/commands.txt]({_link(results_dir / 'raw' / 'commands.txt', report_path)}).\n")

@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=None,
                    help="folder for results.json and raw/ (full: loadtest/results/reliability)")
     p.add_argument("--report", type=Path, default=None,
-                   help="the report to write (full: ./reliability.md of the repo; quick: in the results folder)")
+                   help="the report (full: ./reliability.md of the repo; quick: in the results folder)")
     p.add_argument("--keep-stack", action="store_true", help="leave the stack running (and its folder)")
     return p
 
@@ -54,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
 def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
     sub = "tmp/reliability-quick" if args.quick else "reliability"
     results = (args.results or REPO / "loadtest" / "results" / sub).resolve()
-    report = (args.report or (results / "reliability.md" if args.quick else REPO / "reliability.md")).resolve()
+    default = results / "reliability.md" if args.quick else REPO / "reliability.md"
+    report = (args.report or default).resolve()
     return results, report
 
 
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Call
 
 
 async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.Scenario], quick: bool,
-                   raw: Path, start_proxy: Callable[[], int] | None, started: float, secrets: set[str]) -> None:
+                   raw: Path, start_proxy: Callable[[], int] | None, started: float,
+                   secrets: set[str]) -> None:
     say(f"stack: {stack.root} (config {stack.config_path})")
     await asyncio.to_thread(stack.up, SEED_USERS)
     faults = Faults(stack, start_proxy)
@@ -145,7 +147,8 @@ async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.
     tokens_at = time.monotonic()
     for scenario in chosen:
         if time.monotonic() - started > RUN_LIMIT_S[quick]:
-            run["problems"].append(f"stopped before {scenario.name}: the run passed {RUN_LIMIT_S[quick]:.0f} s")
+            run["problems"].append(f"stopped before {scenario.name}: the run took over "
+                                   f"{RUN_LIMIT_S[quick]:.0f} s")
             break
         before = await asyncio.to_thread(_make_whole, stack, faults)
         if time.monotonic() - tokens_at > TOKEN_REFRESH_S:
@@ -215,7 +218,8 @@ def _redact(run: dict[str, Any], commands: str, secrets: set[str]) -> str:
         clean = json.loads(_cut(text, secrets))
         run.clear()
         run.update(clean)
-        run["problems"].append(f"harness: a secret of the stack was about to be written to {', '.join(leaked)}")
+        where = ", ".join(leaked)
+        run["problems"].append(f"harness: a secret of the stack was about to be written to {where}")
     return _cut(commands, secrets)
 
 

@@ -37,7 +37,8 @@ async def _revoked(http: aiohttp.ClientSession) -> dict[str, tuple[int, str]]:
         bearer = {"Authorization": f"Bearer {token['access_token']}"}
         await _json(http, "GET", "/users/me", headers=bearer)   # the token worked, and is remembered
         if how == "password changed":
-            await _json(http, "PATCH", f"/users/{user['id']}", headers=bearer, json={"password": PASSWORD + "2"})
+            await _json(http, "PATCH", f"/users/{user['id']}", headers=bearer,
+                        json={"password": PASSWORD + "2"})
         else:
             await _json(http, "DELETE", f"/users/{user['id']}", headers=bearer)
         out[f"revoked: {how}"] = (int(user["id"]), bearer["Authorization"])

@@ -1,4 +1,4 @@
-"""The token-attack suite: forged, expired, revoked and doubled credentials against cached and uncached routes.
+"""The token-attack suite: forged, expired, revoked and doubled credentials, on cached and uncached routes.
 
 Every attack goes to a cached read (warmed first with a valid token, so a hit would be a way around
 authentication), to `/users/me` and to a write; each must be refused with a 4xx JSON error. The forged

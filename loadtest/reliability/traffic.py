@@ -178,14 +178,15 @@ async def mixed_client(name: str, caller: Caller, people: Population, rec: Recor
                     await call(http, rec, name, READ, f"trip:{tid}", "GET", f"/trips/{tid}", auth)
                 else:
                     owner, offset = rng.choice(people.seeded), rng.randrange(10**6)
-                    await call(http, rec, name, SEARCH, "", "GET", f"/trips?owner={owner}&offset={offset}", auth)
+                    await call(http, rec, name, SEARCH, "", "GET", f"/trips?owner={owner}&offset={offset}",
+                               auth)
             # Pacing of the load (about 50 operations a second per client), not a wait for anything.
             await asyncio.sleep(rng.uniform(*THINK_S))
 
 
 def clients(people: Population, rec: Recorder, base: str, stop: asyncio.Event, *, per_user: int,
             fresh: int, seed: int) -> list[Callable[[], Any]]:
-    """The mixed traffic: `per_user` keep-alive clients per known user, plus `fresh` that reconnect each time."""
+    """The mixed traffic: `per_user` keep-alive clients per writer, plus `fresh` that reconnect each time."""
     made: list[Callable[[], Any]] = []
     for i, caller in enumerate(people.callers):
         for j in range(per_user):
