@@ -226,10 +226,13 @@ def _method(add: Add, run: dict[str, Any]) -> None:
         f"process that nothing restarts in that time is restarted by the harness with `cachegate up`; a "
         f"paused one gets SIGCONT), {t['after_s']:.0f} s after. Then every entity the history touched is "
         f"read through the gateway (known users: both views) and compared with MariaDB.")
-    add("- Expected failures: " + (scenarios.__doc__ or "").split("\n\n", 1)[1].replace("\n", " ").strip())
-    add(f"  The grace after a component is back is {scenarios.RECOVERY_GRACE_S:.0f} s. \"Recovered after\" "
-        "is the end of the last failed request, from the fault; \"never\" when requests still failed in "
-        "the last second of traffic.")
+    grace = scenarios.RECOVERY_GRACE_S
+    add("- Expected failures: a scenario may allow, only while the component it breaks is down (from the "
+        f"fault until {grace:.0f} s after it is back) and only on the requests that need that component, "
+        "a 502, 503 or 504 carrying the JSON error body, or (the proxy itself killed) no answer. Anything "
+        "else that is not a 2xx, at any time, is unexpected, and so is every violation of the checker. "
+        "\"Recovered after\" is the end of the last failed request, from the fault; \"never\" when "
+        "requests still failed in the last second of traffic.")
     add("- The checker's rules (`loadtest/reliability/checker.py`): lost (the database has every "
         "acknowledged write), read-your-writes, monotonic (per client), stale (no version older than a write "
         "acknowledged to anyone before the read started), older-than-db (no version older than the database "

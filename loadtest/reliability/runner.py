@@ -24,7 +24,7 @@ from loadtest import procstat
 from loadtest.reliability import execute, population, scenarios, suites
 from loadtest.reliability.faults import Faults, wait_for
 from loadtest.reliability.ownstack import REPO, OwnStack, StackFailure, alive
-from stack.net import port_open
+from stack.net import http_ok
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 JWT = "eyJhbGciOi"   # base64 of '{"alg":' : how every token the stack issues begins
@@ -191,8 +191,8 @@ def _make_whole(stack: OwnStack, faults: Faults) -> list[str]:
             faults.start_proxy()
         if down:
             stack.up()
-    if not wait_for(lambda: port_open("127.0.0.1", stack.config.proxy.port, 0.2), 30):
-        raise StackFailure("the proxy does not accept connections")
+    if not wait_for(lambda: http_ok("127.0.0.1", stack.config.proxy.port, "/-/health", 0.5), 30):
+        raise StackFailure("the proxy does not answer /-/health")
     return down
 
 
