@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import Counter
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,7 @@ class Run:
     raw_dir: Path
     per_user: int = 3
     fresh: int = 3
-    seed: int = 1
-    notes: list[str] = field(default_factory=list)
+    seed: str = "1"   # with the scenario's name: every scenario draws its own keys, the same in every run
 
 
 async def run(scenario: Scenario, ctx: Run) -> dict[str, Any]:
@@ -58,7 +57,7 @@ async def run(scenario: Scenario, ctx: Run) -> dict[str, Any]:
     ready: list[tuple[float, int]] = []
     metrics_before, proxy_before = _metrics(base), ctx.stack.pid("proxy")
     tasks = [asyncio.create_task(make()) for make in traffic.clients(
-        ctx.people, rec, base, stop, per_user=ctx.per_user, fresh=ctx.fresh, seed=ctx.seed)]
+        ctx.people, rec, base, stop, per_user=ctx.per_user, fresh=ctx.fresh, seed=_seed(ctx, scenario))]
     tasks += [asyncio.create_task(observer.run(rec, stop)),
               asyncio.create_task(_probe(base, rec, stop, ready))]
     extra: dict[str, Any] = {}
@@ -102,6 +101,10 @@ async def run(scenario: Scenario, ctx: Run) -> dict[str, Any]:
     result["problems"] = _problems(scenario, result)
     result["valid"] = not result["problems"]
     return result
+
+
+def _seed(ctx: Run, scenario: Scenario) -> str:
+    return f"{ctx.seed}/{scenario.name}"
 
 
 # --- the faults ------------------------------------------------------------------------------------------
@@ -200,7 +203,7 @@ async def _burst(scenario: Scenario, ctx: Run, rec: Recorder, extra: dict[str, A
     await asyncio.to_thread(ctx.stack.cli, "admin", "cache", "on")   # a new key epoch: a cold cache
     fault_at = rec.now()
     await traffic.burst(ctx.people, rec, ctx.stack.proxy_url, clients=BURST_CLIENTS, rounds=BURST_ROUNDS,
-                        seed=ctx.seed)
+                        seed=_seed(ctx, scenario))
     burst_ops = [op for op in rec.ops if op.client.startswith("b")]
     statuses = Counter(summary.status_of(op) for op in burst_ops)
     extra["burst"] = {"clients": BURST_CLIENTS, "rounds": BURST_ROUNDS, "requests": len(burst_ops),
@@ -217,7 +220,7 @@ async def _redis_full(scenario: Scenario, ctx: Run, rec: Recorder,
     await asyncio.to_thread(ctx.faults.set_redis_maxmemory, limit)
     stop = asyncio.Event()
     sprayers = asyncio.create_task(traffic.spray(ctx.people, rec, ctx.stack.proxy_url, stop, clients=6,
-                                                 seed=ctx.seed))
+                                                 seed=_seed(ctx, scenario)))
     try:
         await asyncio.sleep(ctx.timing.hold_s)   # the fault lasts this long
     finally:
@@ -227,6 +230,7 @@ async def _redis_full(scenario: Scenario, ctx: Run, rec: Recorder,
         await asyncio.to_thread(ctx.faults.set_redis_maxmemory, int(before["maxmemory"]))
     spray_ops = [op for op in rec.ops if op.client.startswith("s")]
     extra["redis_memory"] = {"before": before, "limit": limit, "at_end": full,
+                             "refused_oom": int(full["refused_oom"]) - int(before["refused_oom"]),
                              "spray_requests": len(spray_ops),
                              "spray_hit_ratio": summary.hit_ratio(spray_ops, clients="s")}
     return fault_at, Healed("restored", rec.now() - fault_at, ctx.stack.pid("redis"))
@@ -357,6 +361,8 @@ def _problems(scenario: Scenario, result: dict[str, Any]) -> list[str]:
         problems.append("harness: no write was in flight when the proxy was killed (no crash window)")
     if scenario.fault == "proxy-kill" and not result.get("committed_after_kill", {}).get("committed"):
         problems.append("harness: the write in flight did not commit after the kill (no crash window)")
+    if scenario.fault == "redis-full" and not result["redis_memory"]["refused_oom"]:
+        problems.append("harness: Redis refused no command as out of memory (it never was full)")
     if scenario.fault == "redis-full":
         unavailable = sum(n for status, n in result["cache"].items() if status.endswith("/CACHE-UNAVAILABLE"))
         if unavailable:

@@ -110,11 +110,15 @@ class Faults:
 
     # --- Redis as its admin -------------------------------------------------------------------------
     def redis_memory(self) -> dict[str, int | str]:
+        """Memory used, the limit and its policy, and how many commands Redis refused as out of memory."""
         with self.stack.redis_admin() as admin:
             info = admin.info("memory")
             config = admin.config_get("maxmemory*")
+            errors = admin.info("errorstats")
+        oom = errors.get("errorstat_OOM", {})
         return {"used_memory": int(info["used_memory"]), "maxmemory": int(config["maxmemory"]),
-                "maxmemory_policy": str(config["maxmemory-policy"])}
+                "maxmemory_policy": str(config["maxmemory-policy"]),
+                "refused_oom": int(oom.get("count", 0)) if isinstance(oom, dict) else 0}
 
     def set_redis_maxmemory(self, limit: int, policy: str | None = None) -> None:
         with self.stack.redis_admin() as admin:

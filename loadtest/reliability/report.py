@@ -178,7 +178,7 @@ def _extras(add: Add, r: dict[str, Any]) -> None:
         m = r["redis_memory"]
         add(f"- Redis memory: {m['before']['used_memory']:,} bytes used before, maxmemory set to "
             f"{m['limit']:,} ({m['before']['maxmemory_policy']}), {m['at_end']['used_memory']:,} used at the "
-            f"end; {m['spray_requests']} reads over distinct keys, their hit ratio "
+            f"end; Redis refused {m['refused_oom']:,} commands as out of memory; {m['spray_requests']} reads over distinct keys, their hit ratio "
             f"{_pct(m['spray_hit_ratio'])}.")
     if r.get("restarted_before"):
         add(f"- Before this scenario the harness had to restart: {', '.join(r['restarted_before'])}.")

@@ -136,7 +136,7 @@ def session(base: str, *, keep_alive: bool = True, limit: int = 1) -> aiohttp.Cl
 
 
 async def mixed_client(name: str, caller: Caller, people: Population, rec: Recorder, base: str,
-                       stop: asyncio.Event, *, keep_alive: bool = True, seed: int = 0) -> None:
+                       stop: asyncio.Event, *, keep_alive: bool = True, seed: str = "") -> None:
     """One client until `stop`: PATCHes of its own user, reads of it and of others, searches, paths, trips."""
     rng = random.Random(f"{seed}-{name}")
     kinds, weights = zip(*MIX)
@@ -185,7 +185,7 @@ async def mixed_client(name: str, caller: Caller, people: Population, rec: Recor
 
 
 def clients(people: Population, rec: Recorder, base: str, stop: asyncio.Event, *, per_user: int,
-            fresh: int, seed: int) -> list[Callable[[], Any]]:
+            fresh: int, seed: str) -> list[Callable[[], Any]]:
     """The mixed traffic: `per_user` keep-alive clients per writer, plus `fresh` that reconnect each time."""
     made: list[Callable[[], Any]] = []
     for i, caller in enumerate(people.callers):
@@ -243,7 +243,7 @@ class Observer:
 
 
 async def burst(people: Population, rec: Recorder, base: str, *, clients: int, rounds: int,
-                seed: int) -> None:
+                seed: str) -> None:
     """`clients` concurrent clients, each on a connection of its own, released at once on a cold cache."""
     rng = random.Random(f"burst-{seed}")
     go = asyncio.Event()
@@ -267,7 +267,7 @@ async def burst(people: Population, rec: Recorder, base: str, *, clients: int, r
 
 
 async def spray(people: Population, rec: Recorder, base: str, stop: asyncio.Event, *, clients: int,
-                seed: int) -> None:
+                seed: str) -> None:
     """Reads over many distinct keys (every seeded user, searches with distinct prefixes): fills Redis."""
     rng = random.Random(f"spray-{seed}")
 
