@@ -14,6 +14,7 @@ from loadtest.reliability import scenarios, traffic
 from loadtest.reliability.checker import RULES
 
 Add = Any
+SHOWN = 10   # violations and examples listed per rule and scenario (results.json keeps more)
 
 
 def write(run: dict[str, Any], results_dir: Path, report_path: Path) -> None:
@@ -131,8 +132,8 @@ def _scenario(add: Add, r: dict[str, Any], results_dir: Path, report_path: Path)
         + f". Reads older than the database at their very start (lag 0, concurrent with a write not yet "
         f"answered; not a guarantee): {c['strict_older_than_db']}.")
     for rule, found in c.get("violations", {}).items():
-        add(f"  - {rule}, first {len(found)}:")
-        for v in found:
+        add(f"  - {rule}, first {min(len(found), SHOWN)} of {c['counts'][rule]}:")
+        for v in found[:SHOWN]:
             add(f"    - `{v['key']}` {v['detail']}")
     if r["unexpected"]:
         add(f"- Unexpected answers ({r['unexpected']}): "

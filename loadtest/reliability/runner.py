@@ -20,6 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import aiohttp
+import pymysql
+import redis
+
 from loadtest import procstat
 from loadtest.reliability import execute, population, scenarios, suites
 from loadtest.reliability.faults import Faults, wait_for
@@ -27,6 +31,8 @@ from loadtest.reliability.ownstack import REPO, OwnStack, StackFailure, alive
 from stack.net import http_ok
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+HARNESS_ERRORS = (StackFailure, OSError, asyncio.TimeoutError, aiohttp.ClientError, pymysql.MySQLError,
+                  redis.RedisError)
 JWT = "eyJhbGciOi"   # base64 of '{"alg":' : how every token the stack issues begins
 SEED_USERS = 2000
 TOKEN_REFRESH_S = 300.0       # tokens live 15 min (auth.token_ttl): new ones well before
@@ -95,8 +101,8 @@ def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Call
     try:
         asyncio.run(_execute(run, stack, chosen, args.quick, raw,
                              proxy_from(stack) if proxy_from else None, started, secrets))
-    except (StackFailure, OSError) as exc:
-        run["problems"].append(f"the harness failed: {exc}")
+    except HARNESS_ERRORS as exc:
+        run["problems"].append(f"the harness failed: {type(exc).__name__}: {exc}")
         run["failed"] = str(exc)
     finally:
         secrets |= _stack_secrets(stack)
@@ -157,7 +163,13 @@ async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.
             tokens_at = time.monotonic()
         say(f"scenario {scenario.name}: {scenario.expect}")
         ctx = execute.Run(stack, faults, people, timing, raw)
-        result = await execute.run(scenario, ctx)
+        try:
+            result = await execute.run(scenario, ctx)
+        except HARNESS_ERRORS as exc:
+            # The next scenario starts from a whole stack again; this one has no verdict.
+            run["problems"].append(f"{scenario.name}: the harness failed: {type(exc).__name__}: {exc}")
+            say(f"  the harness failed: {exc}")
+            continue
         if before:
             result["restarted_before"] = before
         run["scenarios"].append(result)
