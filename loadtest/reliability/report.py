@@ -223,6 +223,8 @@ def _method(add: Add, run: dict[str, Any]) -> None:
         f"path/trip: one of {p.get('paths', '?')}). One more known user, the victim, is read by everyone "
         f"and written only by the harness in proxy-killed. A database observer reads the known users' "
         f"versions from MariaDB every {traffic.OBSERVE_EVERY_S * 1000:.0f} ms.")
+    add("- Latency is what the clients measured, on the same cores as the whole stack (their own event loop "
+        "included): compare the scenarios with one another, not with performance.md.")
     add(f"- Phases: {t['baseline_s']:.0f} s before the fault, a hold of {t['hold_s']:.0f} s (a killed "
         f"process that nothing restarts in that time is restarted by the harness with `cachegate up`; a "
         f"paused one gets SIGCONT), {t['after_s']:.0f} s after. Then every entity the history touched is "
