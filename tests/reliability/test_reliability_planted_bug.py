@@ -1,0 +1,43 @@
+"""The history checker against a real gateway with a planted bug: a write fence that does nothing.
+
+The proxy-killed scenario kills the gateway while the victim's PATCH waits on a locked row, then lets it
+commit. With the fence, the victim's old entry is a miss from the moment the write started; without it,
+the restarted gateway serves the old version to everyone, and the checker must say so.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loadtest.reliability import runner
+from planted_tree import PlantedProxies, assert_runs_from, planted_copy
+
+pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(300)]
+
+
+def test_a_disabled_write_fence_makes_the_checker_fail(tmp_path):
+    tree = planted_copy(tmp_path / "tree")
+    assert_runs_from(tree)
+    proxies = PlantedProxies(tree)
+    results, report = tmp_path / "results", tmp_path / "reliability.md"
+    try:
+        code = runner.main(["--quick", "--only", "proxy-killed", "--results", str(results),
+                            "--report", str(report)], proxy_from=proxies.for_stack)
+    finally:
+        proxies.stop_all()
+
+    run = json.loads((results / "results.json").read_text())
+    assert run["proxy"].startswith("replaced") and len(proxies.procs) == 2  # at the start, after the kill
+    (scenario,) = run["scenarios"]
+    assert scenario["write_in_flight_at_kill"] and scenario["committed_after_kill"]["committed"]
+    counts, found = scenario["checker"]["counts"], scenario["checker"]["violations"]
+    victim = f"user:{run['population']['victim']}"
+    assert counts["older-than-db"] > 0 and counts["final"] > 0, counts
+    # Nobody writes the victim after the kill: its old entry stays, to the end. (Writers whose own writes
+    # died with the gateway may show up too, until their next write replaces the entry.)
+    assert victim in {v["key"] for v in found["older-than-db"]}
+    assert victim in {v["key"] for v in found["final"]}
+    assert counts["lost"] == 0   # the write itself is in the database; what is wrong is the cache
+    assert code == runner.EXIT_INVALID and not run["valid"]
+    assert "**Run: INVALID.**" in report.read_text()
