@@ -143,6 +143,14 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return int(loadtest_main(argv) or 0)
 
 
+def cmd_reliability(args: argparse.Namespace) -> int:
+    from loadtest.reliability.runner import main as reliability_main
+    argv = list(args.rest)
+    if args.config:
+        argv = ["--config", args.config, *argv]
+    return int(reliability_main(argv) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cachegate",
                                      description="A caching API gateway and its local stack.")
@@ -184,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--tag", help='a tag, e.g. "user-lists"')
     verbs.add_parser("reload", parents=[common], help="load config.yaml again without a restart")
     add("loadtest", cmd_loadtest, "run the load test (every argument after it goes to loadtest.runner)")
+    add("reliability", cmd_reliability,
+        "run the fault suite and write reliability.md (every argument after it goes to its runner)")
     return parser
 
 
@@ -205,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     at = _command_index(argv)
     rest: list[str] = []
-    if argv[at:at + 1] == ["loadtest"]:
+    if argv[at:at + 1] in (["loadtest"], ["reliability"]):
         # Everything after `loadtest` belongs to its runner, options included: argparse must not see it.
         argv, rest = argv[:at + 1], argv[at + 1:]
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ import pymysql
 import redis
 import yaml
 
-from loadtest.reliability.configload import load_config
+from cachegate.config import load_config
 from stack.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]

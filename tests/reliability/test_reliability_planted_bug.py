@@ -11,7 +11,7 @@ import json
 import pytest
 
 from loadtest.reliability import runner
-from planted_tree import PlantedProxies, assert_runs_from, planted_copy
+from tests.reliability.planted_tree import PlantedProxies, assert_runs_from, planted_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(300)]
 
