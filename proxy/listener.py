@@ -15,8 +15,10 @@ event loop accepts and drops every new connection. So the proxy accepts by itsel
   limit, the connection that has waited longest for a request, if that is SHED_IDLE or more, is closed to
   make room; when none has, the new connection gets 503 with Retry-After and is closed. The start and the
   end of such an episode are logged once each.
-- Accept failing for want of descriptors (EMFILE and its kin): room is made the same way; failing that, no
-  accept until a connection closes (the kernel keeps new ones in the backlog), logged once per episode.
+- Accept failing for want of descriptors (EMFILE and its kin: something else holds more than the reserve):
+  the connections open then, less FILE_MARGIN, become the limit while the file limit stays; room is made
+  the same way, and failing that nothing is accepted until a connection closes (the kernel keeps new
+  ones in the backlog). The same episode, logged once.
 
 Pipelined requests are handled by aiohttp as ever; one that was read with the request before it is not
 seen here, so at the limit its connection may be taken for idle (HTTP clients no longer pipeline).
@@ -41,6 +43,8 @@ REFUSE_LINGER = 1.0      # seconds a refused connection is kept to deliver its 5
 REFUSING_AT_ONCE = 64    # refusals in flight beyond this are closed at once: each holds a descriptor
 ACCEPT_PAUSE = 0.5       # longest pause of the accept loop when descriptors ran out and nothing was shed
 EPISODE_END = 0.9        # an episode at the limit ends when the open connections fall below this share
+FILE_MARGIN = 16         # connections fewer than where accept ran out of descriptors (at most a quarter):
+                         # room for the 503s and the upstream connections
 _SCARCE = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -189,10 +193,9 @@ class _Refused(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(BUSY)
-        if transport.can_write_eof():
-            transport.write_eof()
+        transport.write(BUSY)  # type: ignore[attr-defined]
+        if transport.can_write_eof():  # type: ignore[attr-defined]
+            transport.write_eof()  # type: ignore[attr-defined]
         self._timer = asyncio.get_running_loop().call_later(REFUSE_LINGER, transport.close)
 
     def data_received(self, data: bytes) -> None:
@@ -235,7 +238,7 @@ class Listener:
         self._room = asyncio.Event()
         self._limit = bounds.max_connections
         self._episode: _Episode | None = None
-        self._scarce_since: float | None = None
+        self._learned: tuple[int, int] | None = None  # (file limit, connections) where accept ran out
 
     @property
     def open_connections(self) -> int:
@@ -293,23 +296,20 @@ class Listener:
                     continue  # the client gave up before the accept (ECONNABORTED and the like)
                 self._out_of_files(exc)
                 if not self._shed():
+                    # The new connection waits in the backlog until one of ours closes (or a while).
                     self._room.clear()
                     try:
                         await asyncio.wait_for(self._room.wait(), ACCEPT_PAUSE)
                     except TimeoutError:
                         pass
                 continue
-            if self._scarce_since is not None:
-                log.warning("%s: accepting again after %.1fs without file descriptors", self.name,
-                            loop.time() - self._scarce_since)
-                self._scarce_since = None
             await self._admit(loop, sock)
 
     async def _admit(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if len(self._open) >= self._current_limit():
-            self._at_limit(loop)
+            self._at_limit(loop, "connection limit reached")
             if not self._shed():
                 self._refuse(loop, sock)
                 return
@@ -324,17 +324,31 @@ class Listener:
         if soft != resource.RLIM_INFINITY:
             # At least half of the descriptors stay for clients, however large the reserve.
             limit = min(limit, soft - min(self.bounds.reserve, soft // 2))
+            if self._learned is not None and self._learned[0] == soft:
+                limit = min(limit, self._learned[1])
         self._limit = max(1, limit)
         return self._limit
 
-    def _at_limit(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._episode is None:
+    def _at_limit(self, loop: asyncio.AbstractEventLoop, what: str) -> None:
+        if self._episode is not None:
+            self._episode.limit = min(self._episode.limit, self._limit)
+        else:
             self._episode = _Episode(loop.time(), self._limit)
             soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-            log.warning("%s: connection limit reached: %d open (limit %d: max_connections %d, file limit "
-                        "%s less %d kept for upstreams and Redis); closing connections idle %gs or more, "
-                        "answering 503 to new ones when none is", self.name, len(self._open), self._limit,
+            log.warning("%s: %s: %d open (limit %d: max_connections %d, file limit %s less %d kept for "
+                        "upstreams and Redis); closing connections idle %gs or more, answering 503 to new "
+                        "ones when none is", self.name, what, len(self._open), self._limit,
                         self.bounds.max_connections, soft, self.bounds.reserve, SHED_IDLE)
+
+    def _out_of_files(self, exc: OSError) -> None:
+        """Accept failed for want of descriptors: what is open now is the limit while the file limit stays
+        (less a margin for the 503s and the upstream connections), and an episode starts."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        opened = len(self._open)
+        self._learned = (soft, max(1, opened - min(FILE_MARGIN, opened // 4)))
+        self._current_limit()
+        self._at_limit(asyncio.get_running_loop(),
+                       f"out of file descriptors ({errno.errorcode.get(exc.errno or 0, exc.errno)})")
 
     def _shed(self) -> bool:
         """Close the connection that has waited longest for a request, if it has waited SHED_IDLE."""
@@ -364,14 +378,6 @@ class Listener:
                 sock.close()
 
         loop.create_task(refuse())
-
-    def _out_of_files(self, exc: OSError) -> None:
-        if self._scarce_since is None:
-            self._scarce_since = asyncio.get_running_loop().time()
-            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-            log.warning("%s: out of file descriptors (%s, %d connections open, file limit %s); closing idle "
-                        "connections, else not accepting until one closes", self.name,
-                        errno.errorcode.get(exc.errno or 0, exc.errno), len(self._open), soft)
 
 
 def raise_file_limit() -> tuple[int, int]:

@@ -38,6 +38,10 @@ log = logging.getLogger("cachegate.proxy")
 WORKER_ENV = "CACHEGATE_PROXY_WORKER"
 BACKLOG = 1024          # the public listener's accept queue: a burst of 1,000 new clients fits
 ADMIN_CONNECTIONS = 32  # the admin listener serves a few operators and scripts
+# After an answer to a request whose body was not read (413, 408), aiohttp reads and drops what still comes
+# this long before it closes, so the close does not reset the answer away (its default, 10 s, kept each
+# promised 100 GB body's connection that long).
+LINGER = 2.0
 # Descriptors a process keeps beside its clients': the upstream pools (proxy.upstream_pool each), two Redis
 # clients' pools, the lookups' and the revocations' own connections, the admin listener, and some for the
 # listening sockets, the loop, the logs and the files the process reads.
@@ -84,7 +88,8 @@ def runner_options(config: Config) -> dict:
     """aiohttp's part of the listener's bounds: the idle time of a connection, the lingering of an unread
     body, the wait for requests in flight at shutdown; its access-logger slot tells each answer's end."""
     return {"handle_signals": False, "access_log": _HOOK_LOG, "access_log_class": AnswerHook,
-            "keepalive_timeout": config.proxy.keepalive_timeout, "shutdown_timeout": config.cache.write_fence}
+            "keepalive_timeout": config.proxy.keepalive_timeout, "lingering_time": LINGER,
+            "shutdown_timeout": config.cache.write_fence}
 
 
 async def listen(runner: web.AppRunner, config: Config, host: str, port: int, *, max_connections: int,
