@@ -60,6 +60,23 @@ async def test_concurrent_misses_make_one_upstream_request(world: StrategyWorld,
     assert world.outcomes("coalesced") == 24
 
 
+async def test_waiters_on_a_failed_fetch_retry_it_once_coalesced(make_world, backend: Backend) -> None:
+    """Regression (issue 9 part 2): every request coalesced onto a fetch that failed got its error (834 of
+    1,112 504s of a cold burst)."""
+    world = await make_world(upstream_timeout=0.3)
+    strategy = world.strategy(RT)
+    backend.gate = asyncio.Event()  # the first fetch is held past the upstream timeout
+    requests = [asyncio.create_task(strategy.handle(get())) for _ in range(10)]
+    await _wait_for(lambda: backend.served("GET", "/items/1") == 2)  # the leader failed; one retry went up
+    backend.gate.set()
+    replies = await asyncio.gather(*requests, return_exceptions=True)
+    failed = [r for r in replies if isinstance(r, UpstreamError)]
+    assert len(failed) == 1 and failed[0].status == 504  # the leader's own client has its answer
+    assert [r.status for r in replies if not isinstance(r, BaseException)] == [200] * 9
+    assert backend.served("GET", "/items/1") == 2  # the nine retried on one fetch, not nine
+    assert world.outcomes("miss", "retry") >= 1
+
+
 async def test_waiters_go_upstream_themselves_after_fill_wait(world: StrategyWorld, backend: Backend) -> None:
     strategy = world.strategy(RT, fill_wait=0.05)
     backend.gate = asyncio.Event()
