@@ -28,6 +28,7 @@ _FAILURES = (RedisError, OSError, TimeoutError)
 # Fills take at most this many of the pool's connections at once, so the fences and writes of write-through
 # (whose failure moves the epoch) always find one during a burst of fills.
 FILL_SLOTS = 48
+FULL_QUIET = 5.0  # seconds without a refused write before "Redis accepts writes again" is logged
 _LUA = Path(__file__).with_name("lua")
 PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
 _Found = tuple[int, list["bytes | None"]]  # (epoch, values): what a batched MGET hands each lookup
@@ -72,6 +73,7 @@ class CacheStore:
         self._epoch_lock = asyncio.Lock()
         self._healthy = True
         self._full = False
+        self._full_at = 0.0  # loop time of the last write refused for want of memory
         self._fill_slots = asyncio.Semaphore(FILL_SLOTS)
 
     @property
@@ -150,10 +152,14 @@ class CacheStore:
         name = self.entry_key(key)
         if self._lookups is not None:
             set_absent = self._lookups.set_absent
-            found = await self._call("claim", lambda: set_absent(name, record, _ms(lifetime)))
+            claim = lambda: set_absent(name, record, _ms(lifetime))  # noqa: E731
         else:
-            found = await self._call("claim", lambda: self._redis.set(name, record, nx=True,
-                                                                        px=_ms(lifetime), get=True))
+            claim = lambda: self._redis.set(name, record, nx=True, px=_ms(lifetime), get=True)  # noqa: E731
+        try:
+            found = await self._call("claim", claim)
+        except CacheFull:
+            self._judge(FULL)  # the fill it was for is refused: counted as one
+            raise
         if found is None:
             return Lookup(None, token, seen.epoch, seen.generations)
         entry, token, kind = decode(found, seen.epoch)  # someone was first: fill against what it wrote
@@ -294,6 +300,7 @@ class CacheStore:
             self._breaker.success()
             if writes:
                 self._missed += 1
+            self._full_at = loop.time()
             if not self._full:
                 self._full = True
                 log.warning("Redis refuses writes: out of memory (maxmemory); fills are not stored")
@@ -321,8 +328,8 @@ class CacheStore:
         if not self._healthy:
             self._healthy = True
             log.warning("Redis answers again; cache back in use")
-        if self._full and (writes or op in ("fill", "claim")):
-            self._full = False
+        if self._full and (writes or op in ("fill", "claim")) and loop.time() - self._full_at > FULL_QUIET:
+            self._full = False  # an episode ends once writes have gone through for a while
             log.warning("Redis accepts writes again")
         return result
 
