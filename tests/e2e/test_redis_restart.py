@@ -35,7 +35,7 @@ def persistent_redis(tmp_path, test_secrets):
 
 async def test_a_redis_restart_moves_the_epoch_once_and_serves_nothing_stale(make_world, persistent_redis):
     redis = persistent_redis
-    world = await make_world({"redis": {"url": redis.url, "timeout": "200ms",
+    world = await make_world({"redis": {"url": redis.url, "timeout": "1s",
                                         "breaker": {"failures": 2, "reset": "200ms"}}})
     people = [await world.user(f"restart{i}") for i in range(USERS)]
 
