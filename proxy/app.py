@@ -69,8 +69,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
                                          registry=REGISTRY)
     gateway = app[GATEWAY] = Gateway(first, auth, metrics, app[ACCESS_LOG], revocations=revocations)
     metrics.config_generation.set(1)
-    readiness = Readiness(lambda: check_dependencies(app),
-                          interval=lambda: gateway.generation.config.proxy.readiness_interval, metrics=metrics)
+    readiness = Readiness(lambda: check_dependencies(app), metrics=metrics,
+                          interval=lambda: gateway.generation.config.proxy.readiness_interval)
     app[READINESS] = readiness
     loop = asyncio.get_running_loop()
     flusher = loop.create_task(app[ACCESS_LOG].run())

@@ -25,8 +25,8 @@ from __future__ import annotations
 from cachegate.errors import AuthError, CachegateError, ConfigError
 
 __all__ = ["AuthError", "BadPath", "BadQuery", "CacheUnavailable", "CachegateError", "ConfigError",
-           "MethodNotAllowed", "NotFound", "PayloadTooLarge", "RequestError", "RequestTimeout", "UpstreamError",
-           "UpstreamTimeout"]
+           "MethodNotAllowed", "NotFound", "PayloadTooLarge", "RequestError", "RequestTimeout",
+           "UpstreamError", "UpstreamTimeout"]
 
 
 class RequestError(CachegateError):

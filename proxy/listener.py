@@ -186,7 +186,7 @@ class Connection(asyncio.Protocol):
 
 
 class _Refused(asyncio.Protocol):
-    """A connection over the limit: a 503, the end of the stream, and the close when the client has read it."""
+    """A connection over the limit: a 503, the end of the stream, the close once the client has read it."""
 
     def __init__(self, listener: Listener) -> None:
         self._listener = listener

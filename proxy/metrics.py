@@ -51,9 +51,9 @@ class Metrics:
                                           ["reason"], registry=r)
         self.ready = Gauge("cachegate_ready", "1 when /-/ready answers 200 (started, not draining)",
                            registry=r)
-        self.dependency_up = Gauge("cachegate_dependency_up",
-                                   "1 when the last readiness round found it answering (redis, upstream:NAME)",
-                                   ["dependency"], registry=r)
+        self.dependency_up = Gauge(
+            "cachegate_dependency_up", "1 when the last readiness round found it up (redis, upstream:NAME)",
+            ["dependency"], registry=r)
         # labels() costs a few microseconds per call on the hot path; the children are few and reusable.
         self._requests: dict[tuple[str, str, str, int], Any] = {}
         self._outcomes: dict[tuple[str, str, str], Any] = {}

@@ -1,4 +1,4 @@
-"""Readiness and the dependencies' state, checked in the background: a probe never reaches Redis or an upstream.
+"""Readiness, and the dependencies' state checked in the background: a probe reaches no Redis, no upstream.
 
 Ready means "can serve": the process has started and is not draining. Redis down (every request bypasses
 the cache) or an upstream down (only its routes answer 502) leave it ready; they are reported in the

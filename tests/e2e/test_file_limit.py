@@ -38,7 +38,7 @@ async def test_at_the_file_limit_requests_are_still_answered_and_it_is_logged_on
     assert await one_request(proc.base, path, auth) == "200"  # filled: later reads are cache hits
     _, hard = resource.prlimit(proc.pid, resource.RLIMIT_NOFILE)
     in_use = len(os.listdir(f"/proc/{proc.pid}/fd"))
-    # Room for 12 more files: fewer than the listener keeps for upstreams and Redis, so accept itself runs out.
+    # Room for 12 more files: fewer than the listener keeps for upstreams and Redis: accept itself runs out.
     resource.prlimit(proc.pid, resource.RLIMIT_NOFILE, (in_use + 12, hard))
     flood = [await open_raw(proc.world.config.proxy.port) for _ in range(50)]  # idle: each wants a file
     seen: list[str] = []

@@ -32,7 +32,8 @@ async def own_redis(redis_factory) -> AsyncIterator[tuple[aioredis.Redis, aiored
 
 
 def make(client: aioredis.Redis, metrics: Metrics) -> CacheStore:
-    return CacheStore(client, prefix="m", timeout=1.0, breaker_failures=2, breaker_reset=60.0, metrics=metrics)
+    return CacheStore(client, prefix="m", timeout=1.0, breaker_failures=2, breaker_reset=60.0,
+                      metrics=metrics)
 
 
 async def fill(store: CacheStore, key: str, *, tags: tuple[str, ...] = ()) -> str:
@@ -66,7 +67,8 @@ async def test_a_full_redis_refuses_fills_and_keeps_serving_what_it_holds(own_re
 async def test_an_evicting_redis_never_takes_the_gateways_own_keys(own_redis):
     gateway, admin = own_redis
     store = make(gateway, Metrics())
-    assert (await admin.config_get("maxmemory-policy"))["maxmemory-policy"] == "volatile-lru"  # the launcher's
+    policy = (await admin.config_get("maxmemory-policy"))["maxmemory-policy"]
+    assert policy == "volatile-lru"  # the launcher's
     await store.new_epoch()
     await store.fence(b"writer-1", [], ["lists"], lifetime=30.0, linger=30.0)  # a write in flight on a tag
     assert await fill(store, "search:0", tags=("lists",)) == "fenced"

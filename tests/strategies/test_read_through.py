@@ -223,8 +223,8 @@ async def test_an_unreachable_upstream_on_a_miss_raises_the_upstream_error(world
     assert (await world.store.lookup("item:1")).entry is None
 
 
-async def test_a_marker_evicted_while_a_miss_is_upstream_voids_its_fill(world: StrategyWorld, backend: Backend,
-                                                                         redis_server) -> None:
+async def test_a_marker_evicted_while_a_miss_is_upstream_voids_its_fill(
+        world: StrategyWorld, backend: Backend, redis_server) -> None:
     """Regression (issue 9 part 3): a fill found its empty key empty and stored, though a tombstone written
     meanwhile had been evicted by a full Redis: the deleted entity was served again until its TTL."""
     strategy = world.strategy(RT)

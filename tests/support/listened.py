@@ -1,4 +1,4 @@
-"""The gateway served through its own listener (proxy/listener.py), as `python -m proxy` serves it, in-process.
+"""The gateway behind its own listener (proxy/listener.py), as `python -m proxy` serves it, in this process.
 
 The world's backends and Redis are real; the proxy app is a second one, on a port of its own, behind the
 Listener with the config's bounds, so tests can abuse it on raw sockets and read its metrics.
@@ -68,7 +68,8 @@ async def open_raw(port: int, first: bytes = b"") -> tuple[asyncio.StreamReader,
     return reader, writer
 
 
-async def read_answer(reader: asyncio.StreamReader, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+async def read_answer(reader: asyncio.StreamReader,
+                      timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
     """Everything the gateway sends until it closes: (status or 0 for nothing, headers, body)."""
     data = await asyncio.wait_for(reader.read(), timeout)
     if not data:

@@ -1,5 +1,5 @@
-"""The three services and the proxy as real processes (`python -m backends.runner`, `python -m proxy`) over the
-test Redis and MariaDB, with seeded users: for tests where listen backlogs and pools must be the real ones."""
+"""The three services and the proxy as real processes (`python -m backends.runner`, `python -m proxy`) over
+the test Redis and MariaDB, with seeded users: for tests where listen backlogs and pools must be real."""
 from __future__ import annotations
 
 import asyncio
