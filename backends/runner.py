@@ -3,6 +3,11 @@
 `python -m backends.runner users [config.yaml]`. aiohttp's run_app turns SIGTERM into a graceful
 shutdown: the listener closes, requests in flight finish (up to SHUTDOWN_TIMEOUT_S), then cleanup_ctx
 closes the pool.
+
+The listen backlog is LISTEN_BACKLOG (1024, aiohttp's default is 128): every gateway process may open
+proxy.upstream_pool connections at once, and the config refuses more than the backlog holds. The services'
+only client is the gateway, so they set no connection limit of their own; aiohttp's keep-alive timeout
+(which also closes a connection that sends no complete request head in that time) bounds idle ones.
 """
 from __future__ import annotations
 
@@ -14,9 +19,11 @@ import uvloop
 from aiohttp import web
 
 from cachegate.config import Config, load_config
+from cachegate.settings import LISTEN_BACKLOG
 
 SERVICES = ("users", "paths", "trips")
 SHUTDOWN_TIMEOUT_S = 10.0
+KEEPALIVE_TIMEOUT_S = 75.0  # aiohttp's default, said here: it must outlast the gateway pool's 30 s
 log = logging.getLogger("backends.runner")
 
 
@@ -36,6 +43,8 @@ def run_service(name: str, config: Config, *, access_log: bool = False) -> None:
         app,
         host=where.host,
         port=where.port,
+        backlog=LISTEN_BACKLOG,
+        keepalive_timeout=KEEPALIVE_TIMEOUT_S,
         loop=uvloop.new_event_loop(),
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,

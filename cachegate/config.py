@@ -20,8 +20,8 @@ import yaml
 
 from cachegate.errors import ConfigError
 from cachegate.routes import RouteConfig, RouteRules, read_routes
-from cachegate.settings import (GENERATION, NO_ADMIN_TOKEN, AuthConfig, CacheConfig, MariaDBConfig,
-                                ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
+from cachegate.settings import (GENERATION, LISTEN_BACKLOG, NO_ADMIN_TOKEN, AuthConfig, CacheConfig,
+                                MariaDBConfig, ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
 from cachegate.values import REQUIRED, Section, parse_percent
 
 ENV_PREFIX = "CACHEGATE__"
@@ -29,6 +29,19 @@ ENV_PREFIX = "CACHEGATE__"
 # Redis calls), and a second for a busy loop. write_fence = proxy.upstream_timeout + 2 * redis.timeout + 1s.
 FENCE_MARGIN = 1.0
 SERVICE_MAX_BODY = 1024**2
+# Eviction policies the gateway's keys are safe under. The keys that must never go (the epoch, tag
+# generations, indexes and writers, the revoked tokens) have no TTL, so a volatile-* policy never takes
+# them; of those, LRU and LFU evict the entries nobody reads before the markers just written (fences,
+# tombstones), and a fill whose marker went anyway is refused (proxy/lua/fill.lua). docs/architecture.md,
+# "Redis memory".
+EVICTION_POLICIES = ("volatile-lru", "volatile-lfu", "noeviction")
+_POLICY_REFUSED = {
+    "allkeys-lru": "could evict the epoch key, tag generations or revoked tokens",
+    "allkeys-lfu": "could evict the epoch key, tag generations or revoked tokens",
+    "allkeys-random": "could evict the epoch key, tag generations or revoked tokens",
+    "volatile-ttl": "evicts the shortest-lived keys first: the write fences and tombstones",
+    "volatile-random": "evicts write fences and tombstones as readily as idle entries",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +218,11 @@ class _Builder:
             upstream_timeout=s.duration("upstream_timeout", 5.0),
             access_log=s.boolean("access_log", True),
             readiness_interval=s.duration("readiness_interval", 1.0),
+            header_timeout=s.duration("header_timeout", 5.0), body_timeout=s.duration("body_timeout", 30.0),
+            keepalive_timeout=s.duration("keepalive_timeout", 75.0),
+            max_connections=s.integer("max_connections", 4096, low=16, high=1_000_000),
+            upstream_pool=s.integer("upstream_pool", 64, low=1, high=LISTEN_BACKLOG),
+            drain=s.duration("drain", 2.0),
             admin_token_env=self.env.get("CACHEGATE_ADMIN_TOKEN") or None)
         # Every process reads this file, so `check-config` refuses what the proxy would refuse at start:
         # a token is required wherever the admin listener binds (only its file is read later, at start).
@@ -215,8 +233,14 @@ class _Builder:
                 cfg.admin_token()  # too short a token from the environment is refused now, with the rest
             except ConfigError as exc:
                 raise ConfigError(f"{self.label}: {exc.message}") from None
-        if cfg.readiness_interval < 0.1:
-            s.fail(f"expected at least 100ms, got {cfg.readiness_interval:g}s", "readiness_interval")
+        for key in ("readiness_interval", "header_timeout", "body_timeout", "keepalive_timeout"):
+            if getattr(cfg, key) < 0.1:
+                s.fail(f"expected at least 100ms, got {getattr(cfg, key):g}s", key)
+        if cfg.workers * cfg.upstream_pool > LISTEN_BACKLOG:
+            # Every worker may open its whole pool to a service at once: the service's accept queue must
+            # hold them all, or the kernel drops SYNs and the connects time out (504s on a cold cache).
+            s.fail(f"{cfg.upstream_pool} connections x {cfg.workers} workers exceed the services' listen "
+                   f"backlog ({LISTEN_BACKLOG}); lower upstream_pool", "upstream_pool")
         if cfg.admin_port == cfg.port and _may_share(cfg.admin_host, cfg.host):
             s.fail(f"must differ from proxy.port ({cfg.port}): the API and the admin listener cannot share "
                    "one address", "admin.port")
@@ -245,10 +269,20 @@ class _Builder:
                           timeout=s.duration("timeout", 0.05),
                           breaker_failures=breaker.integer("failures", 5, low=1, high=1000),
                           breaker_reset=breaker.duration("reset", 2.0),
+                          maxmemory=s.size("maxmemory", 256 * 1024**2),
+                          maxmemory_policy=s.string("maxmemory_policy", "volatile-lru"),
                           password_env=self.env.get("CACHEGATE_REDIS_PASSWORD") or None)
         if cfg.username is not None and cfg.password_file is None and cfg.password_env is None:
             s.fail(f"{cfg.username} needs a password (set redis.password_file or CACHEGATE_REDIS_PASSWORD)",
                    "username")
+        if cfg.maxmemory < 1024**2:
+            s.fail(f"expected at least 1MiB, got {cfg.maxmemory} bytes", "maxmemory")
+        if cfg.maxmemory_policy in _POLICY_REFUSED:
+            s.fail(f"{cfg.maxmemory_policy} {_POLICY_REFUSED[cfg.maxmemory_policy]}; use one of "
+                   f"{', '.join(EVICTION_POLICIES)}", "maxmemory_policy")
+        if cfg.maxmemory_policy not in EVICTION_POLICIES:
+            s.fail(f'unknown policy "{cfg.maxmemory_policy}"; use one of {", ".join(EVICTION_POLICIES)}',
+                   "maxmemory_policy")
         breaker.done()
         s.done()
         return cfg

@@ -20,6 +20,10 @@ SAFE = frozenset({"GET", "HEAD"})
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # The options a rule may set beyond its structure; a strategy may forbid any of them.
 OPTIONS = ("key", "ttl", "negative_ttl", "grace", "tags", "invalidates")
+# An entry is kept in Redis for its ttl plus its grace: clients choose keys (every distinct search is an
+# entry), so the grace may not make that more than twice the ttl. cache.grace is clamped to each rule's ttl;
+# a rule's own grace above its ttl is refused.
+MAX_GRACE_RATIO = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,7 @@ def read_routes(data: Any, label: str, upstreams: Mapping[str, str], cache: Cach
     _refuse_shared_caller_keys(routes, label)
     if strategies is None:
         return routes
-    return _resolve_lifetimes(routes, cache, strategies)
+    return _resolve_lifetimes(routes, cache, strategies, label)
 
 
 def _read_route(item: Any, index: int, label: str, upstreams: Mapping[str, str],
@@ -149,21 +153,29 @@ def _check_structure(r: RouteConfig, s: Section, params: tuple[str, ...]) -> Non
 
 
 def _resolve_lifetimes(routes: tuple[RouteConfig, ...], cache: CacheConfig,
-                       strategies: Mapping[str, RouteRules]) -> tuple[RouteConfig, ...]:
+                       strategies: Mapping[str, RouteRules], label: str) -> tuple[RouteConfig, ...]:
     """Once, at load: what each rule stores lives this long (a request never merges defaults again)."""
     readers: dict[str, RouteConfig] = {}
     for r in routes:
         rules = strategies[r.strategy]
         if r.key is not None and rules.stores and set(r.methods) <= SAFE:
             readers.setdefault(r.key, rules.lifetimes(r, cache, None))
-    return tuple(strategies[r.strategy].lifetimes(r, cache, readers.get(r.key or "")) for r in routes)
+    resolved = tuple(strategies[r.strategy].lifetimes(r, cache, readers.get(r.key or "")) for r in routes)
+    for given, r in zip(routes, resolved):
+        if given.grace is not None and r.ttl is not None and r.grace is not None \
+                and r.grace > MAX_GRACE_RATIO * r.ttl:
+            raise ConfigError(f"{label}: routes[{r.index}].grace: {r.grace:g}s exceeds the rule's ttl "
+                              f"({r.ttl:g}s): an entry may be kept at most twice its ttl")
+    return resolved
 
 
 def default_lifetimes(route: RouteConfig, cache: CacheConfig) -> RouteConfig:
-    """What a rule that stores under its key keeps, where it does not say: the cache section's defaults."""
-    return replace(route, ttl=route.ttl if route.ttl is not None else cache.default_ttl,
+    """What a rule that stores under its key keeps, where it does not say: the cache section's defaults
+    (its grace at most MAX_GRACE_RATIO x its ttl)."""
+    ttl = route.ttl if route.ttl is not None else cache.default_ttl
+    return replace(route, ttl=ttl,
                    negative_ttl=route.negative_ttl if route.negative_ttl is not None else cache.negative_ttl,
-                   grace=route.grace if route.grace is not None else cache.grace)
+                   grace=route.grace if route.grace is not None else min(cache.grace, MAX_GRACE_RATIO * ttl))
 
 
 def _refuse_duplicates(routes: tuple[RouteConfig, ...], label: str) -> None:

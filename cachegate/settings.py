@@ -15,6 +15,10 @@ from cachegate.errors import ConfigError
 
 GENERATION, PROCESS = "generation", "process"
 MIN_ADMIN_TOKEN = 16  # characters; `cachegate up` makes 32
+# The listen backlog of every service (backends/runner.py): each proxy process opens at most
+# proxy.upstream_pool connections to one upstream, so proxy.workers x upstream_pool must fit in it (checked
+# at load), and a burst of new upstream connections waits in the accept queue instead of losing SYNs.
+LISTEN_BACKLOG = 1024
 NO_ADMIN_TOKEN = ("proxy.admin.token_file: no admin token configured; every admin call needs one (set "
                   "proxy.admin.token_file, which `cachegate up` fills, or CACHEGATE_ADMIN_TOKEN)")
 
@@ -47,6 +51,13 @@ class ProxyConfig:
     upstream_timeout: float = setting("proxy.upstream_timeout", GENERATION)
     access_log: bool = setting("proxy.access_log", GENERATION)
     readiness_interval: float = setting("proxy.readiness_interval", GENERATION)
+    # The public listener's bounds (proxy/listener.py); a listener is bound once, at start.
+    header_timeout: float = setting("proxy.header_timeout", PROCESS)
+    body_timeout: float = setting("proxy.body_timeout", PROCESS)
+    keepalive_timeout: float = setting("proxy.keepalive_timeout", PROCESS)
+    max_connections: int = setting("proxy.max_connections", PROCESS)
+    upstream_pool: int = setting("proxy.upstream_pool", PROCESS)  # the session's connector is made at start
+    drain: float = setting("proxy.drain", PROCESS)
     admin_token_env: str | None = derived(default=None, repr=False)
 
     def admin_token(self) -> str:
@@ -75,6 +86,9 @@ class RedisConfig:
     timeout: float = setting("redis.timeout", PROCESS)
     breaker_failures: int = setting("redis.breaker.failures", PROCESS)
     breaker_reset: float = setting("redis.breaker.reset", PROCESS)
+    # What the launcher's redis-server (and compose's) is started with; the gateway never reads them.
+    maxmemory: int = setting("redis.maxmemory", PROCESS)
+    maxmemory_policy: str = setting("redis.maxmemory_policy", PROCESS)
     password_env: str | None = derived(default=None, repr=False)
 
     def password(self) -> str | None:

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cachegate.config import Config
 from cachegate.errors import ConfigError
@@ -28,6 +29,7 @@ from proxy.upstream import make_session
 from strategies.registry import REGISTRY
 
 log = logging.getLogger("cachegate.proxy")
+REDIS_POOL = 64  # connections of each redis-py client (the store's, the revocations')
 
 
 def create_app(config: Config, *, metrics: Metrics | None = None,
@@ -52,7 +54,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None,
 async def _clients(app: web.Application) -> AsyncIterator[None]:
     config, metrics = app[CONFIG], app[METRICS]
     redis = make_redis(config)
-    session = make_session()
+    session = make_session(per_upstream=config.proxy.upstream_pool)
     app[REDIS], app[SESSION] = redis, session
     lookups = make_lookups(config)
     store = app[STORE] = make_store(config, redis, metrics, lookups=lookups)
@@ -67,7 +69,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
                                          registry=REGISTRY)
     gateway = app[GATEWAY] = Gateway(first, auth, metrics, app[ACCESS_LOG], revocations=revocations)
     metrics.config_generation.set(1)
-    readiness = Readiness(lambda: check_dependencies(app),
+    readiness = Readiness(lambda: check_dependencies(app), metrics=metrics,
                           interval=lambda: gateway.generation.config.proxy.readiness_interval)
     app[READINESS] = readiness
     loop = asyncio.get_running_loop()
@@ -113,16 +115,19 @@ def make_lookups(config: Config) -> PipelinedLookups | None:
 
 
 def make_redis(config: Config) -> aioredis.Redis:
-    # No retries: a slow Redis must cost one short timeout, then a bypass, never a retry loop.
-    # Bytes out (no decode_responses): entries carry raw bodies.
-    # A blocking pool: past 64 connections a call waits (within the timeout) for one to come free, where
-    # the default pool raises at once and turned a burst of fills into bypasses.
+    # One retry, on a broken connection only: a pooled connection from before a Redis restart fails once
+    # (the server that had it is gone) and is made again at once, rather than counting as a failure (the
+    # breaker, a missed write, an epoch move: one per pooled connection). A slow Redis costs one short
+    # timeout, never a retry. Bytes out (no decode_responses): entries carry raw bodies.
+    # A blocking pool: past REDIS_POOL connections a call waits (within the timeout) for one to come free,
+    # where the default pool raises at once and turned a burst of fills into bypasses.
     # The credentials come from redis.username and redis.password_file: config refuses them in the URL.
     pool = aioredis.BlockingConnectionPool.from_url(
-        config.redis.url, max_connections=64, timeout=config.redis.timeout,
+        config.redis.url, max_connections=REDIS_POOL, timeout=config.redis.timeout,
         socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout,
-        username=config.redis.username, password=config.redis.password())
-    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+        username=config.redis.username, password=config.redis.password(),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
+    return aioredis.Redis(connection_pool=pool)
 
 
 def make_store(config: Config, redis: aioredis.Redis, metrics: Metrics, *,

@@ -7,6 +7,7 @@
     │   ├── BadQuery (400)              a query string with no one canonical form
     │   ├── NotFound (404)              no route matches the path
     │   ├── MethodNotAllowed (405)      the path matches, the method does not (carries Allow)
+    │   ├── RequestTimeout (408)        the body did not arrive within proxy.body_timeout
     │   └── PayloadTooLarge (413)
     ├── AuthError (401)                 missing, malformed, expired or badly signed (cachegate/errors.py)
     │   └── TokenRefused (401)          a Bearer token broke a rule of cachegate/tokens.py (its own codes)
@@ -24,8 +25,8 @@ from __future__ import annotations
 from cachegate.errors import AuthError, CachegateError, ConfigError
 
 __all__ = ["AuthError", "BadPath", "BadQuery", "CacheUnavailable", "CachegateError", "ConfigError",
-           "MethodNotAllowed", "NotFound", "PayloadTooLarge", "RequestError", "UpstreamError",
-           "UpstreamTimeout"]
+           "MethodNotAllowed", "NotFound", "PayloadTooLarge", "RequestError", "RequestTimeout",
+           "UpstreamError", "UpstreamTimeout"]
 
 
 class RequestError(CachegateError):
@@ -49,6 +50,11 @@ class NotFound(RequestError):
 class MethodNotAllowed(RequestError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(RequestError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(RequestError):

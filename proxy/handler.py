@@ -1,6 +1,7 @@
 """One path for every request: match route -> authenticate -> strategy.handle(ctx) -> response."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -13,7 +14,7 @@ from aiohttp import web
 from proxy.accesslog import AccessLog
 from proxy.auth import Authenticator, single_authorization
 from proxy.canonical import canonical_target
-from proxy.errors import CachegateError, PayloadTooLarge
+from proxy.errors import CachegateError, PayloadTooLarge, RequestTimeout
 from proxy.forwarding import OutgoingHeaders
 from proxy.generation import Generation
 from proxy.metrics import Metrics
@@ -57,6 +58,7 @@ class Gateway:
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = f"{_ID_PREFIX}-{next(_ids):x}"
         route_name, strategy_name = "-", "-"
+        unread = False  # a body left unread: the connection cannot carry another request
         try:
             presented = single_authorization(request.headers)  # before anything else reads it
             # One spelling of the target for the router, the key and the upstream request (refreshes too):
@@ -73,7 +75,7 @@ class Gateway:
                 caller, authorization = identity.sub, identity.header
             else:
                 authorization = presented
-            body = await _read_body(request)
+            body = await _read_body(request, gen.config.proxy.body_timeout)
             bypass = None if self.cache_enabled else "CACHE-OFF"
             if (bypass is None and route.key is not None and qs and request.method in SAFE
                     and not route.key_covers(qs)):
@@ -90,12 +92,15 @@ class Gateway:
             reply = await gen.strategies[cfg.strategy].handle(ctx)
         except CachegateError as exc:
             reply = error_reply(exc)
+            unread = isinstance(exc, (RequestTimeout, PayloadTooLarge))
         except Exception:  # a bug must still answer in JSON, and never show a traceback to the client
             log.exception("unexpected error on %s %s (request %s)", request.method, request.path, request_id)
             reply = Reply(500, [("Content-Type", JSON)], _INTERNAL, _ERROR_STATUS)
         # The one copy of the headers: the reply's (shared with other waiters of one fetch) into the answer's.
         response = web.Response(status=reply.status, body=reply.body if request.method != "HEAD" else None,
                                 headers=reply.headers)
+        if unread:
+            response.force_close()
         out = response.headers
         out["Cache-Status"] = reply.cache_status
         out["X-Request-Id"] = request_id
@@ -109,13 +114,20 @@ class Gateway:
         return response
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def _read_body(request: web.Request, timeout: float) -> bytes:
+    """The whole body within `timeout` (else 408); one declared over the limit is refused unread (413)."""
     if not request.body_exists:
         return b""
+    declared = request.content_length
+    if declared is not None and declared > request.client_max_size:
+        raise PayloadTooLarge(f"request body of {declared} bytes over {request.client_max_size} bytes")
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body over {request.client_max_size} bytes") from None
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
 
 
 def error_reply(exc: CachegateError) -> Reply:

@@ -41,6 +41,19 @@ class Metrics:
         self.config_generation = Gauge("cachegate_config_generation", "Reloads applied since start",
                                        registry=r)
         self.cache_enabled = Gauge("cachegate_cache_enabled", "1 when the cache is on", registry=r)
+        # The public listener (proxy/listener.py) and readiness (proxy/readiness.py).
+        self.connections = Gauge("cachegate_connections", "Client connections open on the public listener",
+                                 registry=r)
+        # reason: header_timeout (no complete head in time), shed (idle, closed at the connection limit),
+        # refused (503 at the connection limit)
+        self.connections_closed = Counter("cachegate_connections_closed",
+                                          "Client connections the gateway closed or refused, by why",
+                                          ["reason"], registry=r)
+        self.ready = Gauge("cachegate_ready", "1 when /-/ready answers 200 (started, not draining)",
+                           registry=r)
+        self.dependency_up = Gauge(
+            "cachegate_dependency_up", "1 when the last readiness round found it up (redis, upstream:NAME)",
+            ["dependency"], registry=r)
         # labels() costs a few microseconds per call on the hot path; the children are few and reusable.
         self._requests: dict[tuple[str, str, str, int], Any] = {}
         self._outcomes: dict[tuple[str, str, str], Any] = {}

@@ -10,6 +10,7 @@ from proxy.readiness import Checks
 
 READY_FIRST_WAIT = 2.0  # seconds a probe waits for the first round after start-up
 CHECK_TIMEOUT = 1.0     # seconds each upstream has to answer a round's health check
+UPSTREAM = "upstream:"  # the checks' names of the upstreams
 
 
 async def health(request: web.Request) -> web.Response:
@@ -17,16 +18,28 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready when the last background round found Redis (unless the cache is off) and every upstream up.
+    """200 while the process can serve: started (its first round of checks done) and not draining.
 
-    A probe reads that round's result: it costs no Redis call and no upstream request, and the body says
-    only ready or not (what failed goes to the log and to the admin state).
+    The body reports Redis and each upstream from the last background round (a probe costs no Redis call
+    and no upstream request); their state never changes the status: with Redis down every request bypasses
+    the cache, with an upstream down only its routes fail, and every gateway shares both.
     """
     readiness = request.app[READINESS]
     if readiness.checks is None:
         await readiness.wait_first(READY_FIRST_WAIT)
-    ok = readiness.ready
-    return web.json_response({"status": "ok" if ok else "not ready"}, status=200 if ok else 503)
+    checks = readiness.checks
+    if readiness.draining:
+        status = "draining"
+    else:
+        status = "ok" if checks is not None else "starting"
+    body: dict[str, object] = {"status": status}
+    if checks is not None:
+        body["redis"] = checks.get("redis", "off")  # not checked while the cache is off
+        body["upstreams"] = {name[len(UPSTREAM):]: state for name, state in checks.items()
+                             if name.startswith(UPSTREAM)}
+        body.update((name, state) for name, state in checks.items()
+                    if name != "redis" and not name.startswith(UPSTREAM))
+    return web.json_response(body, status=200 if readiness.ready else 503)
 
 
 async def check_dependencies(app: web.Application) -> Checks:
@@ -38,7 +51,7 @@ async def check_dependencies(app: web.Application) -> Checks:
     upstream = gateway.generation.upstream
     names = upstream.names()
     found = await asyncio.gather(*(upstream.health(name, timeout=CHECK_TIMEOUT) for name in names))
-    checks.update((f"upstream:{name}", state) for name, state in zip(names, found))
+    checks.update((f"{UPSTREAM}{name}", state) for name, state in zip(names, found))
     return checks
 
 

@@ -82,8 +82,8 @@ class Revocations:
         async with asyncio.timeout(self._timeout):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zadd(self.key, {member: until})
+                # Trimmed here, and no TTL: an evicting Redis (volatile-lru) never drops the set.
                 pipe.zremrangebyscore(self.key, "-inf", self._clock())
-                pipe.expire(self.key, int(self._lifetime) + 1)
                 pipe.publish(self.channel, f"{member}:{until:.3f}")
                 await pipe.execute()
 
@@ -157,7 +157,6 @@ class Revocations:
         if lost:
             async with asyncio.timeout(self._timeout):
                 await self._redis.zadd(self.key, lost)
-                await self._redis.expire(self.key, int(self._lifetime) + 1)
 
     def _on_message(self, data: bytes | str) -> None:
         text = data.decode("ascii", "replace") if isinstance(data, bytes) else data

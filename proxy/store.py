@@ -9,19 +9,26 @@ from pathlib import Path
 from typing import Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, RedisError
 
 from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
-from proxy.records import DROPPED, TOMBSTONE, WRITING, Entry, Lookup, decode, encode_tail, lua_prelude
+from proxy.records import (DROPPED, FORMAT, PREFIX, TOMBSTONE, WRITING, Entry, Lookup, decode, encode_tail,
+                           lua_prelude)
 
 log = logging.getLogger("cachegate.store")
 T = TypeVar("T")
 
 STORED, FENCED, OPEN = "stored", "fenced", "open"
+FULL, BUSY = "full", "busy"  # fills refused: Redis out of memory (maxmemory), no Redis connection free
 _FAILURES = (RedisError, OSError, TimeoutError)
+# Fills take at most this many of the pool's connections at once, so the fences and writes of write-through
+# (whose failure moves the epoch) always find one during a burst of fills.
+FILL_SLOTS = 48
+FULL_QUIET = 5.0  # seconds without a refused write before "Redis accepts writes again" is logged
 _LUA = Path(__file__).with_name("lua")
 PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
 _Found = tuple[int, list["bytes | None"]]  # (epoch, values): what a batched MGET hands each lookup
@@ -30,6 +37,10 @@ _Waiter = tuple[tuple[str, ...], "asyncio.Future[_Found]"]
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
+
+
+class CacheFull(CacheUnavailable):
+    """Redis refused a write for want of memory: it answers, so lookups go on, but nothing was written."""
 
 
 class CacheStore:
@@ -61,6 +72,9 @@ class CacheStore:
         self._settled = 0   # ...of which this many are covered by an epoch move
         self._epoch_lock = asyncio.Lock()
         self._healthy = True
+        self._full = False
+        self._full_at = 0.0  # loop time of the last write refused for want of memory
+        self._fill_slots = asyncio.Semaphore(FILL_SLOTS)
 
     @property
     def breaker_state(self) -> str:
@@ -125,13 +139,50 @@ class CacheStore:
 
     # -- writes ------------------------------------------------------------------------------------------
 
+    async def claim(self, key: str, seen: Lookup, *, lifetime: float) -> Lookup:
+        """Before a miss on an empty key goes upstream: the key gets a plain miss record with a token of
+        this fill's own (a lease), unless something is there by now; the Lookup to fill with.
+
+        A fill is then refused once its record is gone (proxy/lua/fill.lua), whether it expired or Redis
+        evicted it: an evicted tombstone or write fence can never let an older read be stored. One SET on
+        the lookups' connection, on a miss only; the lease lives `lifetime` seconds (the longest fetch).
+        """
+        token = os.urandom(8)
+        record = PREFIX.pack(FORMAT, DROPPED, seen.epoch, 0, token)
+        name = self.entry_key(key)
+        if self._lookups is not None:
+            set_absent = self._lookups.set_absent
+            claim = lambda: set_absent(name, record, _ms(lifetime))  # noqa: E731
+        else:
+            claim = lambda: self._redis.set(name, record, nx=True, px=_ms(lifetime), get=True)  # noqa: E731
+        try:
+            found = await self._call("claim", claim)
+        except CacheFull:
+            self._judge(FULL)  # the fill it was for is refused: counted as one
+            raise
+        if found is None:
+            return Lookup(None, token, seen.epoch, seen.generations)
+        entry, token, kind = decode(found, seen.epoch)  # someone was first: fill against what it wrote
+        return Lookup(entry, token, seen.epoch, seen.generations, kind == WRITING)
+
     async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = ()) -> str:
-        """Store a read-through response unless anything moved since `seen`: 'stored' or why not."""
+        """Store a read-through response unless anything moved since `seen`: 'stored' or why not ('full'
+        when Redis is out of memory, 'busy' when the fills in flight hold their share of connections)."""
         keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in tags),
                 *(self.index_key(t) for t in tags), *(self.writers_key(t) for t in tags)]
         args = [seen.epoch, seen.token, os.urandom(8), entry.version,
                 _ms(entry.stale_until - entry.stored_at), encode_tail(entry), len(tags), *seen.generations]
-        return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._fill_slots.acquire()
+        except TimeoutError:
+            return self._judge(BUSY)  # the proxy's own congestion: no Redis call made, nothing to count
+        try:
+            return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
+        except CacheFull:
+            return self._judge(FULL)
+        finally:
+            self._fill_slots.release()
 
     async def reopen(self, key: str, seen: Lookup) -> tuple[str, Lookup]:
         """After a lookup found a write fence, before going upstream: ('open', a Lookup to fill with) once
@@ -242,15 +293,29 @@ class CacheStore:
             if writes:  # the outcome of a cancelled write is unknown
                 self._missed += 1
             raise
+        except OutOfMemoryError as exc:
+            # Redis answered: full is not down, so the breaker stays closed and lookups go on hitting. What
+            # was refused is counted by the caller (a fill: store_rejected "full"); a refused write is a
+            # missed one, like any.
+            self._breaker.success()
+            if writes:
+                self._missed += 1
+            self._full_at = loop.time()
+            if not self._full:
+                self._full = True
+                log.warning("Redis refuses writes: out of memory (maxmemory); fills are not stored")
+            raise CacheFull(f"Redis {op} refused: out of memory") from exc
         except _FAILURES as exc:
             if writes:
                 self._missed += 1
             late = isinstance(exc, TimeoutError) and loop.time() - started > 2 * self._timeout
-            self._metrics.redis_errors.labels(("late-" if late else "") + op).inc()
-            if late:
-                # The timer itself ran late: this loop was too busy to read the answer, which may well
-                # have been waiting in the socket. That is the proxy's overload, not Redis's failure, so it
-                # must not open the breaker (which would send every read to the backends at the worst time).
+            busy = isinstance(exc, RedisConnectionError) and str(exc).startswith("No connection available")
+            self._metrics.redis_errors.labels(("late-" if late else "busy-" if busy else "") + op).inc()
+            if late or busy:
+                # The timer itself ran late (this loop was too busy to read the answer, which may well have
+                # been waiting in the socket), or every pooled connection was taken: the proxy's overload,
+                # not Redis's failure, so it must not open the breaker (which would send every read to the
+                # backends at the worst time).
                 self._breaker.abandon()
             else:
                 self._breaker.failure()
@@ -263,6 +328,9 @@ class CacheStore:
         if not self._healthy:
             self._healthy = True
             log.warning("Redis answers again; cache back in use")
+        if self._full and (writes or op in ("fill", "claim")) and loop.time() - self._full_at > FULL_QUIET:
+            self._full = False  # an episode ends once writes have gone through for a while
+            log.warning("Redis accepts writes again")
         return result
 
     async def _settle_epoch(self) -> None:

@@ -118,9 +118,16 @@ class Upstream:
             return "unreachable"
 
 
-def make_session(*, limit: int = 512) -> aiohttp.ClientSession:
-    """The process's one session; each generation's Upstream passes its own time-outs per request."""
-    connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300)
+def make_session(*, per_upstream: int = 64) -> aiohttp.ClientSession:
+    """The process's one session; each generation's Upstream passes its own time-outs per request.
+
+    At most `per_upstream` connections (so requests at once) go to one upstream (host and port); the
+    requests beyond wait in the connector's queue, first come first served, within their upstream_timeout.
+    A cold burst then queues here instead of opening hundreds of connections at once, which the service's
+    accept queue (LISTEN_BACKLOG, at least workers x per_upstream) would have to hold.
+    """
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_upstream, keepalive_timeout=30,
+                                     ttl_dns_cache=300)
     # No cookie jar: a shared gateway must never carry one client's cookies to another.
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                  auto_decompress=True, skip_auto_headers=("User-Agent",))

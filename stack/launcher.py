@@ -88,7 +88,8 @@ def redis_server(config: Config) -> RedisServer:
     except StackError:
         users = None  # not made yet: status and down need none, and start() says it cannot
     return RedisServer(data / "redis", config.redis.host, config.redis.port, users=users,
-                       pid_path=run / "redis.pid", log_path=logs / "redis.log")
+                       pid_path=run / "redis.pid", log_path=logs / "redis.log",
+                       maxmemory=config.redis.maxmemory, maxmemory_policy=config.redis.maxmemory_policy)
 
 
 def mariadb_server(config: Config) -> MariaDBServer:

@@ -15,6 +15,8 @@ from stack.redis_acl import ADMIN_USER, RedisUsers
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+DEFAULT_MAXMEMORY = 256 * 1024**2   # redis.maxmemory's default (cachegate/config.py)
+DEFAULT_POLICY = "volatile-lru"     # redis.maxmemory_policy's
 
 
 class RedisServer:
@@ -25,9 +27,13 @@ class RedisServer:
     """
 
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 6390, *,
-                 users: RedisUsers | None, pid_path: Path | None = None,
-                 log_path: Path | None = None) -> None:
+                 users: RedisUsers | None, pid_path: Path | None = None, log_path: Path | None = None,
+                 maxmemory: int = DEFAULT_MAXMEMORY, maxmemory_policy: str = DEFAULT_POLICY,
+                 appendonly: bool = False) -> None:
         self.data_dir = Path(data_dir)
+        self.maxmemory = maxmemory
+        self.maxmemory_policy = maxmemory_policy
+        self.appendonly = appendonly  # keep the data through a kill (fault tests); the stack keeps none
         self.host = host
         self.port = port
         self.users = users
@@ -166,8 +172,14 @@ class RedisServer:
             f"pidfile {_quote(self.pid_path)}",
             f"logfile {_quote(self.log_path)}",
             'save ""',
-            "appendonly no",
-            "maxmemory 0",
+            # Every write is on disk before its reply, so a SIGKILL loses nothing (fault tests only).
+            *(["appendonly yes", "appendfsync always"] if self.appendonly else ["appendonly no"]),
+            # A full Redis evicts: with volatile-lru only keys with a TTL (cache records), the least
+            # recently used first; the gateway's keys without one (epoch, tag generations, indexes and
+            # writers, revoked tokens) stay. 10 samples: closer to true LRU than the default 5.
+            f"maxmemory {self.maxmemory}",
+            f"maxmemory-policy {self.maxmemory_policy}",
+            "maxmemory-samples 10",
             *self.users.conf_lines(),
             "",
         ])

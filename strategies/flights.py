@@ -15,12 +15,14 @@ class Flights(Generic[T]):
         self._running: dict[str, asyncio.Task[T]] = {}
 
     def running(self, key: str) -> asyncio.Task[T] | None:
-        return self._running.get(key)
+        task = self._running.get(key)
+        return None if task is None or task.done() else task
 
     def start(self, key: str, work: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
-        """The fetch already running for `key`, or a new one running `work()`."""
+        """The fetch already running for `key`, or a new one running `work()` (also when the one in the
+        table has just ended: its waiters may be starting the next)."""
         task = self._running.get(key)
-        if task is None:
+        if task is None or task.done():
             task = asyncio.ensure_future(work())
             self._running[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))

@@ -10,7 +10,7 @@ from typing import Any
 
 from proxy.errors import CacheUnavailable, UpstreamError
 from proxy.records import Entry, Lookup, make_entry
-from proxy.store import OPEN, STORED
+from proxy.store import FULL, OPEN, STORED, CacheFull
 from proxy.upstream import UpstreamResponse
 from strategies.base import UNAVAILABLE_OUTCOME, Context, Outcome, Reply, Strategy, reply_from
 from strategies.flights import Flights
@@ -103,21 +103,26 @@ class ReadThrough(Strategy):
             try:
                 fetched = await asyncio.wait_for(asyncio.shield(running), self.settings.fill_wait)
             except TimeoutError:
-                pass  # the fill in flight is too slow: go upstream ourselves (the store arbitrates fills)
+                ctx.outcome = Outcome("miss", fwd="miss")
+                # The fill in flight is too slow: go upstream ourselves (the store arbitrates fills).
+                fetched = await self._fill(ctx, seen)
+            except UpstreamError:
+                # The fetch we waited on failed: its client has its answer, we try once more, coalesced
+                # again (the first of us to get here leads), rather than all fail with it.
+                ctx.outcome = Outcome("miss", "retry", fwd="miss")
+                fetched = await asyncio.shield(self.flights.start(key, lambda: self._fill(ctx, seen)))
             else:
                 ctx.outcome = Outcome("coalesced", fwd="miss", fwd_status=fetched.response.status,
                                       collapsed=True)
                 return self._answer(ctx, fetched, own=False)
-            ctx.outcome = Outcome("miss", fwd="miss")
-            fetched = await self._fill(ctx, seen)
         elif ctx.request.method == "HEAD":  # no body to store; a GET will fill
             ctx.outcome = Outcome("miss", fwd="miss")
             return await self.forward(ctx)
         else:
             ctx.outcome = Outcome("miss", fwd="miss")
             fetched = await asyncio.shield(self.flights.start(key, lambda: self._fill(ctx, seen)))
-        ctx.outcome = Outcome("miss", fwd="miss", fwd_status=fetched.response.status, stored=fetched.stored,
-                              detail=None if fetched.stored else fetched.fill.reason)
+        ctx.outcome = Outcome("miss", ctx.outcome.reason, fwd="miss", fwd_status=fetched.response.status,
+                              stored=fetched.stored, detail=None if fetched.stored else fetched.fill.reason)
         return self._answer(ctx, fetched)
 
     def _answer(self, ctx: Context, fetched: Fetched, *, own: bool = True) -> Reply:
@@ -139,9 +144,19 @@ class ReadThrough(Strategy):
         key, route = ctx.key, ctx.route
         assert key is not None and route.ttl is not None and route.negative_ttl is not None
         refused = None
-        if seen.fenced:  # a write is or was in flight: fill only with what is read after it has ended
+        if not seen.token:  # an empty key: take a lease on it first, which a marker written since voids
+            try:
+                seen = await self.store.claim(key, seen, lifetime=self.settings.write_fence)
+            except CacheFull:
+                refused = FULL
+            except CacheUnavailable:
+                refused = UNAVAILABLE
+        if seen.fenced and refused is None:
+            # A write is or was in flight: fill only with what is read after it has ended.
             try:
                 refused, seen = await self.store.reopen(key, seen)
+            except CacheFull:
+                refused = FULL
             except CacheUnavailable:
                 refused = UNAVAILABLE
             refused = None if refused == OPEN else refused

@@ -121,6 +121,13 @@ def test_compose_redis_has_the_gateway_user_of_config_yaml_and_the_rules_of_the_
     assert "$$CACHEGATE_REDIS_PASSWORD" in " ".join(redis["healthcheck"]["test"])  # the probe logs in too
 
 
+def test_compose_redis_has_the_memory_limit_and_policy_of_config_yaml(compose: dict[str, Any],
+                                                                     shipped) -> None:
+    script = compose["services"]["redis"]["command"][2]
+    assert f"--maxmemory {shipped.redis.maxmemory} " in script
+    assert f"--maxmemory-policy {shipped.redis.maxmemory_policy} " in script
+
+
 @pytest.fixture
 def compose_acl_redis(compose: dict[str, Any], tmp_path: Path) -> Iterator[tuple[int, str]]:
     """A local redis-server on the ACL file that compose's own script writes (its printf, run by sh)."""

@@ -15,8 +15,10 @@ for i = 1, tags do
 end
 local floor, kind = 0, 0
 local current = redis.call('GET', KEYS[1])
--- A record gone since the lookup has expired: nothing was written over it, so the fill may proceed.
--- (A write fence outlives its deadline, so no fill that looked before one finds it gone.)
+-- The record the lookup saw (or the lease the miss took) has gone: it expired, or Redis evicted it, and an
+-- evicted tombstone or write fence may have been refusing this very fill. Only a lookup that saw nothing
+-- and took no lease may fill an empty key (read-through always takes one: CacheStore.claim).
+if not current and ARGV[2] ~= '' then return 'gone' end
 if current and #current >= PREFIX_SIZE then
   local _, k, _, f, token = struct.unpack(PREFIX, current)
   if token ~= ARGV[2] then return 'raced' end
@@ -31,11 +33,11 @@ if version > floor then floor = version end
 local record = struct.pack(PREFIX, FORMAT, ENTRY, epoch, floor, ARGV[3]) .. ARGV[6]
 redis.call('SET', KEYS[1], record, 'PX', ARGV[5])
 -- Each tag's index is a sorted set scored by expiry time, trimmed as it grows: many distinct search
--- keys under a busy tag must not pile up in it forever.
+-- keys under a busy tag must not pile up in it forever. It has no TTL, so an evicting Redis never drops it
+-- (a tag invalidated without its index would leave its entries served): tags are few, named in config.
 for i = 1, tags do
   local index = KEYS[2 + tags + i]
   redis.call('ZADD', index, now + tonumber(ARGV[5]), KEYS[1])
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
-  if redis.call('PTTL', index) < tonumber(ARGV[5]) then redis.call('PEXPIRE', index, ARGV[5]) end
 end
 return 'stored'

@@ -4,10 +4,11 @@
 -- commit of those writes; a fill that looked while a write was in flight is never stored.
 -- KEYS: entry
 -- ARGV: seen token, new token
--- Returns {'open', token to fill with}, {'fenced'} (a write is in flight) or {'raced'} (the key changed).
+-- Returns {'open', token to fill with}, {'fenced'} (a write is in flight), {'raced'} (the key changed) or
+-- {'gone'} (the fence has gone: expired, or evicted while its write may still be in flight).
 local now = clock_ms()
 local current = redis.call('GET', KEYS[1])
-if not current then return {'open', ''} end
+if not current then return {'gone'} end
 local kind, floor, token, epoch, writers = read_record(current, now, '')
 if token ~= ARGV[1] then return {'raced'} end
 if kind ~= WRITING then return {'open', token} end

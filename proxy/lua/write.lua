@@ -25,9 +25,8 @@ if refused then
 end
 local record = struct.pack(PREFIX, FORMAT, ENTRY, epoch, version, ARGV[1]) .. ARGV[4]
 redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
-for i = 3, #KEYS do  -- tag indexes, as in fill.lua: scored by expiry, trimmed as they grow
+for i = 3, #KEYS do  -- tag indexes, as in fill.lua: scored by expiry, trimmed as they grow, no TTL
   redis.call('ZADD', KEYS[i], now + tonumber(ARGV[3]), KEYS[1])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 end
 return 'stored'

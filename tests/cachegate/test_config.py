@@ -284,7 +284,10 @@ def test_every_rule_that_stores_has_its_lifetimes_resolved_once_at_load():
     assert stores and all(isinstance(v, float) for r in stores for v in (r.ttl, r.negative_ttl, r.grace))
     search = next(r for r in config.routes if r.path == "/users/search")
     cache = config.cache
-    assert (search.ttl, search.negative_ttl, search.grace) == (30.0, cache.negative_ttl, cache.grace)
+    # cache.grace (5m) is clamped to the rule's ttl: an entry is kept at most twice its ttl.
+    assert (search.ttl, search.negative_ttl, search.grace) == (30.0, cache.negative_ttl, 30.0)
+    user = next(r for r in config.routes if r.path == "/users/{id:int}" and "GET" in r.methods)
+    assert (user.ttl, user.grace) == (300.0, cache.grace)
     passthrough = next(r for r in config.routes if r.strategy == "passthrough")
     assert (passthrough.ttl, passthrough.negative_ttl, passthrough.grace) == (None, None, None)
 
@@ -337,3 +340,47 @@ def test_a_service_reads_its_own_body_limit():
     config = load_config(data, env={}, base_dir=REPO)
     assert config.services["users"].max_body == 64 * 1024 and config.services["paths"].max_body == 1024**2
     assert config.proxy.max_body == 1024**2
+
+
+def test_a_rules_own_grace_may_not_exceed_its_ttl():
+    """Regression (issue 9): every distinct search was kept for its 30 s ttl plus the 5-minute grace."""
+    data = shipped()
+    search = next(r for r in data["routes"] if r["path"] == "/users/search")
+    search["grace"] = "31s"
+    assert "routes[3].grace: 31s exceeds the rule's ttl (30s)" in refused(data)
+    search["grace"] = "30s"
+    load_config(data, env={}, base_dir=REPO, strategies=REGISTRY)
+
+
+@pytest.mark.parametrize("policy, why", [
+    ("allkeys-lru", "could evict the epoch key"), ("volatile-ttl", "evicts the shortest-lived keys first"),
+    ("volatile-random", "as readily as idle entries"), ("lru-please", "unknown policy")])
+def test_an_eviction_policy_that_may_drop_the_gateways_own_keys_is_refused(policy, why):
+    data = shipped()
+    data["redis"]["maxmemory_policy"] = policy
+    message = refused(data)
+    assert "redis.maxmemory_policy:" in message and why in message and "volatile-lru" in message
+
+
+def test_redis_memory_limit_is_read_as_a_size():
+    data = shipped()
+    data["redis"]["maxmemory"] = "64MiB"
+    assert load_config(data, env={}, base_dir=REPO).redis.maxmemory == 64 * 1024**2
+    data["redis"]["maxmemory"] = "1KiB"
+    assert "redis.maxmemory: expected at least 1MiB" in refused(data)
+
+
+def test_upstream_pools_of_every_worker_must_fit_the_services_backlog():
+    data = shipped()
+    data["proxy"].update(workers=32, upstream_pool=64)
+    assert "proxy.upstream_pool: 64 connections x 32 workers exceed the services' listen backlog (1024)" \
+        in refused(data)
+    data["proxy"]["upstream_pool"] = 32
+    load_config(data, env={}, base_dir=REPO, strategies=REGISTRY)
+
+
+@pytest.mark.parametrize("key", ["header_timeout", "body_timeout", "keepalive_timeout"])
+def test_listener_deadlines_must_be_at_least_100ms(key):
+    data = shipped()
+    data["proxy"][key] = "0s"
+    assert f"proxy.{key}: expected at least 100ms" in refused(data)

@@ -46,7 +46,7 @@ async def test_get_users_percent_2f_id_does_not_poison_a_stale_user_entry_within
     routes = yaml.safe_load((REPO / "config.yaml").read_text())["routes"]
     for rule in routes:
         if rule["path"] == "/users/{id:int}" and rule["methods"] == ["GET"]:
-            rule.update(ttl="1s", grace="5m")
+            rule.update(ttl="2s", grace="2s")  # grace at most the ttl (cachegate/routes.py)
     world = await make_world({"routes": routes})
     uid, auth = await world.user("stale")
     status, user, _ = await send(world, f"/users/{uid}", auth)

@@ -119,3 +119,15 @@ async def test_forgotten_once_every_token_it_voids_has_expired(make):
     now[0] += 11
     await a.resync()
     assert a.below == {}
+
+
+async def test_the_revoked_set_has_no_ttl_so_an_evicting_redis_never_drops_it(make, redis_server):
+    """A full Redis evicts keys with a TTL (volatile-lru): the revocations must not be among them."""
+    a = make()
+    await until(lambda: a.connected.is_set(), 5)
+    await a.record("44", 2)
+    admin = admin_client(redis_server)
+    try:
+        assert await admin.pttl(a.key) == -1
+    finally:
+        await admin.aclose()

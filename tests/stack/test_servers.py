@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pymysql
+import redis
 import pytest
 
 from stack.mariadb import MariaDBServer
@@ -44,7 +45,23 @@ def test_redis_writes_its_own_conf_without_persistence(redis_factory: Callable[.
     server = redis_factory()
     conf = server.conf_path.read_text().splitlines()
     assert "bind 127.0.0.1" in conf and f"port {server.port}" in conf
-    assert 'save ""' in conf and "appendonly no" in conf and "maxmemory 0" in conf
+    assert 'save ""' in conf and "appendonly no" in conf
+    # A memory limit, and a policy that never evicts the gateway's keys without a TTL (issue 9 part 3).
+    assert f"maxmemory {256 * 1024**2}" in conf and "maxmemory-policy volatile-lru" in conf
+
+
+def test_redis_runs_with_the_memory_limit_and_policy_of_the_config(tmp_path, test_secrets) -> None:
+    server = RedisServer(tmp_path / "limited", "127.0.0.1", free_port(), users=test_secrets.redis_users,
+                         maxmemory=8 * 1024**2, maxmemory_policy="noeviction")
+    server.start()
+    try:
+        admin = redis.Redis(host="127.0.0.1", port=server.port, username=ADMIN_USER,
+                            password=test_secrets.redis_users.admin_password)
+        found = admin.config_get("maxmemory*")
+        assert (found["maxmemory"], found["maxmemory-policy"]) == (str(8 * 1024**2), "noeviction")
+        admin.close()
+    finally:
+        server.stop()
 
 
 def test_redis_second_start_is_a_no_op(redis_factory: Callable[..., RedisServer]) -> None:

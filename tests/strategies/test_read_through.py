@@ -9,6 +9,7 @@ import pytest
 
 from proxy.errors import UpstreamError
 from strategies.read_through import ReadThrough
+from tests.support.redisclients import admin_client
 from tests.support.strategy_world import Backend, StrategyWorld, body_of, context, header
 
 RT = "read-through"
@@ -58,6 +59,23 @@ async def test_concurrent_misses_make_one_upstream_request(world: StrategyWorld,
     assert {r.status for r in replies} == {200} and len({r.body for r in replies}) == 1
     assert sum("collapsed" in r.cache_status for r in replies) == 24
     assert world.outcomes("coalesced") == 24
+
+
+async def test_waiters_on_a_failed_fetch_retry_it_once_coalesced(make_world, backend: Backend) -> None:
+    """Regression (issue 9 part 2): every request coalesced onto a fetch that failed got its error (834 of
+    1,112 504s of a cold burst)."""
+    world = await make_world(upstream_timeout=0.3)
+    strategy = world.strategy(RT)
+    backend.gate = asyncio.Event()  # the first fetch is held past the upstream timeout
+    requests = [asyncio.create_task(strategy.handle(get())) for _ in range(10)]
+    await _wait_for(lambda: backend.served("GET", "/items/1") == 2)  # the leader failed; one retry went up
+    backend.gate.set()
+    replies = await asyncio.gather(*requests, return_exceptions=True)
+    failed = [r for r in replies if isinstance(r, UpstreamError)]
+    assert len(failed) == 1 and failed[0].status == 504  # the leader's own client has its answer
+    assert [r.status for r in replies if not isinstance(r, BaseException)] == [200] * 9
+    assert backend.served("GET", "/items/1") == 2  # the nine retried on one fetch, not nine
+    assert world.outcomes("miss", "retry") >= 1
 
 
 async def test_waiters_go_upstream_themselves_after_fill_wait(world: StrategyWorld, backend: Backend) -> None:
@@ -202,4 +220,24 @@ async def test_an_unreachable_upstream_on_a_miss_raises_the_upstream_error(world
     strategy = world.strategy(RT)
     with pytest.raises(UpstreamError):
         await strategy.handle(get(upstream="dead"))
+    assert (await world.store.lookup("item:1")).entry is None
+
+
+async def test_a_marker_evicted_while_a_miss_is_upstream_voids_its_fill(
+        world: StrategyWorld, backend: Backend, redis_server) -> None:
+    """Regression (issue 9 part 3): a fill found its empty key empty and stored, though a tombstone written
+    meanwhile had been evicted by a full Redis: the deleted entity was served again until its TTL."""
+    strategy = world.strategy(RT)
+    backend.gate = asyncio.Event()
+    miss = asyncio.create_task(strategy.handle(get()))
+    await _wait_for(lambda: backend.served("GET", "/items/1") == 1)  # it read the entity, not yet answered
+    await world.store.tombstone("item:1", 2, ttl=30.0)               # a DELETE settles meanwhile...
+    admin = admin_client(redis_server)
+    try:
+        await admin.delete(world.store.entry_key("item:1"))          # ...and Redis evicts its tombstone
+    finally:
+        await admin.aclose()
+    backend.gate.set()
+    reply = await miss
+    assert reply.status == 200 and reply.cache_status.endswith("detail=gone"), reply.cache_status
     assert (await world.store.lookup("item:1")).entry is None

@@ -77,7 +77,8 @@ class ConfigBuilder:
         services = {name: {"host": "127.0.0.1", "port": free_port()} for name in ("users", "paths", "trips")}
         world = {
             "stack": {"data_dir": str(data_dir)},
-            "proxy": {"host": "127.0.0.1", "port": free_port(),
+            # No drain: a test that stops a proxy process does not wait for balancers (test_drain.py does).
+            "proxy": {"host": "127.0.0.1", "port": free_port(), "drain": "0s",
                       "admin": {"host": "127.0.0.1", "port": free_port(),
                                 "token_file": str(self.secrets.admin_token_file)}},
             "redis": {"url": self.redis.url, "username": TEST_REDIS_USER,
