@@ -1,4 +1,4 @@
-"""The supervision loop over real processes: a unit that keeps crashing is restarted with a bounded backoff."""
+"""The supervision loop over real processes: a unit that keeps crashing is restarted with bounded backoff."""
 from __future__ import annotations
 
 import os
