@@ -214,10 +214,12 @@ def _method(add: Add, run: dict[str, Any]) -> None:
     t = run["timing"]
     p = run.get("population", {})
     add("## Method\n")
-    add(f"- The runner writes a config for a stack of its own (free ports, a private folder, every host "
-        f"127.0.0.1), starts it with `cachegate up`, and stops it with `cachegate down`; faults act on the "
-        f"pids in `<data_dir>/run/*.pid` (SIGKILL, SIGSTOP/SIGCONT), the database (a row lock held FOR "
-        f"UPDATE), Redis as its admin user (CONFIG SET maxmemory) and the proxy's file limit (prlimit).")
+    add("- The runner writes a config for a stack of its own (free ports, a private folder, every host "
+        "127.0.0.1), starts it with `cachegate up` (which leaves the stack's supervisor running), and stops "
+        "it with `cachegate down`; faults act on the pids in `<data_dir>/run/*.pid` (SIGKILL, "
+        "SIGSTOP/SIGCONT), the database (a row lock held FOR UPDATE), Redis as its admin user (CONFIG SET "
+        "maxmemory) and the proxy's file limit (prlimit). Who brought a killed process back, and how the "
+        "supervisor recorded its end, come from `<data_dir>/run/supervisor.json`.")
     add(f"- Traffic: 3 keep-alive clients per writing user ({p.get('writers', '?')} seeded users with real "
         f"tokens from POST /auth/token) and 3 clients that open a connection per request; each client pauses "
         f"{traffic.THINK_S[0] * 1000:.0f}-{traffic.THINK_S[1] * 1000:.0f} ms between operations: "
