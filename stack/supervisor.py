@@ -127,14 +127,18 @@ class Supervisor:
                 fresh = slot.unit.start()
                 if fresh:
                     started.append(slot)
-                say(f"{slot.name:<8} {'started' if fresh else 'already running':<15} pid {slot.unit.pid}  "
-                    f"{slot.host}:{slot.unit.port}")
+                    self._child(slot)
+                state = "started" if fresh else "already running"
+                say(f"{slot.name:<8} {state:<15} pid {slot.unit.pid}  {slot.host}:{slot.unit.port}")
                 if slot.after_start is not None:
                     slot.after_start(say)
             except START_ERRORS as exc:
                 self._roll_back(started, say)
                 raise StackError(str(exc)) from None
-            self._running(slot, fresh, restarted=False)
+            except BaseException:
+                self._roll_back(started, say)   # a bug, or Ctrl-C: still leave nothing half-started
+                raise
+            self._running(slot)
         self._save()
 
     def _roll_back(self, started: list[Slot], say: Say) -> None:
@@ -208,8 +212,13 @@ class Supervisor:
         del self._due[slot.name]
         self._save()
         self._clear_leftovers(slot)
+        fresh = False
         try:
-            fresh = slot.unit.start()
+            if slot.unit.start():
+                fresh = True
+                self._child(slot)
+                record.restarts += 1
+                record.last_restart_at = time.time()
             if slot.after_start is not None:
                 slot.after_start(self._say)
         except START_ERRORS as exc:
@@ -218,22 +227,21 @@ class Supervisor:
             record.state, record.last_error = WAITING, reason
             record.delay_s, record.retry_at = delay, time.time() + delay
             self._due[slot.name] = self._clock() + delay
-            self._say(f"supervisor: {slot.name} did not start ({reason}); next try in {delay:.1f} s")
+            self._say(f"supervisor: {slot.name} did not start; next try in {delay:.1f} s: {exc}")
             return
-        self._running(slot, fresh, restarted=fresh)
+        self._running(slot)
         self._say(f"supervisor: {slot.name} {'restarted' if fresh else 'runs again'} (pid {slot.unit.pid}, "
                   f"restart {record.restarts})")
 
-    def _running(self, slot: Slot, fresh: bool, *, restarted: bool) -> None:
+    def _child(self, slot: Slot) -> None:
+        """A unit just started by us: its pid is our child, whose wait status we may read."""
+        if slot.unit.pid is not None:
+            self._children.add(slot.unit.pid)
+
+    def _running(self, slot: Slot) -> None:
         record = self.records[slot.name]
-        pid = slot.unit.pid
-        if fresh and pid is not None:
-            self._children.add(pid)
-        record.state, record.pid, record.since = RUNNING, pid, time.time()
+        record.state, record.pid, record.since = RUNNING, slot.unit.pid, time.time()
         record.retry_at = record.delay_s = record.last_error = None
-        if restarted:
-            record.restarts += 1
-            record.last_restart_at = record.since
         self._since[slot.name] = self._clock()
 
     def _clear_leftovers(self, slot: Slot) -> None:
