@@ -167,10 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("up", cmd_up, "start Redis, MariaDB, the services and the proxy (what is not running yet)")
+    p = add("up", cmd_up, "start Redis, MariaDB, the services and the proxy (what is not running yet) under "
+            "a supervisor that restarts whichever dies; returns once all run")
     p.add_argument("--seed-users", type=int, default=1000, help="demo users to create when there are none")
-    add("down", cmd_down, "stop everything `up` started")
-    add("status", cmd_status, "one line per process: name, pid, address, up/down")
+    add("down", cmd_down, "stop the supervisor, then everything `up` started")
+    add("status", cmd_status, "one line per process and the supervisor: name, pid, address, state, restarts")
     p = add("seed", cmd_seed, "create demo users and their known credentials")
     p.add_argument("--users", type=int, default=10000)
     p = add("db", cmd_db, "database chores")

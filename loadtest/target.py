@@ -13,7 +13,7 @@ from typing import Any, Callable
 from cachegate.config import Config
 from cachegate.errors import ConfigError
 from stack.admin_client import AdminError, admin_call
-from stack.launcher import units, up
+from stack.launcher import supervisor, units, up
 from stack.net import free_port, http_ok, loopback
 from stack.process import group_members, log_tail, spawn, terminate, wait_until
 
@@ -28,6 +28,7 @@ class TargetError(RuntimeError):
 class Stack:
     config: Config
     started: list[str] = field(default_factory=list)  # the units this run started (and so stops)
+    started_supervisor: bool = False                   # and their supervisor, stopped first
 
     @property
     def proxy_url(self) -> str:
@@ -92,15 +93,18 @@ class Stack:
 def open_stack(config: Config, say: Callable[[str], None]) -> Stack:
     """Use what runs; start (and remember) what does not, through the launcher."""
     before = {name for name, _, unit in units(config) if unit.is_running()}
+    supervised = supervisor(config).pid is not None
     stack = Stack(config)
     if len(before) < len(units(config)):
         try:
             up(config, seed_users=0, say=say)
         finally:
-            # Also after a failed start: what this run started is this run's to stop.
+            # Also after a failed start: what this run started is this run's to stop. What a supervisor
+            # that ran before brought back stays its own.
+            stack.started_supervisor = not supervised and supervisor(config).pid is not None
             stack.started = [name for name, _, unit in units(config)
-                             if unit.is_running() and name not in before]
-        if len(stack.started) + len(before) < len(units(config)):
+                             if unit.is_running() and name not in before and not supervised]
+        if not all(unit.is_running() for _, _, unit in units(config)):
             close_stack(stack, say)
             raise TargetError("the stack did not come up completely (see `cachegate status` and its logs)")
     if not http_ok(loopback(config.proxy.host), config.proxy.port, "/-/health", timeout=2.0):
@@ -110,7 +114,12 @@ def open_stack(config: Config, say: Callable[[str], None]) -> Stack:
 
 
 def close_stack(stack: Stack, say: Callable[[str], None]) -> None:
-    """Stop, by pid file, only the units this run started, in reverse start order."""
+    """Stop the supervisor this run started (so nothing comes back), then, by pid file, only the units
+    this run started, in reverse start order."""
+    if stack.started_supervisor:
+        pid = supervisor(stack.config).stop()
+        _reap(pid)
+        say(f"supervisor stopped (pid {pid})")
     for name, _, unit in reversed(units(stack.config)):
         if name in stack.started:
             pid = unit.pid

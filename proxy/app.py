@@ -47,7 +47,8 @@ def create_app(config: Config, *, metrics: Metrics | None = None,
     app.router.add_get("/-/health", health)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/-/metrics", metrics_view)
-    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    # [\s\S], not `.`: a decoded %0A must reach the gateway (a JSON 400 bad_path), not end the match.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", _dispatch)
     return app
 
 

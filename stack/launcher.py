@@ -1,12 +1,19 @@
-"""`cachegate up/down/status`: the whole stack as plain processes, tracked by pid files in stack.data_dir."""
+"""`cachegate up/down/status`: the whole stack as plain processes under a supervisor, tracked by pid files.
+
+`up` checks every port, then starts the supervisor (stack/daemon.py), which starts the processes in order
+and restarts one that dies; `up` returns once all of them run. `down` stops the supervisor first, so that
+nothing is restarted, then every process by its pid file, in reverse order.
+"""
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import pymysql
 
@@ -18,31 +25,30 @@ from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.managed import ManagedProcess
 from stack.mariadb import MariaDBServer
 from stack.net import http_ok, loopback, port_open
-from stack.process import StackError
+from stack.ports import taken
+from stack.process import StackError, wait_until
 from stack.redis import RedisServer
 from stack.redis_acl import RedisUsers
+from stack.restarts import RUNNING, Record
+from stack.supervision import SupervisorFiles, SupervisorProcess
+from stack.supervisor import Slot, Unit
 
 Say = Callable[[str], None]
 DEFAULT_SEED_USERS = 1000
+UP_WAIT_S = 120.0   # a second `up` waits this long for the supervisor to bring back what is down
 # What the launcher runs, by module: the same code the `cachegate backend` and `cachegate proxy` commands run.
 SERVICE_MODULE, PROXY_MODULE = "backends.runner", "proxy"
 
 
-class Unit(Protocol):
-    pid: int | None
-    port: int
-
-    def start(self) -> bool: ...
-    def stop(self) -> None: ...
-    def is_running(self) -> bool: ...
-
-
 @dataclass(frozen=True)
 class Row:
+    """One line of `cachegate status`: a process, its pid, address and state, and what its supervisor saw."""
+
     name: str
     pid: int | None
     host: str
-    port: int
+    port: int | None
+    details: str = ""
 
     @property
     def up(self) -> bool:
@@ -50,7 +56,9 @@ class Row:
 
     def __str__(self) -> str:
         state = "up" if self.up else "down"
-        return f"{self.name:<8} pid {self.pid or '-':>7}  {self.host}:{self.port:<5}  {state}"
+        address = f"{self.host}:{self.port}" if self.port is not None else "-"
+        line = f"{self.name:<10} pid {self.pid or '-':>7}  {address:<21}  {state}"
+        return f"{line}  ({self.details})" if self.details else line
 
 
 def _dirs(config: Config) -> tuple[Path, Path, Path]:
@@ -111,7 +119,8 @@ def service_process(config: Config, name: str) -> ManagedProcess:
     argv = [sys.executable, "-m", SERVICE_MODULE, name, _config_file(config)]
     return ManagedProcess(name, argv, port=svc.port, pid_path=run / f"{name}.pid",
                           log_path=logs / f"{name}.log", cwd=config.base_dir,
-                          ready=lambda: port_open(host, svc.port, timeout=0.2), module=SERVICE_MODULE)
+                          ready=lambda: port_open(host, svc.port, timeout=0.2), module=SERVICE_MODULE,
+                          addresses=addresses(config)[name])
 
 
 def proxy_process(config: Config) -> ManagedProcess:
@@ -120,7 +129,17 @@ def proxy_process(config: Config) -> ManagedProcess:
     argv = [sys.executable, "-m", PROXY_MODULE, "--config", _config_file(config)]
     return ManagedProcess("proxy", argv, port=port, pid_path=run / "proxy.pid", log_path=logs / "proxy.log",
                           cwd=config.base_dir, ready=lambda: http_ok(host, port, "/-/health", timeout=0.5),
-                          module=PROXY_MODULE)
+                          module=PROXY_MODULE, addresses=addresses(config)["proxy"])
+
+
+def addresses(config: Config) -> dict[str, list[tuple[str, int]]]:
+    """Every (host, port) each process of the stack listens on, by name."""
+    found = {"redis": [(config.redis.host, config.redis.port)],
+             "mariadb": [(config.mariadb.host, config.mariadb.port)]}
+    found.update((name, [(svc.host, svc.port)]) for name, svc in config.services.items())
+    proxy = config.proxy
+    found["proxy"] = [(proxy.host, proxy.port), (proxy.admin_host, proxy.admin_port)]
+    return found
 
 
 def units(config: Config) -> list[tuple[str, str, Unit]]:
@@ -130,6 +149,25 @@ def units(config: Config) -> list[tuple[str, str, Unit]]:
     found += [(name, svc.host, service_process(config, name)) for name, svc in config.services.items()]
     found.append(("proxy", config.proxy.host, proxy_process(config)))
     return found
+
+
+def slots(config: Config) -> list[Slot]:
+    """The units as the supervisor runs them, each with what must follow its every start."""
+    found = []
+    for name, host, unit in units(config):
+        hook: Callable[[Say], None] | None = None
+        if isinstance(unit, RedisServer):
+            hook = partial(_check_redis_login, config, unit)
+        elif name == "mariadb":
+            hook = partial(_prepare_database, config)
+        found.append(Slot(name, host, unit, hook))
+    return found
+
+
+def supervisor(config: Config) -> SupervisorProcess:
+    """The supervisor of this stack (running or not): its files are in run/ and logs/ of stack.data_dir."""
+    _, logs, run = _dirs(config)
+    return SupervisorProcess(SupervisorFiles(run, logs / "supervisor.log"), config.path, cwd=config.base_dir)
 
 
 def ensure_secrets(config: Config) -> None:
@@ -143,26 +181,88 @@ def ensure_secrets(config: Config) -> None:
 
 
 def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print) -> None:
-    """Start what is not running yet, in dependency order, each waited for by a probe."""
+    """Start what is not running yet under the supervisor, in dependency order, each waited for by a probe.
+
+    Returns once everything runs, leaving the supervisor and the processes running. A port that is taken
+    starts nothing; a process that fails to start stops again what this call started.
+    """
     ensure_secrets(config)
-    mariadb = mariadb_server(config)
-    for name, host, unit in units(config):
-        state = "started" if unit.start() else "already running"
-        if isinstance(unit, RedisServer) and not unit.ping():
-            raise StackError(f"redis: the redis-server on {unit.host}:{unit.port} (pid {unit.pid}) refuses "
-                             f"the credentials in {redis_admin_password_file(config).parent}; stop it "
-                             "(`cachegate down`) and run `cachegate up` again")
-        say(f"{name:<8} {state:<15} pid {unit.pid}  {host}:{unit.port}")
-        if name == "mariadb":
-            mariadb.ensure_database(config.mariadb.database, config.mariadb.user, config.mariadb.password())
-            _migrate(config, say)
+    keeper = supervisor(config)
+    if keeper.pid is not None:
+        _up_supervised(config, keeper, say)
+    else:
+        busy = busy_ports(config)
+        if busy:
+            raise StackError(f"{len(busy)} port(s) the stack needs cannot be used; nothing was started:\n  "
+                             + "\n  ".join(busy))
+        pid = keeper.start(say)
+        say(f"{'supervisor':<8} started         pid {pid}  (log {keeper.files.log_path})")
     if seed_users > 0:
         _seed_if_empty(config, seed_users, say)
     _print_try(config, say)
 
 
-def _migrate(config: Config, say: Say) -> None:
-    applied = asyncio.run(migrate(config))
+def busy_ports(config: Config) -> list[str]:
+    """One line per port that a process which is not running needs and cannot have, naming its owner."""
+    lines = []
+    wanted = addresses(config)
+    claimed = Counter(place for places in wanted.values() for place in places)
+    for name, _, unit in units(config):
+        for host, port in wanted[name]:
+            if claimed[(host, port)] > 1:
+                others = [n for n, places in wanted.items() if n != name and (host, port) in places]
+                lines.append(f"port {port} ({name}) on {host}: also configured for {', '.join(others)}")
+            elif not unit.is_running():
+                why = taken(host, port)
+                if why is not None:
+                    lines.append(f"port {port} ({name}) on {host}: {why}")
+    return lines
+
+
+def _up_supervised(config: Config, keeper: SupervisorProcess, say: Say) -> None:
+    """A second `up`: start nothing; have the supervisor bring back at once what is down, and wait for it."""
+    found = units(config)
+    down = {name for name, _, unit in found if not unit.is_running()}
+    if down:
+        keeper.retry()
+
+        def back() -> bool:
+            records = keeper.records()
+            return all(unit.is_running() and name in records and records[name].state == RUNNING
+                       for name, _, unit in found if name in down)
+
+        if not wait_until(back, UP_WAIT_S, interval=0.1):
+            records = keeper.records()
+            still = [f"{name}: {_details(records, name) or 'down'}"
+                     for name, _, unit in found if name in down and not unit.is_running()]
+            raise StackError(f"the supervisor (pid {keeper.pid}) has not brought these back within "
+                             f"{UP_WAIT_S:.0f} s:\n  " + "\n  ".join(still))
+    for name, host, unit in found:
+        state = "restarted" if name in down else "already running"
+        say(f"{name:<8} {state:<15} pid {unit.pid}  {host}:{unit.port}")
+    _prepare_database(config, say)   # as every `up`: a new migration is applied now
+    say(f"{'supervisor':<8} already running pid {keeper.pid}  (log {keeper.files.log_path})")
+
+
+def _details(records: dict[str, Record], name: str) -> str:
+    return records[name].describe() if name in records else ""
+
+
+def _check_redis_login(config: Config, unit: RedisServer, say: Say) -> None:
+    if not unit.ping():
+        raise StackError(f"redis: the redis-server on {unit.host}:{unit.port} (pid {unit.pid}) refuses "
+                         f"the credentials in {redis_admin_password_file(config).parent}; stop it "
+                         "(`cachegate down`) and run `cachegate up` again")
+
+
+def _prepare_database(config: Config, say: Say) -> None:
+    """The application's database, user and schema, after every start of MariaDB (each step idempotent)."""
+    db = config.mariadb
+    try:
+        mariadb_server(config).ensure_database(db.database, db.user, db.password())
+        applied = asyncio.run(migrate(config))
+    except (pymysql.MySQLError, ConfigError, RuntimeError) as exc:
+        raise StackError(f"mariadb: the database {db.database!r} could not be prepared: {exc}") from None
     if applied:
         say(f"schema   applied {', '.join(applied)}")
 
@@ -217,12 +317,23 @@ def _print_try(config: Config, say: Say) -> None:
 
 
 def down(config: Config, *, say: Say = print) -> None:
-    """Stop what up started, by pid file, in reverse order; each is gone when its line is printed."""
+    """Stop the supervisor (so nothing is restarted), then what up started, by pid file, in reverse order;
+    each is gone when its line is printed."""
+    keeper = supervisor(config)
+    pid = keeper.stop()
+    say(f"{'supervisor':<8} stopped (pid {pid})" if pid else f"{'supervisor':<8} was not running")
     for name, host, unit in reversed(units(config)):
         pid = unit.pid
         unit.stop()
         say(f"{name:<8} stopped (pid {pid})" if pid else f"{name:<8} was not running")
+    keeper.forget()
 
 
 def status(config: Config) -> list[Row]:
-    return [Row(name, unit.pid, host, unit.port) for name, host, unit in units(config)]
+    """Every process, then the supervisor; a process's line says what its supervisor last recorded."""
+    keeper = supervisor(config)
+    records = keeper.records()
+    rows = [Row(name, unit.pid, host, unit.port, _details(records, name))
+            for name, host, unit in units(config)]
+    rows.append(Row("supervisor", keeper.pid, "-", None))
+    return rows

@@ -5,8 +5,9 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
+from stack.ports import taken
 from stack.process import (StackError, group_members, log_tail, pid_alive, pid_cmdline, read_pid_file, spawn,
                            wait_until, write_pid_file)
 
@@ -18,7 +19,8 @@ class ManagedProcess:
     """A command run in its own session; its pid file says whether it runs, its probe whether it is ready."""
 
     def __init__(self, name: str, argv: list[str], *, port: int, pid_path: Path, log_path: Path,
-                 ready: Callable[[], bool], module: str, cwd: Path | None = None) -> None:
+                 ready: Callable[[], bool], module: str, cwd: Path | None = None,
+                 addresses: Sequence[tuple[str, int]] = ()) -> None:
         self.name = name
         self.argv = argv
         self.port = port
@@ -26,6 +28,7 @@ class ManagedProcess:
         self.log_path = log_path
         self.ready = ready
         self.cwd = cwd
+        self.addresses = tuple(addresses) or (("127.0.0.1", port),)
         # `-m <module>` must be in the pid's command line, so a recycled pid is never mistaken for ours.
         self.marker = f" -m {module} "
         self._popen: subprocess.Popen | None = None
@@ -46,6 +49,11 @@ class ManagedProcess:
         """Start and wait until ready; False (and nothing done) when it already runs."""
         if self.is_running():
             return False
+        for host, port in self.addresses:
+            # Else another program's listener would pass the readiness probe while ours dies on its bind.
+            why = taken(host, port)
+            if why is not None:
+                raise StackError(f"{self.name}: port {port} on {host} is {why}")
         self._popen = spawn(self.argv, self.log_path, cwd=self.cwd)
         write_pid_file(self.pid_path, self._popen.pid)
         wait_until(lambda: self._popen.poll() is not None or self.ready(), timeout, interval=0.05)

@@ -1,19 +1,23 @@
-"""compose.yaml agrees with config.yaml: the same services, ports, addresses, Redis ACL; no secret in it."""
+"""compose.yaml agrees with config.yaml: the same services, ports, addresses, Redis ACL, restart policies and
+healthchecks on every long-running service; no secret in it."""
 from __future__ import annotations
 
+import asyncio
 import configparser
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
+from backends.migrate import migrate
 from cachegate.config import load_config
-from stack.net import free_port
+from stack.net import free_port, port_open
 from stack.process import terminate, wait_until
 from stack.redis_acl import gateway_rules
 
@@ -199,3 +203,61 @@ def test_docker_compose_accepts_the_file() -> None:
     result = subprocess.run([*command, "-f", str(REPO / "compose.yaml"), "config", "-q"], capture_output=True,
                             text=True, timeout=60, env={**os.environ, **DOT_ENV})
     assert result.returncode == 0, result.stderr
+
+
+ONE_SHOTS = ("keys", "migrate")
+
+
+def test_every_long_running_service_restarts_unless_stopped_and_has_a_healthcheck(
+        compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if name in ONE_SHOTS:
+            assert service.get("restart") == "no", name   # a failed one-shot is reported, not retried
+            continue
+        assert service.get("restart") == "unless-stopped", name
+        test = service.get("healthcheck", {}).get("test")
+        assert isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, name
+
+
+def health_url(service: dict[str, Any]) -> str:
+    found = re.search(r"http://127\.0\.0\.1:\d+/-/health", " ".join(service["healthcheck"]["test"]))
+    assert found, service["healthcheck"]
+    return found.group(0)
+
+
+def test_backend_healthchecks_ask_their_own_health_endpoint_and_gate_the_proxy(
+        compose: dict[str, Any], shipped) -> None:
+    for name in BACKENDS:
+        service = compose["services"][name]
+        assert health_url(service) == f"http://127.0.0.1:{shipped.services[name].port}/-/health", name
+        assert service["healthcheck"]["test"][:3] == ["CMD", "python", "-c"], name
+        assert compose["services"]["proxy"]["depends_on"][name] == {"condition": "service_healthy"}
+    assert health_url(compose["services"]["proxy"]) == f"http://127.0.0.1:{shipped.proxy.port}/-/health"
+
+
+@pytest.mark.slow
+def test_a_backend_healthcheck_passes_on_a_live_service_and_fails_on_a_dead_one(
+        compose: dict[str, Any], make_config, tmp_path: Path) -> None:
+    """The container's own probe command, pointed at a real users service (and then at nothing)."""
+    config = make_config.file()
+    asyncio.run(migrate(config))
+    port = config.services["users"].port
+    test = compose["services"]["users"]["healthcheck"]["test"]
+    shipped = health_url(compose["services"]["users"])
+    ours = f"http://127.0.0.1:{port}/-/health"
+
+    def probe() -> int:
+        argv = [sys.executable if part == "python" else part.replace(shipped, ours) for part in test[1:]]
+        return subprocess.run(argv, capture_output=True, timeout=30).returncode
+
+    log = (tmp_path / "users.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "backends.runner", "users", str(config.path)], cwd=REPO,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: proc.poll() is not None or port_open("127.0.0.1", port, 0.2), 30)
+        assert proc.poll() is None
+        assert probe() == 0
+    finally:
+        terminate(proc.pid, timeout=15, popen=proc)
+        log.close()
+    assert probe() != 0   # nothing answers there any more

@@ -1,4 +1,4 @@
-"""`make_app`: the shape every service shares (middlewares, its own body limit, db pool, Bearer auth)."""
+"""`make_app`: the shape every service shares (middlewares, body limit, db pool, Bearer auth, health)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
@@ -8,6 +8,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from backends.common.db import DB_POOL, pool_ctx
 from backends.common.errors import bad_request, error_middleware
+from backends.common.health import PUBLIC as HEALTH_ROUTES, routes as health_routes
 from backends.common.tokens import TokenVerifier, TokenVersions, bearer_token
 from cachegate.config import Config
 from cachegate.errors import ConfigError
@@ -47,18 +48,20 @@ def auth_middleware(verifier: TokenVerifier, versions: TokenVersions, *,
 
 def make_app(config: Config, service: str, routes: Iterable[web.AbstractRouteDef], *, auth: bool = True,
              public: Collection[tuple[str, str]] = ()) -> web.Application:
-    """A service app: JSON errors, `client_max_size` from services.<service>.max_body, the pool, and (by
-    default) auth."""
+    """A service app: JSON errors, `client_max_size` from services.<service>.max_body, the pool, `GET
+    /-/health` (no token), and (by default) auth."""
     if service not in config.services:
         raise ConfigError(f"services.{service}: not configured (known: {', '.join(sorted(config.services))})")
     middlewares: list[Middleware] = [error_middleware]
     versions = TokenVersions()
     if auth:
-        middlewares.append(auth_middleware(TokenVerifier(config.auth), versions, public=public))
+        middlewares.append(auth_middleware(TokenVerifier(config.auth), versions,
+                                           public=frozenset(public) | HEALTH_ROUTES))
     app = web.Application(middlewares=middlewares, client_max_size=config.services[service].max_body)
     app[CONFIG] = config
     app[TOKEN_VERSIONS] = versions
     app.cleanup_ctx.append(pool_ctx(config.mariadb))
+    app.add_routes(health_routes)
     app.add_routes(routes)
     return app
 

@@ -1,7 +1,8 @@
 """Faults on the suite's own stack, each on a real process by its pid: kill, pause, locks, limits, memory.
 
-Nothing here restarts anything on its own initiative: `heal` first gives a supervisor (if the stack has
-one) the chance to bring a killed process back, and only then runs `cachegate up`; it says which happened.
+Nothing here restarts anything on its own initiative: `heal` first gives the stack's supervisor the chance
+to bring a killed process back (up to SUPERVISED_WAIT_S), and only then runs `cachegate up`; it says which
+happened, with what the supervisor recorded.
 """
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from typing import Callable
 import pymysql
 
 from loadtest.reliability.ownstack import OwnStack, StackFailure, alive
+from loadtest.reliability.scenarios import SUPERVISED_WAIT_S
 from stack.net import port_open
+from stack.restarts import RUNNING
 
 GONE_TIMEOUT_S = 10.0
+RECORD_WAIT_S = 30.0   # a unit's start (its readiness probe) may outlast its port opening by this much
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -35,22 +39,25 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
 
 @dataclass
 class Healed:
-    """How a killed process came back: by itself (a supervisor) or by the harness, and after how long."""
+    """How a killed process came back: by the supervisor, by itself, or by the harness, after how long."""
 
-    by: str              # "itself" | "harness" | "resumed" | "restored"
+    by: str              # "supervisor" | "itself" | "harness" | "resumed" | "restored"
     after_s: float
     pid: int | None
+    record: dict[str, object] | None = None   # the supervisor's: its restarts, how the dead one ended
 
     def as_json(self) -> dict[str, object]:
-        return {"by": self.by, "after_s": round(self.after_s, 3), "pid": self.pid}
+        found: dict[str, object] = {"by": self.by, "after_s": round(self.after_s, 3), "pid": self.pid}
+        if self.record is not None:
+            found["supervisor"] = self.record
+        return found
 
 
 class Faults:
-    """The fault actions on one stack; `start_proxy` stands in for `cachegate up` to start the proxy."""
+    """The fault actions on one stack."""
 
-    def __init__(self, stack: OwnStack, start_proxy: Callable[[], int] | None = None) -> None:
+    def __init__(self, stack: OwnStack) -> None:
         self.stack = stack
-        self.start_proxy = start_proxy
 
     def port_of(self, name: str) -> int:
         config = self.stack.config
@@ -85,24 +92,36 @@ class Faults:
         os.kill(pid, signal.SIGCONT)
 
     def heal(self, name: str, dead_pid: int, started: float, wait_s: float) -> Healed:
-        """After `wait_s` seconds of outage: back by itself (another live pid on its port), else restarted."""
+        """Back by itself (another live pid on its port) within `wait_s`, or SUPERVISED_WAIT_S while the
+        stack has a supervisor; else restarted by the harness with `cachegate up`."""
         def back() -> bool:
             pid = self.stack.pid(name)
             return pid is not None and pid != dead_pid and port_open("127.0.0.1", self.port_of(name), 0.2)
 
+        if self.stack.supervisor_pid() is not None:
+            wait_s = max(wait_s, SUPERVISED_WAIT_S)
         left = wait_s - (time.monotonic() - started)
-        if wait_for(back, max(0.0, left), interval=0.1):
-            return Healed("itself", time.monotonic() - started, self.stack.pid(name))
-        if back():
-            return Healed("itself", time.monotonic() - started, self.stack.pid(name))
-        if name == "proxy" and self.start_proxy is not None:
-            pid: int | None = self.start_proxy()
-        else:
-            self.stack.up()
-            pid = self.stack.pid(name)
+        if wait_for(back, max(0.0, left), interval=0.05) or back():
+            return self._came_back(name, time.monotonic() - started)
+        self.stack.up()
+        pid = self.stack.pid(name)
         if pid is None:
             raise StackFailure(f"{name} did not come back after `cachegate up`")
         return Healed("harness", time.monotonic() - started, pid)
+
+    def _came_back(self, name: str, after_s: float) -> Healed:
+        """Who brought it back: the supervisor when its record has restarted exactly this pid. (Its port
+        opens a moment before the supervisor's readiness probe passes and the record says so.)"""
+        pid = self.stack.pid(name)
+
+        def recorded() -> bool:
+            record = self.stack.supervisor_records().get(name)
+            return record is not None and record.pid == pid and record.state == RUNNING and record.restarts > 0
+
+        if self.stack.supervisor_pid() is None or not wait_for(recorded, RECORD_WAIT_S):
+            return Healed("itself", after_s, pid)
+        record = self.stack.supervisor_records()[name]
+        return Healed("supervisor", after_s, pid, {"restarts": record.restarts, "last_exit": record.last_exit})
 
     # --- the database ------------------------------------------------------------------------------
     def lock_row(self, user_id: int) -> RowLock:

@@ -1,8 +1,9 @@
 """A stack of the fault suite's own: its config (free ports, a private folder), the `cachegate` command, pids.
 
 Everything goes through stable surfaces: the `cachegate` console script (`up`, `down`, `status`, `admin`),
-the pid files under `<stack.data_dir>/run/`, HTTP on the configured ports and the secrets `cachegate up`
-writes. The developer's own stack (default ports, `.stack/`) is never touched.
+the pid files under `<stack.data_dir>/run/` (the supervisor's records of its restarts among them), HTTP on
+the configured ports and the secrets `cachegate up` writes. The developer's own stack (default ports,
+`.stack/`) is never touched.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import yaml
 
 from cachegate.config import load_config
 from stack.net import free_port
+from stack.restarts import Record, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 180.0
@@ -49,9 +51,12 @@ def cachegate_argv() -> list[str]:
     return [str(script)]
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(tree: Path | None = None) -> dict[str, str]:
     # A developer's CACHEGATE* overrides would point our processes at their stack.
-    return {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)   # ahead of the installed tree, for every process the stack starts
+    return env
 
 
 def write_config(base: Path, root: Path) -> Path:
@@ -88,9 +93,10 @@ class OwnStack:
     config: Any
     commands: list[Command] = field(default_factory=list)
     owns_root: bool = True
+    tree: Path | None = None   # (tests) another copy of the packages, which every process runs from
 
     @classmethod
-    def create(cls, base_config: Path, parent: Path | None = None) -> OwnStack:
+    def create(cls, base_config: Path, parent: Path | None = None, tree: Path | None = None) -> OwnStack:
         # mkdtemp under /tmp keeps the MariaDB socket path short (a unix socket path has 107 bytes).
         root = Path(tempfile.mkdtemp(prefix="cg-faults-", dir=parent))
         path = write_config(base_config, root)
@@ -98,7 +104,7 @@ class OwnStack:
         written = yaml.safe_load(path.read_text())
         if config.proxy.port != written["proxy"]["port"] or config.stack.data_dir != root / "stack":
             raise StackFailure(f"{path}: the config kernel does not read what was written")
-        return cls(root, path, config, owns_root=parent is None)
+        return cls(root, path, config, owns_root=parent is None, tree=tree)
 
     # --- names and places -------------------------------------------------------------------------
     @property
@@ -125,6 +131,14 @@ class OwnStack:
             return None
         return pid if alive(pid) else None
 
+    def supervisor_pid(self) -> int | None:
+        """The live pid of the stack's supervisor (the daemon `cachegate up` leaves running), or None."""
+        return self.pid("supervisor")
+
+    def supervisor_records(self) -> dict[str, Record]:
+        """What the supervisor recorded of each process: restarts, how the last one ended."""
+        return read_records(self.data_dir / "run" / "supervisor.json")
+
     def secret(self, name: str) -> str:
         return (self.data_dir / "secrets" / name).read_text().strip()
 
@@ -146,8 +160,10 @@ class OwnStack:
         argv = [*cachegate_argv(), *args, "--config", str(self.config_path)]
         started = time.monotonic()
         try:
+            # `up` returns once the stack runs (its supervisor keeps none of its output): run() ends then.
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, timeout=timeout, env=_child_env(), cwd=REPO)
+                                  stderr=subprocess.STDOUT, timeout=timeout, env=_child_env(self.tree),
+                                  cwd=self.tree or REPO)
             command = Command(argv[1:], done.returncode, time.monotonic() - started,
                               done.stdout.decode(errors="replace"))
         except subprocess.TimeoutExpired as exc:

@@ -104,9 +104,13 @@ def _scenario(add: Add, r: dict[str, Any], results_dir: Path, report_path: Path)
         f"{r['healed_at_s']:.2f} s ({healed['by']}, pid {healed['pid']}), traffic until "
         f"{r['traffic_end_s']:.2f} s.")
     if healed["by"] == "harness":
-        add("- Nothing restarted the process by itself within the hold: the harness ran `cachegate up`.")
+        add("- Nothing restarted the process by itself in time: the harness ran `cachegate up`.")
+    elif healed["by"] == "supervisor":
+        record = healed.get("supervisor") or {}
+        add(f"- The stack's supervisor restarted it: back {healed['after_s']:.1f} s after the kill (its "
+            f"record: restart {record.get('restarts', '?')}, the dead one {record.get('last_exit', '?')}).")
     elif healed["by"] == "itself":
-        add(f"- The process came back by itself after {healed['after_s']:.1f} s (a supervisor).")
+        add(f"- The process came back by itself after {healed['after_s']:.1f} s.")
     statuses = ", ".join(f"{status}: {n}" for status, n in r["statuses"].items())
     add(f"- Clients: {r['operations']} requests ({statuses}); latency p50 {_ms(r['latency_s']['p50'])} ms, "
         f"p99 {_ms(r['latency_s']['p99'])} ms, max {_ms(r['latency_s']['max'])} ms. By client: "
@@ -210,10 +214,12 @@ def _method(add: Add, run: dict[str, Any]) -> None:
     t = run["timing"]
     p = run.get("population", {})
     add("## Method\n")
-    add(f"- The runner writes a config for a stack of its own (free ports, a private folder, every host "
-        f"127.0.0.1), starts it with `cachegate up`, and stops it with `cachegate down`; faults act on the "
-        f"pids in `<data_dir>/run/*.pid` (SIGKILL, SIGSTOP/SIGCONT), the database (a row lock held FOR "
-        f"UPDATE), Redis as its admin user (CONFIG SET maxmemory) and the proxy's file limit (prlimit).")
+    add("- The runner writes a config for a stack of its own (free ports, a private folder, every host "
+        "127.0.0.1), starts it with `cachegate up` (which leaves the stack's supervisor running), and stops "
+        "it with `cachegate down`; faults act on the pids in `<data_dir>/run/*.pid` (SIGKILL, "
+        "SIGSTOP/SIGCONT), the database (a row lock held FOR UPDATE), Redis as its admin user (CONFIG SET "
+        "maxmemory) and the proxy's file limit (prlimit). Who brought a killed process back, and how the "
+        "supervisor recorded its end, come from `<data_dir>/run/supervisor.json`.")
     add(f"- Traffic: 3 keep-alive clients per writing user ({p.get('writers', '?')} seeded users with real "
         f"tokens from POST /auth/token) and 3 clients that open a connection per request; each client pauses "
         f"{traffic.THINK_S[0] * 1000:.0f}-{traffic.THINK_S[1] * 1000:.0f} ms between operations: "
@@ -226,9 +232,11 @@ def _method(add: Add, run: dict[str, Any]) -> None:
     add("- Latency is what the clients measured, on the same cores as the whole stack (their own event loop "
         "included): compare the scenarios with one another, not with performance.md.")
     add(f"- Phases: {t['baseline_s']:.0f} s before the fault, a hold of {t['hold_s']:.0f} s (a killed "
-        f"process that nothing restarts in that time is restarted by the harness with `cachegate up`; a "
-        f"paused one gets SIGCONT), {t['after_s']:.0f} s after. Then every entity the history touched is "
-        f"read through the gateway (known users: both views) and compared with MariaDB.")
+        f"process is brought back by the stack's supervisor, which `cachegate up` leaves running; one that "
+        f"nothing restarts within {scenarios.SUPERVISED_WAIT_S:.0f} s is restarted by the harness with "
+        f"`cachegate up`; a paused one gets SIGCONT after the hold), {t['after_s']:.0f} s after. Then every "
+        f"entity the history touched is read through the gateway (known users: both views) and compared "
+        f"with MariaDB.")
     grace = scenarios.RECOVERY_GRACE_S
     add("- Expected failures: a scenario may allow, only while the component it breaks is down (from the "
         f"fault until {grace:.0f} s after it is back) and only on the requests that need that component, "

@@ -10,15 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import shlex
-import signal
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import pymysql
@@ -27,7 +25,7 @@ import redis
 from loadtest import procstat
 from loadtest.reliability import execute, population, scenarios, suites
 from loadtest.reliability.faults import Faults, wait_for
-from loadtest.reliability.ownstack import REPO, OwnStack, StackFailure, alive
+from loadtest.reliability.ownstack import REPO, OwnStack, StackFailure
 from stack.net import http_ok
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -69,11 +67,9 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Callable[[], int]] | None = None,
-         stack_parent: Path | None = None) -> int:
-    """The command. `proxy_from(stack)` (tests) gives a function that starts another proxy (a planted
-    tree, say) on the stack's port and returns its pid: it replaces the one `cachegate up` started, and
-    starts the proxy again after a kill."""
+def main(argv: list[str] | None = None, *, tree: Path | None = None, stack_parent: Path | None = None) -> int:
+    """The command. `tree` (tests) is another copy of the packages (a planted bug, say): the stack's every
+    process, its supervisor and each restart included, runs from it."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     try:
@@ -93,14 +89,15 @@ def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Call
     _clear(results_dir)
     started = time.monotonic()
     try:
-        stack = OwnStack.create(args.config, stack_parent)
+        stack = OwnStack.create(args.config, stack_parent, tree)
     except (StackFailure, OSError, ValueError) as exc:
         say(f"reliability: cannot write the suite's config: {exc}")
         return EXIT_FAILED
+    if tree is not None:
+        run["tree"] = str(tree)
     secrets: set[str] = set()
     try:
-        asyncio.run(_execute(run, stack, chosen, args.quick, raw,
-                             proxy_from(stack) if proxy_from else None, started, secrets))
+        asyncio.run(_execute(run, stack, chosen, args.quick, raw, started, secrets))
     except HARNESS_ERRORS as exc:
         run["problems"].append(f"the harness failed: {type(exc).__name__}: {exc}")
         run["failed"] = str(exc)
@@ -132,13 +129,11 @@ def main(argv: list[str] | None = None, *, proxy_from: Callable[[OwnStack], Call
 
 
 async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.Scenario], quick: bool,
-                   raw: Path, start_proxy: Callable[[], int] | None, started: float,
-                   secrets: set[str]) -> None:
+                   raw: Path, started: float, secrets: set[str]) -> None:
     say(f"stack: {stack.root} (config {stack.config_path})")
     await asyncio.to_thread(stack.up, SEED_USERS)
-    faults = Faults(stack, start_proxy)
-    if start_proxy is not None:
-        run["proxy"] = await asyncio.to_thread(_replace_proxy, faults)
+    faults = Faults(stack)
+    run["supervisor"] = stack.supervisor_pid()
     people = await population.build(stack)
     secrets.update(c.authorization.split(" ", 1)[1] for c in people.everyone)
     run["population"] = {"writers": len(people.callers), "victim": people.victim.user_id,
@@ -156,7 +151,7 @@ async def _execute(run: dict[str, Any], stack: OwnStack, chosen: list[scenarios.
             run["problems"].append(f"stopped before {scenario.name}: the run took over "
                                    f"{RUN_LIMIT_S[quick]:.0f} s")
             break
-        before = await asyncio.to_thread(_make_whole, stack, faults)
+        before = await asyncio.to_thread(_make_whole, stack)
         if time.monotonic() - tokens_at > TOKEN_REFRESH_S:
             people = await _fresh_tokens(stack, people)
             secrets.update(c.authorization.split(" ", 1)[1] for c in people.everyone)
@@ -184,25 +179,14 @@ async def _fresh_tokens(stack: OwnStack, people: population.Population) -> popul
     return population.Population(callers[:-1], callers[-1], people.seeded, people.paths, people.trips)
 
 
-def _replace_proxy(faults: Faults) -> str:
-    """Stop the proxy `cachegate up` started (SIGTERM by pid) and start the given one instead."""
-    pid = faults.pid("proxy")
-    os.kill(pid, signal.SIGTERM)
-    if not wait_for(lambda: not alive(pid), 15):
-        raise StackFailure(f"the proxy (pid {pid}) did not stop on SIGTERM")
-    assert faults.start_proxy is not None
-    return f"replaced: pid {pid} stopped, pid {faults.start_proxy()} started by the caller of main()"
-
-
-def _make_whole(stack: OwnStack, faults: Faults) -> list[str]:
-    """Every process up and the proxy answering before a scenario starts; names what had to be restarted."""
+def _make_whole(stack: OwnStack) -> list[str]:
+    """Every process up and the proxy answering before a scenario starts; names what had to be restarted
+    (`cachegate up` has the supervisor bring it back, or starts a new supervisor if that one died)."""
     down = [name for name, pid in stack.running().items() if pid is None]
+    if stack.supervisor_pid() is None:
+        down.append("supervisor")
     if down:
-        if "proxy" in down and faults.start_proxy is not None:
-            down.remove("proxy")
-            faults.start_proxy()
-        if down:
-            stack.up()
+        stack.up()
     if not wait_for(lambda: http_ok("127.0.0.1", stack.config.proxy.port, "/-/health", 0.5), 30):
         raise StackFailure("the proxy does not answer /-/health")
     return down

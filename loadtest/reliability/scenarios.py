@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 RECOVERY_GRACE_S = 5.0       # after the component is back: breaker reset (2 s), readiness (1 s), new pools
+SUPERVISED_WAIT_S = 30.0     # a killed process: how long the stack's supervisor has before the harness acts
 PROXY_KILL_IN_FLIGHT_S = 0.3  # a write waiting this long on the locked row is in flight at the backend
 REDIS_FULL_HEADROOM = 0      # maxmemory = what Redis uses when the fault starts + this: full at once
 FLOOD_FD_LIMIT = 2048        # the proxy's soft RLIMIT_NOFILE during the connection flood (restored after)
@@ -21,7 +22,7 @@ BURST_ROUNDS = 3
 @dataclass(frozen=True)
 class Timing:
     baseline_s: float    # traffic before the fault
-    hold_s: float        # how long the fault lasts (a killed process: the wait for anything to restart it)
+    hold_s: float        # how long the fault lasts (a killed process: at least the wait for its restart)
     after_s: float       # traffic after the component is back
 
 

@@ -91,3 +91,12 @@ async def test_the_query_sent_upstream_is_the_one_the_key_names(world):
     assert world.backends.targets[("GET", canonical)] == 1  # what the key names is what went upstream
     status, body, _ = await send(world, "/users/search?last_name=%zz", auth)
     assert status == 400 and body["error"]["code"] == "bad_query", body
+
+
+async def test_an_encoded_line_feed_in_the_path_is_a_json_bad_path_not_a_text_404(world):
+    """Regression (fuzz): the catch-all route's `.*` stopped at the decoded line feed of `%0A`, so no
+    route matched and aiohttp answered its own text/plain 404 before the gateway saw the request."""
+    uid, auth = await world.user("linefeed")
+    for target in (f"/users/%0A{uid}", f"/users/{uid}%0A", "/users/a%0Db"):
+        status, body, _ = await send(world, target, auth)
+        assert status == 400 and body["error"]["code"] == "bad_path", (target, status, body)

@@ -1,7 +1,7 @@
-"""A copy of this tree with one planted bug (the write fence a no-op), and proxies started from it.
+"""A copy of this tree with one planted bug (the write fence a no-op), for a stack that runs from it.
 
 The copy holds every top-level package of the repository; `PYTHONPATH` and the working directory put it
-ahead of the installed (editable) tree, which is checked before any proxy starts from it.
+ahead of the installed (editable) tree, which is checked before any process starts from it.
 """
 from __future__ import annotations
 
@@ -10,11 +10,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
-
-from loadtest.reliability.faults import wait_for
-from loadtest.reliability.ownstack import OwnStack
-from stack.net import http_ok
 
 REPO = Path(__file__).resolve().parents[2]
 FENCE = "async def _fence("
@@ -49,37 +44,3 @@ def assert_runs_from(tree: Path) -> None:
                            cwd=tree, env=_env(tree), capture_output=True, text=True, timeout=60, check=True)
     assert Path(found.stdout.strip()) == tree / "strategies" / "write_through.py", found.stdout
     assert PLANTED in Path(found.stdout.strip()).read_text()
-
-
-class PlantedProxies:
-    """Starts proxies from the planted tree on a stack's port (each with the stack's pid file); stops them."""
-
-    def __init__(self, tree: Path) -> None:
-        self.tree = tree
-        self.procs: list[subprocess.Popen] = []
-
-    def for_stack(self, stack: OwnStack) -> Callable[[], int]:
-        def start() -> int:
-            cli = "cachegate.cli" if (self.tree / "cachegate" / "cli.py").is_file() else "stack.cli"
-            argv = [sys.executable, "-m", cli, "proxy", "--config", str(stack.config_path)]
-            log_path = stack.data_dir / "logs" / "planted-proxy.log"
-            with log_path.open("ab") as log:
-                proc = subprocess.Popen(argv, cwd=self.tree, env=_env(self.tree), stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=log, start_new_session=True)
-            self.procs.append(proc)
-            stack.pid_file("proxy").write_text(f"{proc.pid}\n")
-            port = stack.config.proxy.port
-            up = wait_for(lambda: proc.poll() is not None or http_ok("127.0.0.1", port, "/-/health", 0.5), 60)
-            assert up and proc.poll() is None, log_path.read_text()[-2000:]
-            return proc.pid
-        return start
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)

@@ -2,7 +2,8 @@
 
 The proxy-killed scenario kills the gateway while the victim's PATCH waits on a locked row, then lets it
 commit. With the fence, the victim's old entry is a miss from the moment the write started; without it,
-the restarted gateway serves the old version to everyone, and the checker must say so.
+the gateway the supervisor restarts serves the old version to everyone, and the checker must say so. The
+whole stack runs from the planted copy (its supervisor too), so the restarted gateway is a planted one.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import pytest
 
 from loadtest.reliability import runner
-from tests.reliability.planted_tree import PlantedProxies, assert_runs_from, planted_copy
+from tests.reliability.planted_tree import assert_runs_from, planted_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(300)]
 
@@ -19,17 +20,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(300)]
 def test_a_disabled_write_fence_makes_the_checker_fail(tmp_path):
     tree = planted_copy(tmp_path / "tree")
     assert_runs_from(tree)
-    proxies = PlantedProxies(tree)
     results, report = tmp_path / "results", tmp_path / "reliability.md"
-    try:
-        code = runner.main(["--quick", "--only", "proxy-killed", "--results", str(results),
-                            "--report", str(report)], proxy_from=proxies.for_stack)
-    finally:
-        proxies.stop_all()
+    code = runner.main(["--quick", "--only", "proxy-killed", "--results", str(results),
+                        "--report", str(report)], tree=tree)
 
     run = json.loads((results / "results.json").read_text())
-    assert run["proxy"].startswith("replaced") and len(proxies.procs) == 2  # at the start, after the kill
+    assert run["tree"] == str(tree) and run["supervisor"]
     (scenario,) = run["scenarios"]
+    assert scenario["healed"]["by"] == "supervisor", scenario["healed"]
     assert scenario["write_in_flight_at_kill"] and scenario["committed_after_kill"]["committed"]
     counts, found = scenario["checker"]["counts"], scenario["checker"]["violations"]
     victim = f"user:{run['population']['victim']}"

@@ -34,7 +34,13 @@ def test_quick_run_is_valid_checks_every_rule_and_leaves_nothing_behind(tmp_path
     assert by_name["redis-killed"]["server_errors"] == 0 and by_name["redis-paused"]["server_errors"] == 0
     proxy = by_name["proxy-killed"]
     assert proxy["write_in_flight_at_kill"] and proxy["committed_after_kill"]["committed"]
-    assert proxy["no_answer"] > 0 and proxy["healed"]["by"] in ("harness", "itself")
+    assert proxy["no_answer"] > 0
+    # Every killed process was brought back by the stack's supervisor, which recorded how it died.
+    for result in run["scenarios"]:
+        if result["fault"] in ("kill", "proxy-kill"):
+            healed = result["healed"]
+            assert healed["by"] == "supervisor", (result["name"], healed)
+            assert healed["supervisor"]["last_exit"] == "killed by SIGKILL", (result["name"], healed)
     for suite in ("bad_input", "token_attacks"):
         assert run["suites"][suite]["findings"] == [] and run["suites"][suite]["requests"] > 40
     text = report.read_text()
@@ -43,7 +49,8 @@ def test_quick_run_is_valid_checks_every_rule_and_leaves_nothing_behind(tmp_path
     # that stack (the runner checks its own) and no token is in what it wrote.
     assert not Path(run["stack_dir"]).exists()
     commands = (results / "raw" / "commands.txt").read_text()
-    assert commands.count("$ cachegate up") >= 4 and "$ cachegate down" in commands
+    # One `cachegate up` started it all; the harness never had to restart anything itself.
+    assert commands.count("$ cachegate up") == 1 and "$ cachegate down" in commands
     assert f"--config {run['stack_dir']}/config.yaml" in commands
     written = (results / "results.json").read_text() + text + commands
     assert "eyJhbGciOi" not in written and "PRIVATE KEY" not in written and "<redacted>" not in written

@@ -11,26 +11,10 @@ import pytest
 
 from stack import launcher
 from stack.admin_client import admin_call
-from stack.net import free_port, port_open
+from stack.net import port_open
 from stack.process import pid_alive
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def stack_config(make_config):
-    """A config file with its own ports and data_dir, for a stack the test starts itself."""
-    data_dir = make_config.tmp_path / "own-stack"
-    config = make_config.file({
-        # Its own Redis and MariaDB: up starts them, down stops them, the session's servers stay untouched.
-        # Its own secrets too, which `up` must make: none of the session's files.
-        "redis": {"url": f"redis://127.0.0.1:{free_port()}/0",
-                  "password_file": str(data_dir / "secrets" / "redis-password")},
-        "proxy": {"admin": {"token_file": str(data_dir / "secrets" / "admin-token")}},
-        "mariadb": {"port": free_port()},
-    })
-    yield config
-    launcher.down(config, say=lambda line: None)  # even when the test failed half-way
 
 
 def test_up_status_second_up_and_down(stack_config) -> None:
@@ -40,10 +24,11 @@ def test_up_status_second_up_and_down(stack_config) -> None:
 
     rows = {row.name: row for row in launcher.status(config)}
     assert [name for name, row in rows.items() if not row.up] == [], lines
+    assert list(rows)[-1] == "supervisor" and rows["supervisor"].port is None
     running = {name: row.pid for name, row in rows.items()}
     for name, pid in running.items():
         assert pid_alive(pid), name
-        assert port_open("127.0.0.1", rows[name].port), name
+        assert name == "supervisor" or port_open("127.0.0.1", rows[name].port), name
     assert (config.stack.data_dir / "logs" / "redis.log").is_file()
     assert (config.stack.data_dir / "run" / "mariadb.pid").read_text().strip() == str(running["mariadb"])
     assert config.auth.private_key.is_file() and config.mariadb.password_file.is_file()
@@ -61,7 +46,7 @@ def test_up_status_second_up_and_down(stack_config) -> None:
     launcher.down(config, say=lambda line: None)
     for name, pid in running.items():
         assert not pid_alive(pid), name
-        assert not port_open("127.0.0.1", rows[name].port), name
+        assert name == "supervisor" or not port_open("127.0.0.1", rows[name].port), name
     assert not any(row.up for row in launcher.status(config))
     assert list((config.stack.data_dir / "run").glob("*.pid")) == []
 
@@ -71,7 +56,7 @@ def test_cli_status_reports_down_and_exits_nonzero(stack_config) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 3, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert names == ["redis", "mariadb", *stack_config.services, "proxy"]
+    assert names == ["redis", "mariadb", *stack_config.services, "proxy", "supervisor"]
     assert all(line.rstrip().endswith("down") for line in result.stdout.splitlines())
 
 
