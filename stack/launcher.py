@@ -14,9 +14,9 @@ from backends.migrate import migrate
 from backends.seed import credentials_path, seed
 from cachegate.config import Config
 from cachegate.errors import ConfigError
+from stack.database import DatabaseUnit, NodeRow
 from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.managed import ManagedProcess
-from stack.mariadb import MariaDBServer
 from stack.net import http_ok, loopback, port_open
 from stack.process import StackError
 from stack.redis import RedisServer
@@ -91,10 +91,9 @@ def redis_server(config: Config) -> RedisServer:
                        pid_path=run / "redis.pid", log_path=logs / "redis.log")
 
 
-def mariadb_server(config: Config) -> MariaDBServer:
-    data, logs, run = _dirs(config)
-    return MariaDBServer(data / "mariadb", config.mariadb.host, config.mariadb.port,
-                         pid_path=run / "mariadb.pid", log_path=logs / "mariadb.log")
+def mariadb_server(config: Config) -> DatabaseUnit:
+    """The database: a plain server for one node of mariadb.nodes, a Galera cluster for several."""
+    return DatabaseUnit(config)
 
 
 def _config_file(config: Config) -> str:
@@ -144,7 +143,6 @@ def ensure_secrets(config: Config) -> None:
 def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print) -> None:
     """Start what is not running yet, in dependency order, each waited for by a probe."""
     ensure_secrets(config)
-    mariadb = mariadb_server(config)
     for name, host, unit in units(config):
         state = "started" if unit.start() else "already running"
         if isinstance(unit, RedisServer) and not unit.ping():
@@ -152,8 +150,10 @@ def up(config: Config, *, seed_users: int = DEFAULT_SEED_USERS, say: Say = print
                              f"the credentials in {redis_admin_password_file(config).parent}; stop it "
                              "(`cachegate down`) and run `cachegate up` again")
         say(f"{name:<8} {state:<15} pid {unit.pid}  {host}:{unit.port}")
-        if name == "mariadb":
-            mariadb.ensure_database(config.mariadb.database, config.mariadb.user, config.mariadb.password())
+        if isinstance(unit, DatabaseUnit):
+            for started in unit.started:  # a cluster: how each node came up, and how long it took
+                say(f"         {started}")
+            unit.ensure_database(config.mariadb.database, config.mariadb.user, config.mariadb.password())
             _migrate(config, say)
     if seed_users > 0:
         _seed_if_empty(config, seed_users, say)
@@ -219,9 +219,15 @@ def down(config: Config, *, say: Say = print) -> None:
     """Stop what up started, by pid file, in reverse order; each is gone when its line is printed."""
     for name, host, unit in reversed(units(config)):
         pid = unit.pid
+        pids = unit.pids if isinstance(unit, DatabaseUnit) else [pid]  # every node of a cluster
         unit.stop()
-        say(f"{name:<8} stopped (pid {pid})" if pid else f"{name:<8} was not running")
+        say(f"{name:<8} stopped (pid {', '.join(map(str, pids))})" if pid else f"{name:<8} was not running")
 
 
-def status(config: Config) -> list[Row]:
-    return [Row(name, unit.pid, host, unit.port) for name, host, unit in units(config)]
+def status(config: Config) -> list[Row | NodeRow]:
+    """One row per process; a database row per node, up only while the node serves (a Galera node:
+    Synced or Donor, in the Primary component)."""
+    rows: list[Row | NodeRow] = []
+    for name, host, unit in units(config):
+        rows += unit.rows() if isinstance(unit, DatabaseUnit) else [Row(name, unit.pid, host, unit.port)]
+    return rows

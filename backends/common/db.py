@@ -68,6 +68,7 @@ class Database:
     def __init__(self, db: MariaDBConfig) -> None:
         self.config = db
         self.nodes = Nodes(db, _connect_args(db))
+        self.conflicts = 0  # transactions run again after a conflict (1213), for tests and logs
 
     async def start(self) -> None:
         await self.nodes.start()
@@ -102,6 +103,7 @@ class Database:
                             raise write_outcome_unknown() from None
                         if code == DEADLOCK:
                             conflicts += 1
+                            self.conflicts += 1
                             if conflicts > self.config.conflict_retries:
                                 raise write_conflict(conflicts) from None
                             # Apart, so that two writers of one row do not meet again at once.

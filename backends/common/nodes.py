@@ -28,7 +28,8 @@ from cachegate.settings import DatabaseNode, MariaDBConfig
 
 log = logging.getLogger("backends.nodes")
 
-_WSREP = ("wsrep_ready", "wsrep_cluster_status", "wsrep_local_state_comment")
+_WSREP_STATUS = ("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                 "('wsrep_ready', 'wsrep_cluster_status', 'wsrep_local_state_comment')")
 _SERVING_STATES = frozenset({"Synced", "Donor/Desynced"})
 
 
@@ -106,7 +107,14 @@ class Nodes:
         try:
             while True:
                 await asyncio.sleep(self.db.probe_interval)  # the probe's schedule, not a synchronisation
-                conn = await self._probe(node, conn)
+                try:
+                    conn = await self._probe(node, conn)
+                except Exception:  # a bug here must not freeze the node's state: say it, leave the node
+                    log.exception("probe of database node %s failed", node)
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    self.leave(node, "probe failed")
         finally:
             if conn is not None:
                 conn.close()
@@ -143,7 +151,7 @@ class Nodes:
                 await cur.execute("SELECT 1")
                 await cur.fetchall()
                 return None
-            await cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN %s", (_WSREP,))
+            await cur.execute(_WSREP_STATUS)
             found = {str(name).lower(): str(value) for name, value in await cur.fetchall()}
         if found.get("wsrep_ready", "").upper() != "ON":
             return "not ready (wsrep_ready=OFF)"
