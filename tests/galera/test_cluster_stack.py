@@ -6,6 +6,7 @@ every node serving, and leaves the stack running.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -16,6 +17,9 @@ import pytest
 
 from backends.common.db import DB_POOL, fetch_one
 from backends.users.app import create_app as users_app
+from loadtest import cluster as cluster_section
+from loadtest import runner
+from loadtest.summary import best, group, hit_ratio
 from stack import launcher
 from stack.galera_conf import read_grastate
 from stack.process import pid_alive
@@ -262,3 +266,28 @@ def test_down_then_up_restarts_from_the_node_stopped_last_and_keeps_every_row(cl
     assert cluster.healthy()
     for node in range(3):
         assert contents(node) == before, node
+
+
+def test_the_quick_load_test_runs_on_the_cluster_and_renders_its_section_beside_the_one_node_run(
+        cluster: ClusterStack, tmp_path) -> None:
+    results, report = tmp_path / "results", tmp_path / "report" / "performance.md"
+    code = runner.main(["--config", str(cluster.path), "--quick", "--results", str(results),
+                        "--report", str(report)])
+    run = json.loads((results / "results.json").read_text())
+    assert code == runner.EXIT_VALID, run["problems"]
+    assert run["section"] == "cluster" and run["database"]["cluster"] and len(run["database"]["nodes"]) == 3
+    groups = {p["group"] for p in run["points"]}
+    assert {"cache-off", "cache-on", "mixed"} <= groups and not groups & {"bare", "backend"}
+    assert hit_ratio(group(run["points"], "cache-on")) > 0.9
+    assert all("mariadb" in p["cpu_us_per_request"] for p in group(run["points"], "cache-off"))
+    assert run["sync_wait"]["0"]["p50_us"] > 0 and run["sync_wait"]["1"]["p50_us"] > 0
+    # The report is the committed one-node run, rendered again, with this run's section in it.
+    main = json.loads(cluster_section.MAIN_RESULTS.read_text())
+    text = report.read_text()
+    assert "## On a 3-node Galera cluster" in text and "not how it scales" in text
+    for points in (main["points"], run["points"]):
+        top = best(group(points, "cache-on"))
+        assert f"{top['rps']:.0f} (c={top['connections']})" in text
+    assert f"| 1 | {run['sync_wait']['1']['p50_us']:.0f} |" in text
+    assert json.loads(cluster_section.MAIN_RESULTS.read_text()) == main  # the one-node run is untouched
+    assert cluster.healthy()  # it used the running stack, and stopped nothing
