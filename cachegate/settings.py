@@ -114,7 +114,7 @@ class MariaDBConfig:
     pool_max: int = setting("mariadb.pool.max", PROCESS)
     connect_timeout: float = setting("mariadb.connect_timeout", PROCESS)
     query_timeout: float = setting("mariadb.query_timeout", PROCESS)  # one read, or one whole transaction
-    sync_wait: int = setting("mariadb.sync_wait", PROCESS)            # a cluster's wsrep_sync_wait per session
+    sync_wait: int = setting("mariadb.sync_wait", PROCESS)  # a cluster's wsrep_sync_wait per session
     probe_interval: float = setting("mariadb.probe.interval", PROCESS)
     probe_timeout: float = setting("mariadb.probe.timeout", PROCESS)
     conflict_retries: int = setting("mariadb.conflict_retries", PROCESS)

@@ -75,9 +75,10 @@ def render(add, main: dict[str, Any], cluster: dict[str, Any], report_path: Path
     add(f"## On a {nodes}-node Galera cluster\n")
     state = "VALID" if cluster["valid"] else "INVALID"
     add(f"From `{cluster['command']}` on {cluster['generated_at']} ({cluster['elapsed_s']:.0f} s, run "
-        f"**{state}**, [results.json]({link(cluster_dir / 'results.json', report_path)})), beside the one-node "
-        "run above. The same stack but for the database: every service sends its queries to node 1 (pin and "
-        "fail over), nodes 2 and 3 apply its write-sets, and each read waits for the cluster first "
+        f"**{state}**, [results.json]({link(cluster_dir / 'results.json', report_path)})), beside the "
+        "one-node run above. The same stack but for the database: every service sends its queries to "
+        "node 1 (pin and fail over), nodes 2 and 3 apply its write-sets, and each read waits for the cluster "
+        "first "
         f"(`wsrep_sync_wait = {cluster.get('database', {}).get('sync_wait')}`).\n")
     for problem in cluster["problems"]:
         add(f"- {problem}")

@@ -63,9 +63,9 @@ def parser() -> argparse.ArgumentParser:
                         "(auto: full runs, when py-spy is installed)")
     p.add_argument("--keep-stack", action="store_true", help="leave running what this run started")
     p.add_argument("--section", choices=("main", "cluster"), default=None,
-                   help="main: the one-node run that makes performance.md; cluster: a run on a Galera cluster, "
-                        "kept in its own results and rendered into performance.md beside the main run "
-                        "(default: cluster when the config's database has several nodes)")
+                   help="main: the one-node run that makes performance.md; cluster: a run on a Galera "
+                        "cluster, kept in its own results and rendered into performance.md beside the main "
+                        "run (default: cluster when the config's database has several nodes)")
     p.add_argument("--beside", type=Path, default=None, metavar="RESULTS.json",
                    help="the other section's results to render beside this run (default: the committed "
                         "loadtest/results/full or loadtest/results/cluster)")
@@ -104,7 +104,8 @@ def resolve(args: argparse.Namespace, section: str = "main") -> tuple[Plan, Path
     quick_dir, full_dir = ("tmp/quick-ab", "ab") if args.ab_only else ("tmp/quick", "full")
     if section == "cluster":
         if args.ab_only or args.vs:
-            raise ValueError("--vs and --ab-only compare the hit path of one proxy: run them in the main section")
+            raise ValueError("--vs and --ab-only compare the hit path of one proxy: "
+                             "run them in the main section")
         quick_dir, full_dir = "tmp/quick-cluster", "cluster"
     default_results = REPO / "loadtest" / "results" / (quick_dir if args.quick else full_dir)
     results = (args.results or default_results).resolve()

@@ -1,4 +1,4 @@
-"""mariadb.nodes: one node or a Galera cluster, each node's ports, and config.cluster.yaml beside config.yaml."""
+"""mariadb.nodes: one node or a Galera cluster, each node's ports; config.cluster.yaml beside config.yaml."""
 from __future__ import annotations
 
 import copy
@@ -58,10 +58,11 @@ def test_the_cluster_config_is_config_yaml_but_for_the_cluster():
 
 
 def test_nodes_as_host_port_mappings_and_one_string_from_the_environment():
-    db = load_config(with_database(nodes=["10.0.0.1:3306", "[::1]:3307", {
-        "host": "db3", "port": 3308, "gcomm_port": 4567, "ist_port": 4568, "sst_port": 4444}]), env={}).mariadb
+    third = {"host": "db3", "port": 3308, "gcomm_port": 4567, "ist_port": 4568, "sst_port": 4444}
+    db = load_config(with_database(nodes=["10.0.0.1:3306", "[::1]:3307", third]), env={}).mariadb
     assert db.nodes == (DatabaseNode("10.0.0.1", 3306, 13306, 23306, 33306),
-                        DatabaseNode("::1", 3307, 13307, 23307, 33307), DatabaseNode("db3", 3308, 4567, 4568, 4444))
+                        DatabaseNode("::1", 3307, 13307, 23307, 33307),
+                        DatabaseNode("db3", 3308, 4567, 4568, 4444))
     assert str(db.nodes[1]) == "[::1]:3307"
     env = {"CACHEGATE__MARIADB__NODES": "a:3306, b:3306,c:3306"}
     db = load_config(REPO / "config.yaml", env=env).mariadb

@@ -1,4 +1,4 @@
-"""Mixed traffic through the gateway with a record of every write it acknowledged, for the cluster's fault tests.
+"""Mixed traffic through the gateway, every write it acknowledged on record, for the cluster's fault tests.
 
 Each writer owns one user: it PATCHes it (a new title each time, so the row tells which write it holds),
 creates paths and trips, and reads its user and its paths back; every answer is kept by status and error
@@ -109,7 +109,8 @@ def check_nothing_lost(stack: ClusterStack, writers: list[Writer]) -> dict[str, 
     checked = collections.Counter()
     for node in range(len(stack.config.mariadb.nodes)):
         for w in writers:
-            (version, title), = stack.query(node, "SELECT version, title FROM users WHERE id = %s", (w.user_id,))
+            (version, title), = stack.query(node, "SELECT version, title FROM users WHERE id = %s",
+                                            (w.user_id,))
             if w.acked_versions:
                 acked, acked_title = max(w.acked_versions)
                 assert version >= acked, (node, w.user_id, version, acked)

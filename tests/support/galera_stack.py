@@ -34,11 +34,13 @@ def cluster_config_file(root: Path) -> Path:
     data["stack"]["data_dir"] = str(stack_dir)
     data["proxy"].update(port=free_port(), access_log=False)
     data["proxy"]["admin"].update(port=free_port(), token_file=str(secrets / "admin-token"))
-    data["redis"].update(url=f"redis://127.0.0.1:{free_port()}/0", password_file=str(secrets / "redis-password"))
+    data["redis"].update(url=f"redis://127.0.0.1:{free_port()}/0",
+                         password_file=str(secrets / "redis-password"))
     data["mariadb"].update(password_file=str(secrets / "db-password"), pool={"min": 1, "max": 8},
                            nodes=[{"host": "127.0.0.1", "port": free_port(), "gcomm_port": free_port(),
                                    "ist_port": free_port(), "sst_port": free_port()} for _ in range(NODES)])
-    data["auth"].update(public_key=str(secrets / "jwt-public.pem"), private_key=str(secrets / "jwt-private.pem"))
+    data["auth"].update(public_key=str(secrets / "jwt-public.pem"),
+                        private_key=str(secrets / "jwt-private.pem"))
     for name, service in data["services"].items():
         service["port"] = free_port()
         data["upstreams"][name] = f"http://127.0.0.1:{service['port']}"

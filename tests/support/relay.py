@@ -1,4 +1,4 @@
-"""A loopback TCP relay in front of a real MariaDB that a test can break, stop or silence, like a node going away."""
+"""A loopback TCP relay before a real MariaDB that a test can break, stop or silence, as a node going away."""
 from __future__ import annotations
 
 import asyncio
