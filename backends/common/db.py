@@ -110,7 +110,8 @@ class Database:
                             await asyncio.sleep(random.uniform(0.002, 0.01) * conflicts)
                         elif connection_lost(exc) and node not in refreshed:
                             refreshed.add(node)  # one dead connection: its idle siblings are dead too
-                            await (await self.nodes.pool(node)).clear()
+                            if node.pool is not None:
+                                await node.pool.clear()
                         elif connection_lost(exc) or code == NOT_READY:
                             self.nodes.leave(node, _describe(exc))
                             tried.add(node)

@@ -65,12 +65,12 @@ class Nodes:
         return None
 
     async def pool(self, node: Node) -> aiomysql.Pool:
-        """The node's pool, opened on first use (no connection is made before a query needs one)."""
+        """The node's pool, opened when a query first needs the node (with pool.min connections)."""
         if node.pool is None:
             async with node.opening:
                 if node.pool is None:
                     node.pool = await aiomysql.create_pool(
-                        minsize=0, maxsize=self.db.pool_max,
+                        minsize=self.db.pool_min, maxsize=self.db.pool_max,
                         # Idle connections are what a restarted server or a departed node leaves dead.
                         pool_recycle=300, host=node.address.host, port=node.address.port,
                         **self._connect_args)

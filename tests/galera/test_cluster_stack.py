@@ -293,3 +293,46 @@ def test_the_quick_load_test_runs_on_the_cluster_and_renders_its_section_beside_
     assert f"| 1 | {run['sync_wait']['1']['p50_us']:.0f} |" in text
     assert json.loads(cluster_section.MAIN_RESULTS.read_text()) == main  # the one-node run is untouched
     assert cluster.healthy()  # it used the running stack, and stopped nothing
+
+
+async def test_a_paused_node_is_left_and_the_services_come_back_to_it_once_it_runs_again(
+        cluster: ClusterStack) -> None:
+    n1 = cluster.database().cluster.nodes[0]
+
+    def local_commits(node: int) -> int:
+        (_, value), = cluster.query(node, "SHOW GLOBAL STATUS LIKE 'wsrep_local_commits'", sync_wait=0)
+        return int(value)
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        writers = [Writer(*await register(http, cluster.proxy_url, f"paused{i}")) for i in range(2)]
+        load = Load(http, cluster, writers)
+        running = asyncio.ensure_future(load.run())
+        try:
+            assert await poll(lambda: _at_least(load, 20), 30), load.answers
+            survivors = await asyncio.to_thread(lambda: local_commits(1) + local_commits(2))
+            n1.pause()  # SIGSTOP: its ports stay open, nothing answers
+            try:
+                at_pause = load.acked
+                # Its probe gets no answer within a second: the services leave it and go on through another.
+                assert await poll(lambda: _at_least(load, at_pause + 40), 60), load.answers
+                assert await asyncio.to_thread(lambda: local_commits(1) + local_commits(2)) > survivors + 20
+            finally:
+                n1.resume()
+            assert await poll(lambda: asyncio.to_thread(cluster.healthy), 60)  # it rejoins by itself
+            seen: dict[str, int] = {}
+
+            async def back_on_n1() -> bool:
+                """Node 1 commits the services' writes again (its counter restarts if it rejoins anew)."""
+                now = await asyncio.to_thread(local_commits, 0)
+                if "base" not in seen or now < seen["last"]:
+                    seen["base"] = now
+                seen["last"] = now
+                return now - seen["base"] >= 20
+
+            assert await poll(back_on_n1, 60, interval=0.5), (seen, load.answers)
+        finally:
+            load.stop()
+            await running
+    assert load.unexpected == [], load.unexpected[:20]
+    check_nothing_lost(cluster, writers)
+    print(f"\nanswers while node 1 was paused and resumed: {dict(load.answers)}")
