@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from backends.common.db import DB_POOL, fetch_one
+from backends.seed import credentials_path, seeded_ids
 from backends.users.app import create_app as users_app
 from loadtest import cluster as cluster_section
 from loadtest import runner
@@ -336,3 +337,22 @@ async def test_a_paused_node_is_left_and_the_services_come_back_to_it_once_it_ru
     assert load.unexpected == [], load.unexpected[:20]
     check_nothing_lost(cluster, writers)
     print(f"\nanswers while node 1 was paused and resumed: {dict(load.answers)}")
+
+
+async def test_the_seed_on_the_cluster_takes_the_ids_galera_hands_out_and_its_credentials_work(
+        cluster: ClusterStack) -> None:
+    ids = await seeded_ids(cluster.config, 20)
+    assert len(ids) == 20 and ids == sorted(ids)
+    # Every node hands out ids of its own residue (auto_increment_increment = 3): never consecutive ones.
+    assert {b - a for a, b in zip(ids, ids[1:])} == {3}, ids
+    known = json.loads(credentials_path(cluster.config).read_text())["users"]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+        for user in known[:3]:
+            assert user["id"] in ids
+            login = {"login": user["login"], "password": user["password"]}
+            async with http.post(f"{cluster.proxy_url}/auth/token", json=login) as resp:
+                token = (await resp.json())["access_token"]
+            async with http.get(f"{cluster.proxy_url}/users/me",
+                                headers={"Authorization": f"Bearer {token}"}) as resp:
+                me = await resp.json()
+            assert (me["id"], me["login"]) == (user["id"], user["login"])
