@@ -211,8 +211,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = Path(args[0]).resolve()
     run = json.loads(results.read_text())
+    report = Path(args[1]).resolve() if len(args) > 1 else Path(run["report"])
+    if run.get("section") == "cluster":  # a cluster run is a section of the one-node run's report
+        main_run = cluster_section.load(cluster_section.MAIN_RESULTS)
+        if main_run is None:
+            write_cluster_only(run, results.parent, report)
+        else:
+            publish(main_run, cluster_section.MAIN_RESULTS.parent, report, (run, results.parent))
+        return 0
     beside = cluster_section.load(cluster_section.CLUSTER_RESULTS)
-    write(run, results.parent, Path(args[1]).resolve() if len(args) > 1 else Path(run["report"]),
+    write(run, results.parent, report,
           (beside, cluster_section.CLUSTER_RESULTS.parent) if beside is not None else None)
     return 0
 
