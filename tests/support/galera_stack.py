@@ -6,7 +6,6 @@ user and the API through the proxy.
 """
 from __future__ import annotations
 
-import copy
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -123,16 +122,3 @@ def start_cluster_stack(root: Path) -> ClusterStack:
     stack.up("up from nothing")
     return stack
 
-
-def override(config_file: Path, changes: dict[str, Any]) -> Path:
-    """A copy of a config file with some values changed (dotted keys), next to it."""
-    data = yaml.safe_load(config_file.read_text())
-    for key, value in changes.items():
-        *parents, last = key.split(".")
-        node = data
-        for part in parents:
-            node = node[part]
-        node[last] = copy.deepcopy(value)
-    path = config_file.with_name(f"changed-{free_port()}.yaml")
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
