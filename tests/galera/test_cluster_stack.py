@@ -25,7 +25,7 @@ from stack import launcher
 from stack.galera_conf import read_grastate
 from stack.process import pid_alive
 from tests.support.galera_load import PASSWORD, Load, Writer, check_nothing_lost, register
-from tests.support.galera_stack import ClusterStack, start_cluster_stack
+from tests.support.galera_stack import ClusterStack, cluster_stack
 from tests.support.polling import poll
 
 # What a joiner's log says when it got a full copy, and when it got only the missing write-sets.
@@ -37,8 +37,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterStack]:
-    stack = start_cluster_stack(tmp_path_factory.mktemp("gs"))
+    stack = cluster_stack(tmp_path_factory.mktemp("gs"))
     try:
+        stack.up("up from nothing")
         yield stack
     finally:
         stack.down()

@@ -116,9 +116,8 @@ class ClusterStack:
             conn.close()
 
 
-def start_cluster_stack(root: Path) -> ClusterStack:
+def cluster_stack(root: Path) -> ClusterStack:
+    """The stack of a cluster config under `root`, not started yet."""
     path = cluster_config_file(root)
-    stack = ClusterStack(path, load_config(path, env={}))
-    stack.up("up from nothing")
-    return stack
+    return ClusterStack(path, load_config(path, env={}))
 
