@@ -113,7 +113,8 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         from loadtest import profile
 
         # Right after the fill, before any entry can expire: the profile sees the hit path and nothing else.
-        if args.profile == "yes" or (args.profile == "auto" and not args.quick and profile.py_spy()):
+        auto = args.profile == "auto" and not args.quick and run["section"] == "main" and profile.py_spy()
+        if args.profile == "yes" or auto:
             run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)
         for conns in plan.sweep:
             measurer.measure(PointSpec("cache-on", stack.proxy_url, "get_uniform", conns, bearer, all_procs))
