@@ -21,7 +21,7 @@ import yaml
 from cachegate.errors import ConfigError
 from cachegate.routes import RouteConfig, RouteRules, read_routes
 from cachegate.settings import (GENERATION, LISTEN_BACKLOG, NO_ADMIN_TOKEN, AuthConfig, CacheConfig,
-                                MariaDBConfig, ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
+                                DatabaseNode, MariaDBConfig, ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
 from cachegate.values import REQUIRED, Section, parse_percent
 
 ENV_PREFIX = "CACHEGATE__"
@@ -42,6 +42,8 @@ _POLICY_REFUSED = {
     "volatile-ttl": "evicts the shortest-lived keys first: the write fences and tombstones",
     "volatile-random": "evicts write fences and tombstones as readily as idle entries",
 }
+# A cluster node given as host:port listens for its Galera peers on its port plus these.
+GALERA_PORT_OFFSETS = {"gcomm": 10000, "ist": 20000, "sst": 30000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,18 +290,31 @@ class _Builder:
         return cfg
 
     def _mariadb(self, s: Section) -> MariaDBConfig:
-        pool = s.section("pool")
+        pool, probe = s.section("pool"), s.section("probe")
         cfg = MariaDBConfig(
-            host=s.string("host", "127.0.0.1"), port=s.port("port", 3306),
+            nodes=_database_nodes(s),
             database=s.string("database", REQUIRED), user=s.string("user", REQUIRED),
             password_file=s.path("password_file", self.root, None),
             pool_min=pool.integer("min", 1, low=0, high=1000),
             pool_max=pool.integer("max", 32, low=1, high=1000),
             connect_timeout=s.duration("connect_timeout", 2.0),
+            query_timeout=s.duration("query_timeout", 4.0),
+            sync_wait=s.integer("sync_wait", 1, low=0, high=15),
+            probe_interval=probe.duration("interval", 0.5), probe_timeout=probe.duration("timeout", 1.0),
+            conflict_retries=s.integer("conflict_retries", 3, low=0, high=20),
             password_env=self.env.get("CACHEGATE_DB_PASSWORD"))
         if cfg.pool_min > cfg.pool_max:
             pool.fail(f"must not exceed max ({cfg.pool_max}), got {cfg.pool_min}", "min")
+        for where, value in (("query_timeout", cfg.query_timeout), ("connect_timeout", cfg.connect_timeout)):
+            if value < 0.1:
+                s.fail(f"expected at least 100ms, got {value:g}s", where)
+        if cfg.probe_interval < 0.05:
+            probe.fail(f"expected at least 50ms, got {cfg.probe_interval:g}s", "interval")
+        if not 0.05 <= cfg.probe_timeout <= cfg.query_timeout:
+            probe.fail(f"expected 50ms to query_timeout ({cfg.query_timeout:g}s), got {cfg.probe_timeout:g}s",
+                       "timeout")
         pool.done()
+        probe.done()
         s.done()
         return cfg
 
@@ -351,6 +366,64 @@ class _Builder:
         if not out:
             s.fail("expected at least one upstream")
         return out
+
+
+def _database_nodes(s: Section) -> tuple[DatabaseNode, ...]:
+    """`mariadb.nodes`: a list of host:port (or of mappings with the Galera ports too); `host` and `port`
+    alone are the shorthand for one node. A cluster node's Galera ports default to its port plus the
+    offsets of `galera_ports`."""
+    raw = s.data.get("nodes")
+    s.used.add("nodes")
+    host, port = s.string("host", None), s.port("port", None)
+    offsets = s.section("galera_ports")
+    derive = {role: offsets.integer(role, default, low=1, high=60000)
+              for role, default in GALERA_PORT_OFFSETS.items()}
+    offsets.done()
+    if raw is None:
+        return (DatabaseNode(host or "127.0.0.1", port or 3306),)
+    if host is not None or port is not None:
+        s.fail("give the database as nodes or as host and port, not both", "host" if host else "port")
+    if isinstance(raw, str):  # an environment override: CACHEGATE__MARIADB__NODES=a:3306,b:3306
+        raw = [part.strip() for part in raw.split(",")]
+    if not isinstance(raw, list) or not raw:
+        s.fail("expected a list of host:port, e.g. [127.0.0.1:3316]", "nodes")
+    cluster = len(raw) > 1
+    nodes = [_database_node(s, f"nodes[{i}]", entry, derive if cluster else None)
+             for i, entry in enumerate(raw)]
+    taken: dict[tuple[str, int], str] = {}
+    for i, node in enumerate(nodes):
+        roles = (("port", node.port), ("gcomm_port", node.gcomm_port), ("ist_port", node.ist_port),
+                 ("sst_port", node.sst_port))
+        for role, number in roles if cluster else roles[:1]:
+            place = f"nodes[{i}].{role}"
+            other = taken.setdefault((node.host, number), place)
+            if other != place:
+                s.fail(f"{node.host}:{number} is also {other}; every node needs ports of its own", place)
+    return tuple(nodes)
+
+
+def _database_node(s: Section, where: str, entry: Any, derive: Mapping[str, int] | None) -> DatabaseNode:
+    if isinstance(entry, str):
+        host, _, number = entry.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or not number.isdigit() or not 1 <= int(number) <= 65535:
+            s.fail(f'expected host:port, got "{entry}"', where)
+        entry = {"host": host, "port": int(number)}
+    if not isinstance(entry, dict):
+        s.fail("expected host:port or a mapping {host, port, gcomm_port, ist_port, sst_port}", where)
+    node = Section(entry, f"{s.where}.{where}", s.label)
+    host, port = node.string("host", "127.0.0.1"), node.port("port", REQUIRED)
+    ports: dict[str, int] = {}
+    for role in GALERA_PORT_OFFSETS:
+        given = node.port(f"{role}_port", None)
+        if given is None and derive is not None:
+            given = port + derive[role]
+            if given > 65535:
+                node.fail(f"{role} port {port} + galera_ports.{role} ({derive[role]}) is past 65535; "
+                          f"give {role}_port", f"{role}_port")
+        ports[role] = given or 0
+    node.done()
+    return DatabaseNode(host, port, ports["gcomm"], ports["ist"], ports["sst"])
 
 
 def _as_prefix(v: Any) -> str:

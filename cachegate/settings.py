@@ -101,17 +101,52 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseNode:
+    """One MariaDB server of `mariadb.nodes`: clients use host:port; Galera peers the other three ports
+    (0 for a plain server, which has no peers)."""
+    host: str
+    port: int
+    gcomm_port: int = 0
+    ist_port: int = 0
+    sst_port: int = 0
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
 class MariaDBConfig:
-    """Read by the services (and the launcher, migrations, seeding) when they start."""
-    host: str = setting("mariadb.host", PROCESS)
-    port: int = setting("mariadb.port", PROCESS)
+    """Read by the services (and the launcher, migrations, seeding) when they start.
+
+    One node is a plain server; several are one Galera cluster, every node taking reads and writes. A
+    service sends everything to the first node of the list that answers (`backends/common/nodes.py`)."""
+    nodes: tuple[DatabaseNode, ...] = setting("mariadb.nodes", PROCESS)
     database: str = setting("mariadb.database", PROCESS)
     user: str = setting("mariadb.user", PROCESS)
     password_file: Path | None = setting("mariadb.password_file", PROCESS)
     pool_min: int = setting("mariadb.pool.min", PROCESS)
     pool_max: int = setting("mariadb.pool.max", PROCESS)
     connect_timeout: float = setting("mariadb.connect_timeout", PROCESS)
+    query_timeout: float = setting("mariadb.query_timeout", PROCESS)  # one read, or one whole transaction
+    sync_wait: int = setting("mariadb.sync_wait", PROCESS)  # a cluster's wsrep_sync_wait per session
+    probe_interval: float = setting("mariadb.probe.interval", PROCESS)
+    probe_timeout: float = setting("mariadb.probe.timeout", PROCESS)
+    conflict_retries: int = setting("mariadb.conflict_retries", PROCESS)
     password_env: str | None = derived(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        """The first node's host: where tools that talk to one server (and a plain server) go."""
+        return self.nodes[0].host
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def cluster(self) -> bool:
+        """Several nodes: a Galera cluster."""
+        return len(self.nodes) > 1
 
     def password(self) -> str:
         """The environment wins over the file, so containers need no file at all."""

@@ -62,6 +62,13 @@ def parser() -> argparse.ArgumentParser:
                    help="profile the proxy with py-spy during one extra cache-on point "
                         "(auto: full runs, when py-spy is installed)")
     p.add_argument("--keep-stack", action="store_true", help="leave running what this run started")
+    p.add_argument("--section", choices=("main", "cluster"), default=None,
+                   help="main: the one-node run that makes performance.md; cluster: a run on a Galera "
+                        "cluster, kept in its own results and rendered into performance.md beside the main "
+                        "run (default: cluster when the config's database has several nodes)")
+    p.add_argument("--beside", type=Path, default=None, metavar="RESULTS.json",
+                   help="the other section's results to render beside this run (default: the committed "
+                        "loadtest/results/full or loadtest/results/cluster)")
     ab = p.add_argument_group("A/B", "the hit path's proxy CPU per request of this tree against an anchor, "
                                      "measured in turn in the same run")
     ab.add_argument("--vs", metavar="ANCHOR", default=None,
@@ -77,8 +84,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> tuple[Plan, Path, Path]:
-    """The plan after the options, the results folder and the report path."""
+def resolve(args: argparse.Namespace, section: str = "main") -> tuple[Plan, Path, Path]:
+    """The plan after the options, the results folder and the report path (of `section`)."""
     plan = QUICK if args.quick else FULL
     if args.users is not None:
         plan = replace(plan, users=args.users)
@@ -95,6 +102,11 @@ def resolve(args: argparse.Namespace) -> tuple[Plan, Path, Path]:
     if args.vs_rounds is not None and args.vs_rounds < 1:
         raise ValueError("--vs-rounds must be at least 1")
     quick_dir, full_dir = ("tmp/quick-ab", "ab") if args.ab_only else ("tmp/quick", "full")
+    if section == "cluster":
+        if args.ab_only or args.vs:
+            raise ValueError("--vs and --ab-only compare the hit path of one proxy: "
+                             "run them in the main section")
+        quick_dir, full_dir = "tmp/quick-cluster", "cluster"
     default_results = REPO / "loadtest" / "results" / (quick_dir if args.quick else full_dir)
     results = (args.results or default_results).resolve()
     default_report = (results / "performance.md" if args.quick or args.ab_only else REPO / "performance.md")

@@ -1,6 +1,7 @@
 """performance.md from a run's results.json: every number in it comes from the run, none is typed by hand.
 
-`python -m loadtest.report RESULTS.json [REPORT.md]` renders it again from a saved run.
+`python -m loadtest.report RESULTS.json [REPORT.md]` renders it again from a saved run (with the cluster run
+of loadtest/results/cluster beside it, when there is one).
 """
 from __future__ import annotations
 
@@ -9,14 +10,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from loadtest import cluster as cluster_section
 from loadtest import plots, sections
 from loadtest.sections import STACK_PROCESSES, TITLES
 from loadtest.summary import (MODES, PROXY_CPU_TARGET_US, at_fixed, best, errors_of, group, hit_ratio,
                               targets, upstream_per_request)
 
-def write(run: dict[str, Any], results_dir: Path, report_path: Path) -> None:
+Beside = tuple[dict[str, Any], Path]  # a cluster run and its results folder
+
+
+def save(run: dict[str, Any], results_dir: Path) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "results.json").write_text(json.dumps(run, indent=1, sort_keys=True) + "\n")
+
+
+def write(run: dict[str, Any], results_dir: Path, report_path: Path, cluster: Beside | None = None) -> None:
+    """results.json and the report, with a cluster run (loadtest/cluster.py) in its own section."""
+    save(run, results_dir)
+    publish(run, results_dir, report_path, cluster)
+
+
+def publish(run: dict[str, Any], results_dir: Path, report_path: Path, cluster: Beside | None = None) -> None:
+    """The report and its plots from a run (already saved in results_dir)."""
     report_path.parent.mkdir(parents=True, exist_ok=True)
     if run.get("ab_only"):
         report_path.write_text(render_ab_only(run, results_dir, report_path))
@@ -27,10 +42,22 @@ def write(run: dict[str, Any], results_dir: Path, report_path: Path) -> None:
     when = run["generated_at"]
     plots.throughput(run["points"], images["throughput"], f"GET /users/{{id}}: throughput ({when})")
     plots.latency(run["points"], images["latency"], f"GET /users/{{id}}: latency percentiles ({when})")
-    report_path.write_text(render(run, results_dir, report_path, images))
+    report_path.write_text(render(run, results_dir, report_path, images, cluster))
 
 
-def render(run: dict[str, Any], results_dir: Path, report_path: Path, images: dict[str, Path]) -> str:
+def write_cluster_only(run: dict[str, Any], results_dir: Path, report_path: Path) -> None:
+    """The report of a cluster run when there is no one-node run to put it beside."""
+    save(run, results_dir)
+    out: list[str] = ["# Performance on a Galera cluster (no one-node run to compare with)\n"]
+    cluster_section.render(out.append, {"points": []}, run, report_path, results_dir)
+    sections.machine(out.append, run)
+    sections.reproduce(out.append, run, run["points"])
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text("\n".join(out) + "\n")
+
+
+def render(run: dict[str, Any], results_dir: Path, report_path: Path, images: dict[str, Path],
+           cluster: Beside | None = None) -> str:
     points = run["points"]
     out: list[str] = []
     add = out.append
@@ -53,6 +80,8 @@ def render(run: dict[str, Any], results_dir: Path, report_path: Path, images: di
     for name in ("cache-off", "cache-on", "backend", "bare"):
         sections.sweep(add, name, group(points, name), report_path, results_dir)
     sections.variants(add, points, report_path, results_dir)
+    if cluster is not None:
+        cluster_section.render(add, run, cluster[0], report_path, cluster[1])
     sections.method(add, run, points)
     sections.profile(add, run, report_path, results_dir)
     sections.ab(add, run, report_path, results_dir)
@@ -182,7 +211,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = Path(args[0]).resolve()
     run = json.loads(results.read_text())
-    write(run, results.parent, Path(args[1]).resolve() if len(args) > 1 else Path(run["report"]))
+    report = Path(args[1]).resolve() if len(args) > 1 else Path(run["report"])
+    if run.get("section") == "cluster":  # a cluster run is a section of the one-node run's report
+        main_run = cluster_section.load(cluster_section.MAIN_RESULTS)
+        if main_run is None:
+            write_cluster_only(run, results.parent, report)
+        else:
+            publish(main_run, cluster_section.MAIN_RESULTS.parent, report, (run, results.parent))
+        return 0
+    beside = cluster_section.load(cluster_section.CLUSTER_RESULTS)
+    write(run, results.parent, report,
+          (beside, cluster_section.CLUSTER_RESULTS.parent) if beside is not None else None)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from cachegate.config import load_config
 from cachegate.errors import ConfigError
-from loadtest import credentials, procstat, steps, wrk
+from loadtest import cluster, credentials, procstat, steps, wrk
 from loadtest.measure import Measurer, PointSpec
 from loadtest.plan import FIXED_CONNECTIONS, Plan, parser, resolve
 from loadtest.progress import Bar, say
@@ -33,17 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
     try:
-        plan, results_dir, report_path = resolve(args)
-    except ValueError as exc:
-        say(f"cachegate loadtest: {exc}")
-        return EXIT_USAGE
-    try:
         config = load_config(Path(args.config) if args.config else None)
+        section = args.section or ("cluster" if config.mariadb.cluster else "main")
+        plan, results_dir, report_path = resolve(args, section)
         wrk_version = wrk.version()
-    except (ConfigError, wrk.WrkError) as exc:
+    except (ConfigError, wrk.WrkError, ValueError) as exc:
         say(f"cachegate loadtest: {exc}")
         return EXIT_USAGE
     run: dict[str, Any] = {
+        "section": section, "database": cluster.database_record(config),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "quick": args.quick,
         "command": shlex.join(["cachegate", "loadtest", *argv]), "plan": asdict(plan),
         "ab_only": args.ab_only,
@@ -60,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     run["points"], run["problems"], run["commands"] = measurer.points, measurer.problems, measurer.commands
     run["valid"] = not measurer.problems
     run["elapsed_s"] = time.monotonic() - started
-    from loadtest import report
-    report.write(run, results_dir, report_path)
+    _write(run, results_dir, report_path, args.beside)
     say(f"report: {report_path}\nresults: {results_dir / 'results.json'}")
     if not run["valid"]:
         say("INVALID run:\n  " + "\n  ".join(measurer.problems))
@@ -98,7 +95,8 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         if args.ab_only:
             run["ab"] = _ab(args, plan, config, bearer, measurer, secrets_dir, server_cpus if pin else None)
             return measurer
-        steps.references(measurer, plan, run, secrets_dir, stack, bearer, server_cpus if pin else None)
+        if run["section"] == "main":  # the references are the machine's, not the database's: measured once
+            steps.references(measurer, plan, run, secrets_dir, stack, bearer, server_cpus if pin else None)
 
         cache_was = stack.cache_enabled()
         run["cache_toggles"] = [{"enabled": False, "cache_status": stack.set_cache(False, probe)}]
@@ -115,7 +113,8 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
         from loadtest import profile
 
         # Right after the fill, before any entry can expire: the profile sees the hit path and nothing else.
-        if args.profile == "yes" or (args.profile == "auto" and not args.quick and profile.py_spy()):
+        auto = args.profile == "auto" and not args.quick and run["section"] == "main" and profile.py_spy()
+        if args.profile == "yes" or auto:
             run["profile"] = profile.record(measurer, stack, bearer, all_procs, results_dir)
         for conns in plan.sweep:
             measurer.measure(PointSpec("cache-on", stack.proxy_url, "get_uniform", conns, bearer, all_procs))
@@ -124,6 +123,8 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
             script, script_args = scripts[variant]
             measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args,
                                        all_procs))
+        if run["section"] == "cluster":
+            run["sync_wait"] = cluster.sync_wait_cost(config, ids)
         if args.vs:
             procstat.unpin(pinned)
             pinned = {}
@@ -171,6 +172,25 @@ def _credentials(run: dict[str, Any], config: Any, plan: Plan, stack: Stack,
     known = credentials.with_tokens(stack.proxy_url, known, bar.update)
     bar.finish()
     return ids, known, credentials.write_files(folder, ids, known)
+
+
+def _write(run: dict[str, Any], results_dir: Path, report_path: Path, beside: Path | None) -> None:
+    """results.json, then the report: a main run with the cluster run beside it (if there is one); a
+    cluster run rendered into the main run's report (or alone, when there is no main run yet)."""
+    from loadtest import report
+    if run["section"] == "main":
+        other_path = beside or cluster.CLUSTER_RESULTS
+        other = cluster.load(other_path)
+        report.write(run, results_dir, report_path, (other, other_path.parent) if other is not None else None)
+        return
+    main_path = beside or cluster.MAIN_RESULTS
+    main_run = cluster.load(main_path)
+    if main_run is None:
+        say(f"no one-node run at {main_path}: the report holds the cluster run alone")
+        report.write_cluster_only(run, results_dir, report_path)
+        return
+    report.save(run, results_dir)
+    report.publish(main_run, main_path.parent, report_path, (run, results_dir))
 
 
 def probe_alive(stack: Stack) -> bool:

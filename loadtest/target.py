@@ -13,6 +13,7 @@ from typing import Any, Callable
 from cachegate.config import Config
 from cachegate.errors import ConfigError
 from stack.admin_client import AdminError, admin_call
+from stack.database import DatabaseUnit
 from stack.launcher import supervisor, units, up
 from stack.net import free_port, http_ok, loopback
 from stack.process import group_members, log_tail, spawn, terminate, wait_until
@@ -47,13 +48,14 @@ class Stack:
         raise TargetError("config.yaml has no GET /users/{id:int} route")
 
     def pids(self) -> dict[str, list[int]]:
-        """proxy (its master and workers), users, mariadb and redis, from the launcher's pid files."""
+        """proxy (its master and workers), users, mariadb (every node) and redis, from the pid files."""
         found: dict[str, list[int]] = {}
         for name, _, unit in units(self.config):
             if name in ("proxy", "users", "mariadb", "redis"):
                 if unit.pid is None:
                     raise TargetError(f"{name} is not running")
-                found[name] = group_members(unit.pid) if name == "proxy" else [unit.pid]
+                found[name] = (group_members(unit.pid) if name == "proxy"
+                               else unit.pids if isinstance(unit, DatabaseUnit) else [unit.pid])
         return found
 
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from backends.migrate import migrate
 from backends.seed import credentials_path, seed
 from cachegate.config import Config
 from cachegate.errors import ConfigError
+from stack.database import DatabaseUnit, NodeRow
 from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.managed import ManagedProcess
-from stack.mariadb import MariaDBServer
 from stack.net import http_ok, loopback, port_open
 from stack.ports import taken
 from stack.process import StackError, wait_until
@@ -100,10 +100,9 @@ def redis_server(config: Config) -> RedisServer:
                        maxmemory=config.redis.maxmemory, maxmemory_policy=config.redis.maxmemory_policy)
 
 
-def mariadb_server(config: Config) -> MariaDBServer:
-    data, logs, run = _dirs(config)
-    return MariaDBServer(data / "mariadb", config.mariadb.host, config.mariadb.port,
-                         pid_path=run / "mariadb.pid", log_path=logs / "mariadb.log")
+def mariadb_server(config: Config) -> DatabaseUnit:
+    """The database: a plain server for one node of mariadb.nodes, a Galera cluster for several."""
+    return DatabaseUnit(config)
 
 
 def _config_file(config: Config) -> str:
@@ -134,8 +133,12 @@ def proxy_process(config: Config) -> ManagedProcess:
 
 def addresses(config: Config) -> dict[str, list[tuple[str, int]]]:
     """Every (host, port) each process of the stack listens on, by name."""
+    db = config.mariadb
     found = {"redis": [(config.redis.host, config.redis.port)],
-             "mariadb": [(config.mariadb.host, config.mariadb.port)]}
+             "mariadb": [(db.host, db.port)]}
+    if db.cluster:   # every node's SQL port and the ports it talks to its peers on
+        found["mariadb"] = [(node.host, port) for node in db.nodes
+                            for port in (node.port, node.gcomm_port, node.ist_port, node.sst_port)]
     found.update((name, [(svc.host, svc.port)]) for name, svc in config.services.items())
     proxy = config.proxy
     found["proxy"] = [(proxy.host, proxy.port), (proxy.admin_host, proxy.admin_port)]
@@ -324,16 +327,23 @@ def down(config: Config, *, say: Say = print) -> None:
     say(f"{'supervisor':<8} stopped (pid {pid})" if pid else f"{'supervisor':<8} was not running")
     for name, host, unit in reversed(units(config)):
         pid = unit.pid
+        pids = unit.pids if isinstance(unit, DatabaseUnit) else [pid]  # every node of a cluster
         unit.stop()
-        say(f"{name:<8} stopped (pid {pid})" if pid else f"{name:<8} was not running")
+        say(f"{name:<8} stopped (pid {', '.join(map(str, pids))})" if pid else f"{name:<8} was not running")
     keeper.forget()
 
 
-def status(config: Config) -> list[Row]:
-    """Every process, then the supervisor; a process's line says what its supervisor last recorded."""
+def status(config: Config) -> list[Row | NodeRow]:
+    """Every process, then the supervisor; a process's line says what its supervisor last recorded. The
+    database has a row per node, up only while the node serves (a Galera node: Synced or Donor, in the
+    Primary component)."""
     keeper = supervisor(config)
     records = keeper.records()
-    rows = [Row(name, unit.pid, host, unit.port, _details(records, name))
-            for name, host, unit in units(config)]
+    rows: list[Row | NodeRow] = []
+    for name, host, unit in units(config):
+        if isinstance(unit, DatabaseUnit) and unit.cluster is not None:
+            rows += unit.rows()
+        else:
+            rows.append(Row(name, unit.pid, host, unit.port, _details(records, name)))
     rows.append(Row("supervisor", keeper.pid, "-", None))
     return rows

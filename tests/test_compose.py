@@ -47,19 +47,28 @@ DOT_ENV = {"CACHEGATE_DB_PASSWORD": "not-a-real-db-password", "CACHEGATE_REDIS_P
            "CACHEGATE_ADMIN_TOKEN": "not-a-real-admin-token"}
 
 
-def interpolated(value: str) -> str:
-    """A value as compose hands it over, DOT_ENV being the .env file: `${NAME:?...}` replaced, `$$` -> `$`."""
-    value = re.sub(r"\$\{(\w+)(?::\?[^}]*)?\}", lambda m: DOT_ENV[m.group(1)], value)
+def interpolated(value: str, dot_env: dict[str, str] | None = None) -> str:
+    """A value as compose hands it over, DOT_ENV being the .env file: `${NAME:?...}` replaced, `${NAME:-x}`
+    by x unless .env has NAME, `$$` -> `$`."""
+    env = DOT_ENV if dot_env is None else dot_env
+
+    def value_of(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        return env.get(name, default[2:]) if default is not None else env[name]
+
+    value = re.sub(r"\$\{(\w+)(:-[^}]*)?(?::\?[^}]*)?\}", value_of, value)
     return value.replace("$$", "$")
 
 
-def config_in(service: dict[str, Any]):
+def config_in(service: dict[str, Any], dot_env: dict[str, str] | None = None):
     """The Config a container of this service would load: config.yaml plus its environment."""
-    return load_config(REPO / "config.yaml", env={k: interpolated(v) for k, v in env_of(service).items()})
+    return load_config(REPO / "config.yaml",
+                       env={k: interpolated(v, dot_env) for k, v in env_of(service).items()})
 
 
 def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", "mariadb", *APP_SERVICES}
+    default = {name for name, service in compose["services"].items() if not service.get("profiles")}
+    assert default == {"redis", "mariadb", *APP_SERVICES}
     for name in APP_SERVICES:
         assert compose["services"][name].get("build") == ".", name
 
@@ -261,3 +270,81 @@ def test_a_backend_healthcheck_passes_on_a_live_service_and_fails_on_a_dead_one(
         terminate(proc.pid, timeout=15, popen=proc)
         log.close()
     assert probe() != 0   # nothing answers there any more
+
+
+# --- profile galera: the database as a 3-node Galera cluster ---------------------------------------------
+
+GALERA = ("galera-1", "galera-2", "galera-3")
+GALERA_ENV = {**DOT_ENV, "CACHEGATE_DB_NODES": "galera-1:3306,galera-2:3306,galera-3:3306"}
+
+
+def galera_cnf(compose: dict[str, Any]) -> dict[str, str]:
+    parser = configparser.ConfigParser(strict=True)
+    parser.read_string(interpolated(compose["configs"]["galera-cnf"]["content"]))
+    return dict(parser["mysqld"])
+
+
+def test_the_galera_profile_has_three_nodes_of_the_image_and_database_of_the_single_server(
+        compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert {name for name, s in services.items() if s.get("profiles") == ["galera"]} == set(GALERA)
+    single = services["mariadb"]
+    for name in GALERA:
+        node = services[name]
+        assert node["image"] == single["image"]
+        assert env_of(node) == env_of(single)  # the same database, user and password (from .env)
+        assert any(str(v).startswith(f"{name}-data:") for v in node["volumes"]), name
+        assert f"{name}-data" in compose["volumes"]
+        assert {"source": "galera-cnf", "target": "/etc/mysql/conf.d/galera.cnf"} in node["configs"]
+        command = " ".join(node["command"])
+        assert f"--wsrep-node-name={name}" in command and f"--wsrep-node-address={name}" in command
+        assert "--galera_online" in node["healthcheck"]["test"]
+
+
+def test_only_node_1_bootstraps_and_only_when_it_has_no_data_or_stopped_last(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    first = services["galera-1"]["command"]
+    assert first[:2] == ["sh", "-ec"]
+    script = first[2]
+    assert "--wsrep-new-cluster" in script
+    assert "[ ! -d /var/lib/mysql/mysql ]" in script and "safe_to_bootstrap: *1" in script
+    assert "/var/lib/mysql/grastate.dat" in script
+    for name in GALERA[1:]:
+        assert "--wsrep-new-cluster" not in " ".join(services[name]["command"]), name
+    # Joiners one at a time, each after the one before it is online.
+    assert services["galera-2"]["depends_on"] == {"galera-1": {"condition": "service_healthy"}}
+    assert services["galera-3"]["depends_on"] == {"galera-2": {"condition": "service_healthy"}}
+    # The migration waits for the last joiner when the profile runs (and for nothing when it does not).
+    waits = services["migrate"]["depends_on"]["galera-3"]
+    assert waits == {"condition": "service_healthy", "required": False}
+
+
+def test_galera_cnf_has_what_the_local_nodes_get(compose: dict[str, Any], tmp_path: Path) -> None:
+    from stack.galera_conf import Account, ClusterSettings, NodeAddress, render_cnf
+    cnf = galera_cnf(compose)
+    peers = [NodeAddress("127.0.0.1", 3317 + i, 13317 + i, 23317 + i, 33317 + i) for i in range(3)]
+    local = configparser.ConfigParser(strict=True, allow_no_value=True)
+    local.read_string(render_cnf(0, tmp_path, peers, ClusterSettings(), sst=Account("s", "p"),
+                                 pid_path=tmp_path / "p", log_path=tmp_path / "l"))
+    for key in ("binlog_format", "log_bin", "log_slave_updates", "default_storage_engine",
+                "innodb_autoinc_lock_mode", "wsrep_on", "wsrep_provider", "wsrep_cluster_name",
+                "wsrep_gtid_mode", "wsrep_sync_wait", "wsrep_sst_method"):
+        assert cnf[key] == local["mysqld"][key], key
+    assert cnf["wsrep_cluster_address"] == "gcomm://" + ",".join(GALERA)
+    # The state-transfer user: made by node 1's first start, with the password of .env, never in the file.
+    raw = compose["configs"]["galera-cnf"]["content"]
+    assert "wsrep_sst_auth=cachegate_sst:${CACHEGATE_DB_PASSWORD:?" in raw
+    assert cnf["wsrep_sst_auth"] == "cachegate_sst:" + DOT_ENV["CACHEGATE_DB_PASSWORD"]
+    sql = compose["configs"]["galera-sst-user"]["content"]
+    assert "'cachegate_sst'@'localhost'" in sql and "IDENTIFIED BY '${CACHEGATE_DB_PASSWORD:?" in sql
+    assert {"source": "galera-sst-user", "target": "/docker-entrypoint-initdb.d/sst-user.sql"} in \
+        compose["services"]["galera-1"]["configs"]
+
+
+def test_with_the_galera_nodes_in_dot_env_every_app_container_uses_the_three_nodes(
+        compose: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        config = config_in(compose["services"][name], GALERA_ENV)
+        assert config.mariadb.cluster, name
+        assert [(n.host, n.port) for n in config.mariadb.nodes] == [(g, 3306) for g in GALERA], name
+        assert config_in(compose["services"][name]).mariadb.nodes[0].host == "mariadb"  # without: the one

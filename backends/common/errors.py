@@ -68,6 +68,23 @@ def unprocessable(message: str) -> ApiError:
     return ApiError(422, "validation_error", message)
 
 
+def database_unavailable(message: str = "the database is unavailable, retry later") -> ApiError:
+    return ApiError(503, "database_unavailable", message, headers={"Retry-After": "1"})
+
+
+def write_outcome_unknown() -> ApiError:
+    """The connection broke after COMMIT was sent: the write may or may not have happened."""
+    return ApiError(503, "write_outcome_unknown",
+                    "the database connection broke while the write was committing, so it may or may not have "
+                    "been applied; read the resource before writing again, or retry with If-Match",
+                    headers={"Retry-After": "1"})
+
+
+def write_conflict(attempts: int) -> ApiError:
+    return ApiError(409, "write_conflict",
+                    f"the write lost to concurrent writes of the same rows {attempts} times; retry")
+
+
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
@@ -88,8 +105,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (pymysql.err.OperationalError, pymysql.err.InterfaceError, ConnectionError, TimeoutError) as exc:
         # The database is down or the connection broke mid-query: the client may retry later.
         log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
-        return error_response(503, "database_unavailable", "the database is unavailable, retry later",
-                              {"Retry-After": "1"})
+        unavailable = database_unavailable()
+        return error_response(unavailable.status, unavailable.code, unavailable.message, unavailable.headers)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")

@@ -7,6 +7,7 @@ import pymysql
 from aiohttp import web
 
 from backends.common.db import DB_POOL, fetch_one
+from backends.common.errors import ApiError
 
 PATH = "/-/health"
 # Below the gateway's own check (proxy/ops.py CHECK_TIMEOUT, 1 s), so it hears "unavailable", not silence.
@@ -22,6 +23,8 @@ async def health(request: web.Request) -> web.Response:
             await fetch_one(request.app[DB_POOL], "SELECT 1")
     except TimeoutError:
         return _unavailable(f"no answer from the database within {DB_TIMEOUT_S:g} s")
+    except ApiError as exc:   # no usable node, or the database's own deadline passed
+        return _unavailable(exc.code)
     except (pymysql.MySQLError, OSError) as exc:
         return _unavailable(f"database error: {type(exc).__name__}")
     return web.json_response({"status": "ok", "db": "ok"})

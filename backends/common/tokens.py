@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import aiomysql
-
 from backends.common import db
 from backends.common.errors import ApiError, unauthorized
 from cachegate.settings import AuthConfig
@@ -42,12 +40,12 @@ class TokenVersions:
         self._clock = clock
         self._known: dict[int, tuple[int | None, float]] = {}  # user id -> (version, read at)
 
-    async def check(self, pool: aiomysql.Pool, claims: Claims) -> None:
+    async def check(self, pool: db.Database, claims: Claims) -> None:
         """A 401 unless the token's user exists and its token version is the token's."""
         if await self.current(pool, claims.user_id) != claims.token_version:
             raise _as_api_error(revoked())
 
-    async def current(self, pool: aiomysql.Pool, user_id: int) -> int | None:
+    async def current(self, pool: db.Database, user_id: int) -> int | None:
         now = self._clock()
         known = self._known.get(user_id)
         if known is not None and now - known[1] < self._fresh:

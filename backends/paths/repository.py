@@ -25,8 +25,8 @@ def to_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def insert(pool: aiomysql.Pool, owner_id: int, start_point: str, end_point: str) -> dict[str, Any]:
-    async with db.transaction(pool) as cur:
+async def insert(pool: db.Database, owner_id: int, start_point: str, end_point: str) -> dict[str, Any]:
+    async def write(cur: aiomysql.DictCursor) -> dict[str, Any]:
         await cur.execute(
             "INSERT INTO paths (owner_id, start_point, end_point, created_at, updated_at)"
             " VALUES (%s, %s, %s, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))",
@@ -35,13 +35,15 @@ async def insert(pool: aiomysql.Pool, owner_id: int, start_point: str, end_point
         await cur.execute(f"SELECT {COLUMNS} FROM paths WHERE id = %s", (cur.lastrowid,))
         return to_json(await cur.fetchone())
 
+    return await db.transaction(pool, write)
 
-async def get(pool: aiomysql.Pool, path_id: int) -> dict[str, Any] | None:
+
+async def get(pool: db.Database, path_id: int) -> dict[str, Any] | None:
     row = await db.fetch_one(pool, f"SELECT {COLUMNS} FROM paths WHERE id = %s", (path_id,))
     return None if row is None else to_json(row)
 
 
-async def search(pool: aiomysql.Pool, start: str, limit: int,
+async def search(pool: db.Database, start: str, limit: int,
                  offset: int) -> tuple[list[dict[str, Any]], bool]:
     rows = await db.fetch_all(
         pool,

@@ -72,7 +72,7 @@ def write_config(base: Path, root: Path) -> Path:
     redis = data.setdefault("redis", {})
     redis.update(url=f"redis://127.0.0.1:{free_port()}/0", password_file=str(secrets / "redis-password"))
     mariadb = data.setdefault("mariadb", {})
-    mariadb.update(host="127.0.0.1", port=free_port(), password_file=str(secrets / "db-password"))
+    mariadb.update(nodes=[f"127.0.0.1:{free_port()}"], password_file=str(secrets / "db-password"))
     auth = data.setdefault("auth", {})
     auth.update(public_key=str(secrets / "jwt-public.pem"), private_key=str(secrets / "jwt-private.pem"))
     for name, service in data.get("services", {}).items():

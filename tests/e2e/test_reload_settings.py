@@ -34,6 +34,9 @@ def shipped_routes_without_a_ttl_on_paths() -> list[dict]:
 
 def put(data: dict, key: str, value: Any) -> None:
     *parents, last = key.split(".")
+    if key == "mariadb.nodes":  # the test world gives its one node as host and port, the shorthand
+        data["mariadb"].pop("host", None)
+        data["mariadb"].pop("port", None)
     node = data
     for part in parents:
         node = node[part]
@@ -56,9 +59,11 @@ def process_changes(tmp_path: Path) -> dict[str, Any]:
         "redis.url": f"redis://127.0.0.1:{free_port()}/0", "redis.username": "someone-else",
         "redis.password_file": str(other), "redis.timeout": "300ms", "redis.breaker.failures": 7,
         "redis.breaker.reset": "3s",
-        "mariadb.host": "127.0.0.2", "mariadb.port": free_port(), "mariadb.database": "other",
+        "mariadb.nodes": [f"127.0.0.2:{free_port()}"], "mariadb.database": "other",
         "mariadb.user": "other", "mariadb.password_file": str(other), "mariadb.pool.min": 1,
-        "mariadb.pool.max": 8, "mariadb.connect_timeout": "3s",
+        "mariadb.pool.max": 8, "mariadb.connect_timeout": "3s", "mariadb.query_timeout": "3s",
+        "mariadb.sync_wait": 0, "mariadb.probe.interval": "1s", "mariadb.probe.timeout": "2s",
+        "mariadb.conflict_retries": 5,
         "auth.algorithm": "ES384", "auth.issuer": "someone-else", "auth.public_key": str(other),
         "auth.private_key": str(other), "auth.token_ttl": "20m", "auth.leeway": "20s",
         "cache.prefix": "another-prefix",

@@ -93,6 +93,7 @@ class ConfigBuilder:
             "upstreams": {name: f"http://{s['host']}:{s['port']}" for name, s in services.items()},
         }
         base = yaml.safe_load((REPO / "config.yaml").read_text())
+        base["mariadb"].pop("nodes", None)  # the test server's host and port (the one-node shorthand) instead
         return deep_merge(deep_merge(base, world), overrides or {})
 
     def __call__(self, overrides: dict[str, Any] | None = None, *,
