@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from cachegate.errors import ConfigError
+from cachegate.located import Located, load_located, located_copy, place_of
 from cachegate.routes import RouteConfig, RouteRules, read_routes
 from cachegate.settings import (GENERATION, NO_ADMIN_TOKEN, AuthConfig, CacheConfig, MariaDBConfig,
                                 ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
@@ -99,7 +100,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
     With `strategies` (the registry of strategies/registry.py) each rule is also checked by its
     strategy and its lifetimes are resolved; without, the routes are checked for structure only."""
     if isinstance(source, Mapping):
-        data, path, label = _deep_copy(source), None, "<config>"
+        data, path, label = located_copy(source), None, "<config>"
         root = Path(base_dir) if base_dir is not None else Path.cwd()
     else:
         path = Path(source) if source is not None else default_path(env)
@@ -116,7 +117,9 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_located(text, label)  # every node with its line; a key given twice is refused
+        if isinstance(data, Located):
+            data.place = label  # a section missing from the file is missing from all of it, not from line 1
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -126,44 +129,50 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
     return data
 
 
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_deep_copy(v) for v in value]
-    return value
-
-
 def _apply_env(data: dict[str, Any], env: Mapping[str, str], label: str) -> None:
-    """CACHEGATE__REDIS__URL=... sets redis.url; the value is read as a YAML scalar (so `false`, `8`)."""
+    """CACHEGATE__REDIS__URL=... sets redis.url; the value is read as a YAML scalar (so `false`, `8`).
+
+    Each value set so remembers its variable: an error about it names the variable, not the file."""
     for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX):
             continue
+        origin = f"environment {name}"
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if not all(parts):
-            raise ConfigError(f"{label}: environment {name}: empty key part")
+            raise ConfigError(f"{origin}: empty key part (expected CACHEGATE__SECTION__KEY)")
         node = data
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node:
+                _put(node, part, Located(place=origin), origin)
+            node = node[part]
             if not isinstance(node, dict):
-                raise ConfigError(f"{label}: environment {name}: {part} is not a section")
+                where = ".".join(parts[:depth + 1])
+                raise ConfigError(f"{origin}: {where} is not a section ({place_of(data, parts[0]) or label})")
         try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            node[parts[-1]] = raw
+            value = raw
+        _put(node, parts[-1], value, origin)
     switch = env.get("CACHEGATE_CACHE")
     if switch is not None:
         if switch.lower() not in ("on", "off", "true", "false", "1", "0"):
-            raise ConfigError(f"{label}: environment CACHEGATE_CACHE: expected on or off, got {switch!r}")
-        data.setdefault("cache", {})
+            raise ConfigError(f"environment CACHEGATE_CACHE: expected on or off, got {switch!r}")
+        if "cache" not in data:
+            _put(data, "cache", Located(place="environment CACHEGATE_CACHE"), "environment CACHEGATE_CACHE")
         if isinstance(data["cache"], dict):
-            data["cache"]["enabled"] = switch.lower() in ("on", "true", "1")
+            _put(data["cache"], "enabled", switch.lower() in ("on", "true", "1"), "environment CACHEGATE_CACHE")
+
+
+def _put(node: dict[str, Any], key: str, value: Any, origin: str) -> None:
+    node[key] = value
+    if isinstance(node, Located):
+        node.places[key] = origin
 
 
 class _Builder:
     def __init__(self, data: dict[str, Any], label: str, root: Path, path: Path | None,
                  env: Mapping[str, str], strategies: Mapping[str, RouteRules] | None) -> None:
-        self.top = Section(data, "", label)
+        self.top = Section(data, "", label, label)
         self.label, self.root, self.path, self.env = label, root, path, env
         self.strategies = strategies
 
@@ -173,15 +182,17 @@ class _Builder:
         proxy = self._proxy(top.section("proxy"))
         redis = self._redis(top.section("redis"))
         mariadb = self._mariadb(top.section("mariadb"))
-        auth = self._auth(top.section("auth"))
+        auth_section = top.section("auth")
+        auth = self._auth(auth_section)
         cache = self._cache(top.section("cache"), proxy, redis)
         services = self._services(top.section("services"))
         upstreams = self._upstreams(top.section("upstreams"))
         if auth.exchange_upstream not in upstreams:
-            raise ConfigError(f"{self.label}: auth.exchange_upstream: unknown upstream "
-                              f'"{auth.exchange_upstream}" (known: {", ".join(sorted(upstreams))})')
+            auth_section.fail(f'unknown upstream "{auth.exchange_upstream}" '
+                              f'(known: {", ".join(sorted(upstreams))})', "exchange_upstream")
         top.used.add("routes")  # the largest section has a reader of its own
-        routes = read_routes(top.data.get("routes"), self.label, upstreams, cache, self.strategies)
+        routes = read_routes(top.data.get("routes"), self.label, upstreams, cache, self.strategies,
+                             place=top.origin("routes"))
         top.done()
         return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis,
                       mariadb=mariadb, auth=auth, cache=cache, services=MappingProxyType(services),
@@ -209,17 +220,14 @@ class _Builder:
         # Every process reads this file, so `check-config` refuses what the proxy would refuse at start:
         # a token is required wherever the admin listener binds (only its file is read later, at start).
         if cfg.admin_token_file is None and cfg.admin_token_env is None:
-            raise ConfigError(f"{self.label}: {NO_ADMIN_TOKEN}")
+            raise ConfigError(f"{admin.origin('token_file')}: {NO_ADMIN_TOKEN}")
         if cfg.admin_token_env is not None:
-            try:
-                cfg.admin_token()  # too short a token from the environment is refused now, with the rest
-            except ConfigError as exc:
-                raise ConfigError(f"{self.label}: {exc.message}") from None
+            cfg.admin_token()  # too short a token from the environment is refused now, naming the variable
         if cfg.readiness_interval < 0.1:
             s.fail(f"expected at least 100ms, got {cfg.readiness_interval:g}s", "readiness_interval")
         if cfg.admin_port == cfg.port and _may_share(cfg.admin_host, cfg.host):
-            s.fail(f"must differ from proxy.port ({cfg.port}): the API and the admin listener cannot share "
-                   "one address", "admin.port")
+            admin.fail(f"must differ from proxy.port ({cfg.port}): the API and the admin listener cannot "
+                       "share one address", "port")
         admin.done()
         s.done()
         return cfg

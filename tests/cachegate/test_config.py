@@ -79,7 +79,8 @@ def test_file_errors_name_the_file(tmp_path):
     data["routes"][4]["ttl"] = "10 secs"
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    expected = r'^config\.yaml: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'
+    line = path.read_text().splitlines().index("  ttl: 10 secs") + 1
+    expected = rf'^config\.yaml:{line}: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'
     with pytest.raises(ConfigError, match=expected):
         load_config(path, env={})
 
