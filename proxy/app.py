@@ -56,6 +56,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     app[REDIS], app[SESSION] = redis, session
     lookups = make_lookups(config)
     store = app[STORE] = make_store(config, redis, metrics, lookups=lookups)
+    metrics.watch("cachegate_cache_epoch", "The key epoch this process last saw in Redis", lambda: store.epoch)
     # A revocation is remembered until every token it voids has expired, leeway included (twice: a token
     # issued while its user was being changed may be stamped a little after the change).
     revocations_redis = make_redis(config)

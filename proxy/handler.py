@@ -57,6 +57,8 @@ class Gateway:
         if request_id is None or not _REQUEST_ID.match(request_id):
             request_id = f"{_ID_PREFIX}-{next(_ids):x}"
         route_name, strategy_name = "-", "-"
+        ctx: Context | None = None
+        refused = "internal_error"  # the error code of a request no strategy answered
         try:
             presented = single_authorization(request.headers)  # before anything else reads it
             # One spelling of the target for the router, the key and the upstream request (refreshes too):
@@ -89,7 +91,7 @@ class Gateway:
                 bypass=bypass)
             reply = await gen.strategies[cfg.strategy].handle(ctx)
         except CachegateError as exc:
-            reply = error_reply(exc)
+            reply, refused = error_reply(exc), exc.code
         except Exception:  # a bug must still answer in JSON, and never show a traceback to the client
             log.exception("unexpected error on %s %s (request %s)", request.method, request.path, request_id)
             reply = Reply(500, [("Content-Type", JSON)], _INTERNAL, _ERROR_STATUS)
@@ -102,10 +104,17 @@ class Gateway:
         if request.method not in SAFE and self.revocations is not None:
             # Recorded before the answer leaves: the caller's next request finds the token refused.
             await self.revocations.absorb(out)
-        self.metrics.count_request(route_name, strategy_name, request.method, reply.status)
+        # Every request once in each counter: the strategy's template counted what the cache did, unless no
+        # strategy got to say it (refused before the cache, or a bug).
+        outcome = ctx.outcome if ctx is not None else None
+        if outcome is None:
+            self.metrics.count_outcome(route_name, "error", refused)
+        spent = time.perf_counter() - started
+        self.metrics.answered(route_name, strategy_name, request.method, reply.status,
+                              "error" if outcome is None else outcome.outcome, spent)
         if gen.log_access:
             self.access_log.write(request_id, request.method, request.raw_path, reply.status, route_name,
-                                  reply.cache_status, reply.elapsed, time.perf_counter() - started)
+                                  reply.cache_status, reply.elapsed, spent)
         return response
 
 

@@ -61,6 +61,7 @@ class CacheStore:
         self._settled = 0   # ...of which this many are covered by an epoch move
         self._epoch_lock = asyncio.Lock()
         self._healthy = True
+        self.epoch = 0  # the key epoch the last call that read or moved it saw (the status page shows it)
 
     @property
     def breaker_state(self) -> str:
@@ -105,7 +106,7 @@ class CacheStore:
             keys = [self._epoch_key, *names]
             mget = self._lookups.mget if self._lookups is not None else self._redis.mget
             values = await self._call("mget", lambda: mget(keys))
-            epoch = int(values[0] or 0)
+            epoch = self.epoch = int(values[0] or 0)
             found = dict(zip(names, values[1:]))
             for wanted, future in batch:
                 if not future.done():
@@ -212,7 +213,8 @@ class CacheStore:
 
     async def new_epoch(self) -> int:
         """Move the whole key namespace to a new epoch: every entry stored before becomes a miss."""
-        epoch = int(await self._call("epoch", lambda: self._redis.incr(self._epoch_key), writes=True))
+        epoch = self.epoch = int(await self._call("epoch", lambda: self._redis.incr(self._epoch_key),
+                                                  writes=True))
         self._metrics.epoch_bumps.inc()
         return epoch
 
@@ -259,6 +261,8 @@ class CacheStore:
                 log.warning("Redis unavailable (%s: %s); bypassing the cache until it answers again",
                             type(exc).__name__, exc)
             raise CacheUnavailable(f"Redis {op} failed ({type(exc).__name__})") from exc
+        finally:
+            self._metrics.redis_call(op, loop.time() - started)
         self._breaker.success()
         if not self._healthy:
             self._healthy = True
@@ -271,7 +275,7 @@ class CacheStore:
             missed = self._missed
             if missed == self._settled:
                 return
-            epoch = await self._redis.incr(self._epoch_key)
+            epoch = self.epoch = await self._redis.incr(self._epoch_key)
             count, self._settled = missed - self._settled, missed
             self._metrics.epoch_bumps.inc()
             log.warning("cache epoch moved to %s: %d write(s) may have missed Redis", epoch, count)

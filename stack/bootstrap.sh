@@ -13,6 +13,11 @@ die() { say "$*"; exit 1; }
 # mariabackup, socat and ss, even for an incremental transfer.
 declare -A PACKAGES=([redis-server]=redis-server [mariadbd]=mariadb-server [wrk]=wrk [socat]=socat
                      [mariabackup]=mariadb-backup [ss]=iproute2)
+# `bootstrap.sh --test` (./run test, CI): what only the tests use, the metrics page checked by promtool and the
+# status page rendered in a headless browser.
+if [ "${1:-}" = "--test" ]; then
+    PACKAGES+=([promtool]=prometheus [chromium]=chromium)
+fi
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PACKAGES[$cmd]}")

@@ -131,7 +131,7 @@ class ReadThrough(Strategy):
     async def _fill(self, ctx: Context, seen: Lookup) -> Fetched:
         """One fetch and fill (a request's own, or a refresh in the background); counts what it stored."""
         fetched = await self._fetch(ctx, seen)
-        self._count(ctx.route_name, fetched.fill)
+        self._count_fill(ctx.route_name, fetched.fill)
         return fetched
 
     async def _fetch(self, ctx: Context, seen: Lookup) -> Fetched:

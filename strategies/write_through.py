@@ -15,6 +15,7 @@ from strategies.base import UNAVAILABLE_OUTCOME, Context, Outcome, Reply, Strate
 from strategies.httpcache import SAFE_METHODS, decide, stored_headers, version_of
 
 SAFE = Outcome.bypass("method", detail="write-through")  # nothing to write: behave as passthrough
+WRITE = "write"  # the outcome of every write; what it did to the cache is its reason
 
 
 class WriteThrough(Strategy):
@@ -87,7 +88,7 @@ class WriteThrough(Strategy):
             await self._invalidate(ctx, writer, version=version)
         except CacheUnavailable:
             return UNAVAILABLE_OUTCOME
-        return Outcome(STORED if stored else "not_stored", detail or "", fwd="method",
+        return Outcome(WRITE, STORED if stored else detail or "not-stored", fwd="method",
                        fwd_status=response.status, stored=stored, detail=detail)
 
     async def _store(self, ctx: Context, response: UpstreamResponse, version: int,
@@ -128,6 +129,6 @@ class WriteThrough(Strategy):
         except CacheUnavailable:
             return UNAVAILABLE_OUTCOME  # the store remembers the missed drop and moves the epoch later
         if outcome is None and not ctx.invalidates:  # nothing in the cache was touched
-            return Outcome("not_stored", reason, fwd="method", fwd_status=fwd_status)
+            return Outcome(WRITE, reason, fwd="method", fwd_status=fwd_status)
         detail = FENCED if outcome == FENCED else "dropped"
-        return Outcome("not_stored", reason, fwd="method", fwd_status=fwd_status, detail=detail)
+        return Outcome(WRITE, reason, fwd="method", fwd_status=fwd_status, detail=detail)
