@@ -18,7 +18,7 @@ from proxy.forwarding import OutgoingHeaders
 from proxy.generation import Generation
 from proxy.metrics import Metrics
 from proxy.revocations import Revocations
-from proxy.router import render_invalidations
+from proxy.router import cache_bypass, render_invalidations
 from proxy.upstream import Request
 from strategies.base import Context, Reply
 from strategies.httpcache import cache_status
@@ -76,10 +76,7 @@ class Gateway:
             else:
                 authorization = presented
             body = await _read_body(request)
-            bypass = None if self.cache_enabled else "CACHE-OFF"
-            if (bypass is None and route.key is not None and qs and request.method in SAFE
-                    and not route.key_covers(qs)):
-                bypass = "QUERY-NOT-IN-KEY"
+            bypass = cache_bypass(route, request.method, qs, self.cache_enabled)
             headers = OutgoingHeaders(request.headers, authorization=authorization, client=request,
                                       request_id=request_id)
             ctx = Context(

@@ -108,24 +108,26 @@ class Metrics:
             "cachegate_request_duration_seconds", "Time from a request's arrival to its answer, by route and "
             "cache outcome", ("route", "outcome"), REQUEST_BUCKETS)
         self.redis_duration = PlainHistograms(
-            "cachegate_redis_command_duration_seconds", "Time of one Redis call of the cache store (a batched "
-            "lookup, a script), failures included", ("command",), REDIS_BUCKETS)
+            "cachegate_redis_command_duration_seconds",
+            "Time of one Redis call of the cache store (a batched lookup, a script), failures included",
+            ("command",), REDIS_BUCKETS)
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
         r.register(_Plain((self.requests, self.cache_requests, self.request_duration, self.redis_duration),
                           self._gauges))
         self.fills = Counter("cachegate_cache_fills", "Upstream responses stored by a read-through fill",
                              ["route"], registry=r)
         self.fills_refused = Counter(
-            "cachegate_cache_fills_refused", "Upstream responses a read-through fill did not store, by reason "
-            "(not cacheable: status-N, no-store...; or the store refused: raced, fenced, older, epoch...)",
+            "cachegate_cache_fills_refused",
+            "Upstream responses a read-through fill did not store, by reason (not cacheable: status-N, "
+            "no-store...; or the store refused: raced, fenced, older, epoch...)",
             ["route", "reason"], registry=r)
         self.store_rejected = Counter(
             "cachegate_store_rejected",
             "Cache writes refused by the store (older version, tombstone, fenced)",
             ["reason"], registry=r)
         self.tombstones = Counter("cachegate_tombstones", "Tombstones written after a DELETE", registry=r)
-        self.purged = Counter("cachegate_purged_entries", "Entries removed by admin purges, by what named them",
-                              ["by"], registry=r)
+        self.purged = Counter("cachegate_purged_entries",
+                              "Entries removed by admin purges, by what named them", ["by"], registry=r)
         self.redis_errors = Counter("cachegate_redis_errors", "Redis calls that failed or timed out",
                                     ["op"], registry=r)
         self.breaker_state = Gauge("cachegate_breaker_state",
@@ -150,7 +152,7 @@ class Metrics:
         """A gauge whose value `read()` gives at scrape time (the epoch the store last saw)."""
         self._gauges.append((name, documentation, read))
 
-    # -- per request: the handler (requests, durations) and the strategies' template (outcomes) ---------------
+    # -- per request: the handler (requests, durations) and the strategies' template (outcomes) -------------
 
     def answered(self, route: str, strategy: str, method: str, status: int, outcome: str,
                  seconds: float) -> None:
@@ -177,6 +179,71 @@ class Metrics:
 
     def redis_call(self, command: str, seconds: float) -> None:
         self.redis_duration.observe((command,), seconds)
+
+    # -- the status page's figures, read from the same numbers the scrape exports ---------------------------
+
+    def summary(self, routes: Iterable[str], upstreams: Iterable[str]) -> dict:
+        """Per route (in config order) and per upstream: requests, errors, hit ratio, latencies."""
+        answered: dict[str, list[int]] = {}
+        for (route, _, _, status), count in self.requests.counts.items():
+            found = answered.setdefault(route, [0, 0])
+            found[0] += count
+            found[1] += count if int(status) >= 500 else 0
+        outcomes: dict[str, dict[str, int]] = {}
+        for (route, outcome, _), count in self.cache_requests.counts.items():
+            by = outcomes.setdefault(route, {})
+            by[outcome] = by.get(outcome, 0) + count
+        figures = []
+        for route in routes:
+            requests, errors = answered.get(route, (0, 0))
+            by = outcomes.get(route, {})
+            hits = sum(by.get(o, 0) for o in SERVED_FROM_CACHE)
+            figures.append({
+                "route": route, "requests": requests, "hits": hits,
+                "hit_ratio": hits / requests if requests else None,
+                "stale": by.get("stale", 0) + by.get("stale_error", 0), "errors": errors,
+                "cache_seconds": self._mean(route, SERVED_FROM_CACHE),
+                "upstream_seconds": self._mean(route, ("miss", "coalesced", "bypass", "write"))})
+        return {"routes_figures": figures, "upstreams_figures": self._upstreams(upstreams),
+                "redis_figures": self._redis()}
+
+    def _mean(self, route: str, outcomes: Iterable[str]) -> float | None:
+        count = total = 0.0
+        for outcome in outcomes:
+            series = self.request_duration.series.get((route, outcome))
+            if series is not None:
+                count += sum(series[:-1])
+                total += series[-1]
+        return total / count if count else None
+
+    def _upstreams(self, names: Iterable[str]) -> list[dict]:
+        sent: dict[str, list[float]] = {}
+        for family in self.upstream_requests.collect():
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    found = sent.setdefault(s.labels["upstream"], [0.0, 0.0])
+                    found[0] += s.value
+                    failed = not s.labels["status"].isdigit() or int(s.labels["status"]) >= 500
+                    found[1] += s.value if failed else 0.0
+        timing: dict[str, dict[str, float]] = {}
+        for family in self.upstream_latency.collect():
+            for s in family.samples:
+                if s.name.endswith(("_sum", "_count")):
+                    timing.setdefault(s.labels["upstream"], {})[s.name.rsplit("_", 1)[1]] = s.value
+        out = []
+        for name in names:
+            requests, errors = sent.get(name, (0.0, 0.0))
+            seen = timing.get(name, {})
+            mean = seen["sum"] / seen["count"] if seen.get("count") else None
+            out.append({"upstream": name, "requests": int(requests), "errors": int(errors), "seconds": mean})
+        return out
+
+    def _redis(self) -> dict:
+        calls = sum(sum(series[:-1]) for series in self.redis_duration.series.values())
+        spent = sum(series[-1] for series in self.redis_duration.series.values())
+        errors = sum(s.value for family in self.redis_errors.collect() for s in family.samples
+                     if s.name.endswith("_total"))
+        return {"calls": int(calls), "errors": int(errors), "seconds": spent / calls if calls else None}
 
     def set_breaker(self, state: str) -> None:
         self.breaker_state.set(BREAKER_STATES[state])

@@ -123,8 +123,8 @@ async def _serve_master(config: Config, count: int) -> None:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
-    redis = make_redis(config)
-    control = MasterControl(config, workers, make_store(config, redis, Metrics()))
+    redis, metrics = make_redis(config), Metrics()
+    control = MasterControl(config, workers, make_store(config, redis, metrics), metrics)
     _install_signals(control, stop, switches=False)
     admin = web.AppRunner(create_admin_app(config, control), access_log=None, handle_signals=False)
     await admin.setup()

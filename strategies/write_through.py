@@ -101,9 +101,10 @@ class WriteThrough(Strategy):
         if not version or not decision.store:
             outcome = await self.store.drop(ctx.key, fence=self.settings.tombstone_ttl, writer=writer)
             return False, FENCED if outcome == FENCED else "dropped"
+        tags = (*route.tags, *(t for t in response.tags if t not in route.tags))  # with the upstream's
         entry = make_entry(response.status, stored_headers(response.headers), response.body, version=version,
-                           now=time.time(), ttl=self.jittered(decision.ttl), grace=route.grace)
-        outcome = await self.store.write(ctx.key, entry, tags=route.tags, writer=writer,
+                           now=time.time(), ttl=self.jittered(decision.ttl), grace=route.grace, tags=tags)
+        outcome = await self.store.write(ctx.key, entry, tags=tags, writer=writer,
                                          linger=self.settings.tombstone_ttl)
         return outcome == STORED, None if outcome == STORED else outcome
 
@@ -111,7 +112,8 @@ class WriteThrough(Strategy):
         for target in ctx.invalidates:
             if target.startswith("tag:"):
                 await self.store.invalidate_tag(target[4:], writer=writer, hold=hold,
-                                                linger=self.settings.tombstone_ttl)
+                                                linger=self.settings.tombstone_ttl,
+                                                recent=self.settings.write_fence)
             else:
                 await self.store.drop(target, fence=self.settings.tombstone_ttl, writer=writer, hold=hold,
                                       version=version)
