@@ -21,8 +21,9 @@ import yaml
 from cachegate.errors import ConfigError
 from cachegate.located import Located, load_located, located_copy, place_of
 from cachegate.routes import RouteConfig, RouteRules, read_routes
-from cachegate.settings import (GENERATION, NO_ADMIN_TOKEN, AuthConfig, CacheConfig, MariaDBConfig,
-                                ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
+from cachegate.logfiles import FORMATS, LEVELS
+from cachegate.settings import (GENERATION, NO_ADMIN_TOKEN, AuthConfig, CacheConfig, LoggingConfig,
+                                MariaDBConfig, ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
 from cachegate.values import REQUIRED, Section, parse_percent
 
 ENV_PREFIX = "CACHEGATE__"
@@ -42,6 +43,7 @@ class Config:
     mariadb: MariaDBConfig
     auth: AuthConfig
     cache: CacheConfig
+    logging: LoggingConfig
     services: Mapping[str, ServiceConfig]
     upstreams: Mapping[str, str]  # name -> base URL
     routes: tuple[RouteConfig, ...]
@@ -57,7 +59,8 @@ class Setting(NamedTuple):
 
 def settings(config: Config) -> Iterator[Setting]:
     """Every setting of `config` by its key (a service's and an upstream's under their names)."""
-    for section in (config.stack, config.proxy, config.redis, config.mariadb, config.auth, config.cache):
+    for section in (config.stack, config.proxy, config.redis, config.mariadb, config.auth, config.cache,
+                    config.logging):
         yield from _declared(section, "")
     for name, service in config.services.items():
         yield from _declared(service, f"services.{name}.")
@@ -160,7 +163,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str], label: str) -> None
         if "cache" not in data:
             _put(data, "cache", Located(place="environment CACHEGATE_CACHE"), "environment CACHEGATE_CACHE")
         if isinstance(data["cache"], dict):
-            _put(data["cache"], "enabled", switch.lower() in ("on", "true", "1"), "environment CACHEGATE_CACHE")
+            _put(data["cache"], "enabled", switch.lower() in ("on", "true", "1"),
+                 "environment CACHEGATE_CACHE")
 
 
 def _put(node: dict[str, Any], key: str, value: Any, origin: str) -> None:
@@ -185,6 +189,7 @@ class _Builder:
         auth_section = top.section("auth")
         auth = self._auth(auth_section)
         cache = self._cache(top.section("cache"), proxy, redis)
+        logs = self._logging(top.section("logging"), stack)
         services = self._services(top.section("services"))
         upstreams = self._upstreams(top.section("upstreams"))
         if auth.exchange_upstream not in upstreams:
@@ -195,7 +200,8 @@ class _Builder:
                              place=top.origin("routes"))
         top.done()
         return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis,
-                      mariadb=mariadb, auth=auth, cache=cache, services=MappingProxyType(services),
+                      mariadb=mariadb, auth=auth, cache=cache, logging=logs,
+                      services=MappingProxyType(services),
                       upstreams=MappingProxyType(upstreams), routes=routes,
                       strategies_checked=self.strategies is not None)
 
@@ -304,13 +310,22 @@ class _Builder:
         s.done()
         return cfg
 
+    def _logging(self, s: Section, stack: StackConfig) -> LoggingConfig:
+        where = s.string("access_dir", str(stack.data_dir / "logs"))
+        cfg = LoggingConfig(level=s.choice("level", tuple(LEVELS), "info"),
+                            access_format=s.choice("access_format", FORMATS, "text"),
+                            access_dir=None if where == "-" else s.path("access_dir", self.root, where))
+        s.done()
+        return cfg
+
     def _services(self, s: Section) -> dict[str, ServiceConfig]:
         out = {}
         for name in list(s.data):
             sub = s.section(str(name))
             out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"),
                                            port=sub.port("port", REQUIRED),
-                                           max_body=sub.size("max_body", SERVICE_MAX_BODY))
+                                           max_body=sub.size("max_body", SERVICE_MAX_BODY),
+                                           access_log=sub.boolean("access_log", True))
             sub.done()
         return out
 

@@ -4,7 +4,7 @@ The rules are the same for both. A reload loads the file and checks it (proxy.ge
 before anything changes. Turning the cache on, by an admin call or by a reload, first moves the key epoch,
 once: if Redis cannot be reached, the call is refused and nothing changes. Then the change is applied: to
 this process's gateway (one process, or a worker), or relayed by the master to its workers by signal
-(SIGHUP reload, SIGUSR1 cache off, SIGUSR2 cache on). A worker does not move the epoch again: its master did.
+(SIGHUP reload, CACHE_OFF, CACHE_ON). A worker does not move the epoch again: its master did.
 """
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from proxy.store import CacheStore
 from strategies.registry import REGISTRY
 
 log = logging.getLogger("cachegate.proxy")
+# The master's cache switch for its workers: real-time signals, so that SIGUSR1 stays what logrotate sends.
+CACHE_OFF, CACHE_ON = signal.SIGRTMIN + 1, signal.SIGRTMIN + 2
 
 
 class _Control(ABC):
@@ -201,14 +203,15 @@ class MasterControl(_Control):
         self._config, self._router = config, Router(config.routes)
         self.generation += 1
         self._cache_enabled = config.cache.enabled
-        self._signal(signal.SIGHUP)
+        self.relay(signal.SIGHUP)
         return self.generation
 
     def _switch(self, enabled: bool) -> None:
         self._cache_enabled = enabled
-        self._signal(signal.SIGUSR2 if enabled else signal.SIGUSR1)
+        self.relay(CACHE_ON if enabled else CACHE_OFF)
 
-    def _signal(self, sig: int) -> None:
+    def relay(self, sig: int) -> None:
+        """`sig` to every live worker."""
         for proc in self.workers:
             if proc.poll() is None:
                 os.kill(proc.pid, sig)

@@ -1,7 +1,8 @@
 """Running the proxy: one process, or a master with N workers sharing the port (reuse_port).
 
 With one worker the process serves the API and the admin listener itself. With more, the master serves only
-the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 cache off, SIGUSR2 cache on
+the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 reopen the log files (what
+logrotate sends), and between master and workers only, SIGRTMIN+1 cache off and SIGRTMIN+2 cache on
 (proxy/control.py: the master checks a new config before any worker sees it, and moves the key epoch once).
 Purges go straight to Redis from the master. Workers run `python -m proxy`, as the launcher does.
 """
@@ -20,9 +21,10 @@ import uvloop
 from aiohttp import web
 
 from cachegate.config import Config
+from cachegate.logfiles import reopen_all, setup_logging
 from proxy.admin import create_admin_app
 from proxy.app import create_app, make_redis, make_store
-from proxy.control import MasterControl, ProcessControl
+from proxy.control import CACHE_OFF, CACHE_ON, MasterControl, ProcessControl
 from proxy.errors import ConfigError
 from proxy.metrics import Metrics
 
@@ -32,7 +34,7 @@ WORKER_ENV = "CACHEGATE_PROXY_WORKER"
 
 def serve(config: Config, workers: int | None = None) -> None:
     """Block serving until SIGTERM or SIGINT."""
-    _setup_logging()
+    setup_logging(config.logging.level)
     workers = workers or config.proxy.workers
     worker = bool(os.environ.get(WORKER_ENV))
     # A secret missing or unreadable is refused before any port is bound (ConfigError, exit 2). Only the
@@ -51,12 +53,6 @@ def serve(config: Config, workers: int | None = None) -> None:
         loop_runner.run(runner)
 
 
-def _setup_logging() -> None:
-    """Everything to stderr (the launcher sends it to the process's log file); access lines: accesslog.py."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-
-
 async def _start_api(config: Config, *, shared_port: bool) -> tuple[web.AppRunner, web.Application]:
     app = create_app(config)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -73,16 +69,24 @@ async def _start_api(config: Config, *, shared_port: bool) -> tuple[web.AppRunne
 
 def _install_signals(control: ProcessControl | MasterControl, stop: asyncio.Event, *,
                      switches: bool = True) -> None:
-    """SIGTERM and SIGINT stop; SIGHUP reloads; a worker also takes its master's SIGUSR1/SIGUSR2."""
+    """SIGTERM and SIGINT stop; SIGHUP reloads; SIGUSR1 reopens the log files (a master passes it on to its
+    workers); a worker also takes its master's cache switches (CACHE_OFF, CACHE_ON)."""
     loop = asyncio.get_running_loop()
 
     def spawn(coro_factory, what: str) -> None:
         loop.create_task(_logged(coro_factory(), what))
 
+    def reopen() -> None:
+        reopen_all()
+        if isinstance(control, MasterControl):
+            control.relay(signal.SIGUSR1)
+        log.info("log files reopened")
+
     loop.add_signal_handler(signal.SIGHUP, spawn, control.reload, "reload")
+    loop.add_signal_handler(signal.SIGUSR1, reopen)
     if switches:
-        loop.add_signal_handler(signal.SIGUSR1, spawn, lambda: control.set_cache(False), "cache off")
-        loop.add_signal_handler(signal.SIGUSR2, spawn, lambda: control.set_cache(True), "cache on")
+        loop.add_signal_handler(CACHE_OFF, spawn, lambda: control.set_cache(False), "cache off")
+        loop.add_signal_handler(CACHE_ON, spawn, lambda: control.set_cache(True), "cache on")
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
@@ -91,7 +95,7 @@ async def _serve_single(config: Config) -> None:
     stop = asyncio.Event()
     runner, app = await _start_api(config, shared_port=False)
     control = ProcessControl(app)
-    _install_signals(control, stop)
+    _install_signals(control, stop, switches=False)  # the admin listener switches the cache
     admin = web.AppRunner(create_admin_app(config, control), access_log=None, handle_signals=False)
     await admin.setup()
     await web.TCPSite(admin, config.proxy.admin_host, config.proxy.admin_port).start()

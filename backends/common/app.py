@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from backends.common.accesslog import ServiceAccessLog, access_middleware
 from backends.common.db import DB_POOL, pool_ctx
 from backends.common.errors import bad_request, error_middleware
 from backends.common.tokens import TokenVerifier, TokenVersions, bearer_token
@@ -47,11 +48,14 @@ def auth_middleware(verifier: TokenVerifier, versions: TokenVersions, *,
 
 def make_app(config: Config, service: str, routes: Iterable[web.AbstractRouteDef], *, auth: bool = True,
              public: Collection[tuple[str, str]] = ()) -> web.Application:
-    """A service app: JSON errors, `client_max_size` from services.<service>.max_body, the pool, and (by
-    default) auth."""
+    """A service app: its access log, JSON errors, `client_max_size` from services.<service>.max_body, the
+    pool, and (by default) auth."""
     if service not in config.services:
         raise ConfigError(f"services.{service}: not configured (known: {', '.join(sorted(config.services))})")
     middlewares: list[Middleware] = [error_middleware]
+    access = ServiceAccessLog(config, service) if config.services[service].access_log else None
+    if access is not None:
+        middlewares.insert(0, access_middleware(access))
     versions = TokenVersions()
     if auth:
         middlewares.append(auth_middleware(TokenVerifier(config.auth), versions, public=public))
@@ -59,6 +63,8 @@ def make_app(config: Config, service: str, routes: Iterable[web.AbstractRouteDef
     app[CONFIG] = config
     app[TOKEN_VERSIONS] = versions
     app.cleanup_ctx.append(pool_ctx(config.mariadb))
+    if access is not None:
+        app.cleanup_ctx.append(access.ctx)
     app.add_routes(routes)
     return app
 

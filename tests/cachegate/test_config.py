@@ -316,7 +316,8 @@ def test_every_key_of_the_file_is_a_declared_setting():
     """Each key says whether a reload applies it (tests/e2e/test_reload_settings.py walks them all)."""
     config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     declared = {s.key for s in settings(config)}
-    in_file = leaves(SHIPPED) | {f"services.{name}.max_body" for name in SHIPPED["services"]}  # a default
+    in_file = leaves(SHIPPED) | {f"services.{name}.{key}" for name in SHIPPED["services"]  # defaults
+                                 for key in ("max_body", "access_log")} | {"logging.access_dir"}
     assert declared == in_file
 
 
