@@ -31,6 +31,7 @@ ENV_PREFIX = "CACHEGATE__"
 # Redis calls), and a second for a busy loop. write_fence = proxy.upstream_timeout + 2 * redis.timeout + 1s.
 FENCE_MARGIN = 1.0
 SERVICE_MAX_BODY = 1024**2
+STDOUT = "stdout"  # logging.access_dir: access lines to standard output (containers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,7 @@ class _Builder:
         where = s.string("access_dir", str(stack.data_dir / "logs"))
         cfg = LoggingConfig(level=s.choice("level", tuple(LEVELS), "info"),
                             access_format=s.choice("access_format", FORMATS, "text"),
-                            access_dir=None if where == "-" else s.path("access_dir", self.root, where))
+                            access_dir=None if where == STDOUT else s.path("access_dir", self.root, where))
         s.done()
         return cfg
 
