@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from stack.process import wait_until
 from tests.e2e.test_ops import poll
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
 def env() -> dict[str, str]:
@@ -104,20 +106,34 @@ async def _at_least(path: Path, count: int) -> bool:
     return len(lines(path)) >= count
 
 
-async def test_sigusr1_reopens_every_log_file_after_a_rotation(make_world):
+async def test_logrotate_with_the_shipped_config_rotates_every_log_file(make_world, tmp_path):
+    """docs/logrotate.conf run by the real logrotate: it moves the files away and signals SIGUSR1 by pid
+    file; each process opens its files again and goes on in new ones."""
+    logrotate = shutil.which("logrotate") or shutil.which("logrotate", path="/usr/sbin")
+    assert logrotate, "logrotate is missing: `./run test` installs it (Debian package)"
     async with stack(make_world, {}) as (world, logs, proxy, backend):
+        data = world.config.stack.data_dir
+        (data / "run").mkdir(exist_ok=True)
+        for name, proc in (("proxy", proxy), ("users", backend)):  # as the launcher writes them
+            (data / "run" / f"{name}.pid").write_text(f"{proc.pid}\n")
+        conf = tmp_path / "logrotate.conf"
+        shipped = (REPO / "docs" / "logrotate.conf").read_text()
+        conf.write_text(shipped.replace("/srv/cachegate/.stack", str(data)))
+        conf.chmod(0o644)
         async with aiohttp.ClientSession() as http:
             await some_requests(world, http, "rota")
             names = ("proxy.log", "proxy-access.log", "users.log", "users-access.log")
             await poll(lambda: _at_least(logs / "proxy-access.log", 4))
             await poll(lambda: _at_least(logs / "users-access.log", 3))
-            for name in names:  # what logrotate does first: move the files away
-                (logs / name).rename(logs / f"{name}.1")
-            before = {name: len(lines(logs / f"{name}.1")) for name in names}
-            for proc in (proxy, backend):
-                os.kill(proc.pid, signal.SIGUSR1)
+            rotated = subprocess.run([logrotate, "--force", "--state", str(tmp_path / "state"), str(conf)],
+                                     capture_output=True, text=True, timeout=60)
+            assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+            assert all(lines(logs / f"{name}.1") for name in names)  # moved away, with what they held
             await poll(lambda: _has(logs / "proxy.log", "log files reopened"))
             await poll(lambda: _has(logs / "users.log", "log files reopened"))
+            # Each process says so after it reopened (on its one loop, where every flush runs too): from
+            # now on nothing may reach the moved files.
+            before = {name: len(lines(logs / f"{name}.1")) for name in names}
             await some_requests(world, http, "tion")
             await poll(lambda: _at_least(logs / "proxy-access.log", 4))
             await poll(lambda: _at_least(logs / "users-access.log", 3))
