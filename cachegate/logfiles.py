@@ -119,7 +119,8 @@ class AccessLines:
         if fmt not in FORMATS:
             raise ValueError(f"access log format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
         self.out, self.json = out, fmt == "json"
-        self._lines: list[str] = []
+        self.pending: list[str] = []
+        self.limit = FLUSH_LINES
         self._second = -1
         self._stamp = ""
 
@@ -132,13 +133,13 @@ class AccessLines:
         return f"{self._stamp}.{int(now % 1 * 1000):03d}Z"
 
     def add(self, line: str) -> None:
-        self._lines.append(line)
-        if len(self._lines) >= FLUSH_LINES:
+        self.pending.append(line)
+        if len(self.pending) >= self.limit:
             self.flush()
 
     def flush(self) -> None:
-        if self._lines:
-            lines, self._lines = self._lines, []
+        if self.pending:
+            lines, self.pending = self.pending, []
             self.out.write("".join(lines))
 
     async def run(self) -> None:

@@ -31,17 +31,21 @@ class AccessLog:
 
     def write(self, request_id: str, method: str, target: str, status: int, route: str, cache: str,
               upstream: float | None, total: float) -> None:
-        stamp = self._lines.stamp()
-        if self._lines.json:
+        lines = self._lines
+        stamp = lines.stamp()
+        if lines.json:
             spent = "null" if upstream is None else f"{upstream * 1000:.1f}"
-            self._lines.add(f'{{"time": "{stamp}", "request_id": {quoted(request_id)}, "method": '
-                            f'{quoted(method)}, "target": {quoted(target)}, "status": {status}, '
-                            f'"route": {quoted(route)}, "cache": {quoted(cache)}, "upstream_ms": {spent}, '
-                            f'"total_ms": {total * 1000:.1f}}}\n')
-            return
-        spent = "-" if upstream is None else f"{upstream * 1000:.1f}ms"
-        self._lines.add(f"{stamp} access {request_id} {method} {target} {status} route={route!r} "
-                        f"cache={cache!r} upstream={spent} total={total * 1000:.1f}ms\n")
+            line = (f'{{"time": "{stamp}", "request_id": {quoted(request_id)}, "method": {quoted(method)}, '
+                    f'"target": {quoted(target)}, "status": {status}, "route": {quoted(route)}, '
+                    f'"cache": {quoted(cache)}, "upstream_ms": {spent}, "total_ms": {total * 1000:.1f}}}\n')
+        else:
+            spent = "-" if upstream is None else f"{upstream * 1000:.1f}ms"
+            line = (f"{stamp} access {request_id} {method} {target} {status} route={route!r} "
+                    f"cache={cache!r} upstream={spent} total={total * 1000:.1f}ms\n")
+        pending = lines.pending
+        pending.append(line)
+        if len(pending) >= lines.limit:
+            lines.flush()
 
     def flush(self) -> None:
         self._lines.flush()
