@@ -2,14 +2,20 @@
 FROM python:3.11-slim
 
 WORKDIR /app
-COPY pyproject.toml setup.cfg README.md ./
+# The dependencies first, from setup.cfg alone: a change to the code (or the README) reuses this layer; only
+# a change to setup.cfg installs them again. The project itself comes after the code, without dependencies.
+COPY setup.cfg ./
+RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); \
+print(c['options']['install_requires'])" > /tmp/requirements.txt \
+    && pip install --no-cache-dir -r /tmp/requirements.txt && rm /tmp/requirements.txt
+COPY pyproject.toml setup.cfg README.md LICENSE ./
 COPY cachegate ./cachegate
 COPY proxy ./proxy
 COPY strategies ./strategies
 COPY backends ./backends
 COPY stack ./stack
 COPY loadtest ./loadtest
-RUN pip install --no-cache-dir . && find /app -name __pycache__ -prune -exec rm -rf {} +
+RUN pip install --no-cache-dir --no-deps . && find /app -name __pycache__ -prune -exec rm -rf {} +
 COPY config.yaml ./
 
 # Not root: the processes need no privilege, only the key folders (volumes inherit this ownership).

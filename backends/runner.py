@@ -11,14 +11,17 @@ only client is the gateway, so they set no connection limit of their own; aiohtt
 """
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+import signal
 import sys
 
 import uvloop
 from aiohttp import web
 
 from cachegate.config import Config, load_config
+from cachegate.logfiles import reopen_all, setup_logging
 from cachegate.settings import LISTEN_BACKLOG
 
 SERVICES = ("users", "paths", "trips")
@@ -27,17 +30,28 @@ KEEPALIVE_TIMEOUT_S = 75.0  # aiohttp's default, said here: it must outlast the 
 log = logging.getLogger("backends.runner")
 
 
-def run_service(name: str, config: Config, *, access_log: bool = False) -> None:
+def run_service(name: str, config: Config) -> None:
     """Serve `backends.<name>.app.create_app(config)` on config.services[name].
 
-    The access log is off unless asked for: under load it costs more CPU than the handlers do.
+    Its access log is the service's own (backends/common/accesslog.py), not aiohttp's: under load aiohttp's
+    costs more CPU than the handlers do. SIGUSR1 reopens the log files (logrotate).
     """
     if name not in SERVICES:
         raise ValueError(f"unknown service {name!r}; known: {', '.join(SERVICES)}")
     if name not in config.services:
         raise ValueError(f"config has no services.{name}")
     where = config.services[name]
+    setup_logging(config.logging.level)
     app = importlib.import_module(f"backends.{name}.app").create_app(config)
+
+    def reopen() -> None:
+        reopen_all()
+        log.info("log files reopened")
+
+    async def reopen_on_sigusr1(app: web.Application) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, reopen)
+
+    app.on_startup.append(reopen_on_sigusr1)
     log.info("serving %s on %s:%d", name, where.host, where.port)
     web.run_app(
         app,
@@ -46,7 +60,7 @@ def run_service(name: str, config: Config, *, access_log: bool = False) -> None:
         backlog=LISTEN_BACKLOG,
         keepalive_timeout=KEEPALIVE_TIMEOUT_S,
         loop=uvloop.new_event_loop(),
-        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         print=None,
     )
@@ -56,7 +70,6 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in SERVICES:
         sys.exit(f"usage: python -m backends.runner {{{'|'.join(SERVICES)}}} [config.yaml]")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run_service(args[0], load_config(args[1] if len(args) > 1 else None))
 
 

@@ -9,9 +9,12 @@ users get random passwords of their own; their ids, logins and passwords go to
 `<stack.data_dir>/seed-users.json` (mode 0600, `{"users": [{"id", "login", "password"}], "count": N}`)
 for the load test. Hashes and passwords (random salts) are the only thing that differs between runs.
 
-A run that finds all N users and a credentials file that still matches them does nothing. Otherwise it
-inserts what is missing in multi-row INSERTs, one transaction per batch, and gives the known users new
-passwords. Run it as `cachegate seed --users N`.
+N is how many seeded users there should be in all: a run inserts what is missing in multi-row INSERTs, one
+transaction per batch, and leaves every user that exists as it is. A known user keeps its password (and its
+versions, so its tokens stay valid) as long as the credentials file holds it; only a known user whose
+password nobody knows any more (the file lost, or made for another database) gets a new one, which voids its
+older tokens like any password change. A run that finds all N users and a file that matches them does
+nothing. Run it as `cachegate seed --users N`.
 """
 from __future__ import annotations
 
@@ -84,16 +87,20 @@ async def seed(config: Config, users: int = 10_000,
     try:
         async with conn.cursor() as cur:
             present = await _count_seeded(cur, users)
-            if present == users and await _credentials_match(cur, path, users):
+            remembered = await _remembered(cur, path)
+            wanted = range(1, min(KNOWN_USERS, users) + 1)
+            if present == users and _file_count(path) == users and all(i in remembered for i in wanted):
                 return SeedResult(users, present, 0, True, time.perf_counter() - started, path)
             loop = asyncio.get_running_loop()
-            known = [(i, secrets.token_urlsafe(12)) for i in range(1, min(KNOWN_USERS, users) + 1)]
-            # The bulk hash and the known users' hashes in parallel threads (hashlib releases the GIL).
-            bulk_hash, *known_hashes = await asyncio.gather(
+            known = [(i, remembered.get(i) or secrets.token_urlsafe(12)) for i in wanted]
+            fresh = [(i, password) for i, password in known if i not in remembered]
+            # The bulk hash and the new known users' hashes in parallel threads (hashlib releases the GIL).
+            bulk_hash, *fresh_hashes = await asyncio.gather(
                 *(loop.run_in_executor(None, hash_password, pw) for pw in [secrets.token_urlsafe(18)]
-                  + [pw for _, pw in known]))
+                  + [pw for _, pw in fresh]))
             now = datetime.now(timezone.utc).replace(tzinfo=None)
-            await _put_known(conn, cur, known, known_hashes, now)
+            if fresh:
+                await _put_known(conn, cur, fresh, fresh_hashes, now)
             if progress is not None:
                 progress(len(known), users)
             await _put_bulk(conn, cur, len(known) + 1, users, bulk_hash, now, progress)
@@ -125,25 +132,39 @@ async def seeded_ids(config: Config, users: int) -> list[int]:
         conn.close()
 
 
-async def _credentials_match(cur: aiomysql.Cursor, path: Path, users: int) -> bool:
-    """The credentials file is for this N, and its ids still carry its logins."""
+def _file_count(path: Path) -> int | None:
     try:
-        data = json.loads(path.read_text())
-        listed = {int(u["id"]): str(u["login"]) for u in data["users"]}
-        if data["count"] != users or len(listed) != min(KNOWN_USERS, users):
-            return False
+        return int(json.loads(path.read_text())["count"])
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return None
+
+
+async def _remembered(cur: aiomysql.Cursor, path: Path) -> dict[int, str]:
+    """Seed number -> password of the known users the credentials file lists and the database still holds
+    (the same id with the same login): their passwords are known, so they are kept."""
+    try:
+        entries = json.loads(path.read_text())["users"]
+        listed = {int(u["id"]): (str(u["login"]), str(u["password"])) for u in entries}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not listed:
+        return {}
     await cur.execute(f"SELECT id, login FROM users WHERE id IN ({', '.join(['%s'] * len(listed))})",
                       tuple(listed))
-    return {int(i): login for i, login in await cur.fetchall()} == listed
+    found = {int(i): login for i, login in await cur.fetchall()}
+    by_number = {}
+    for uid, (login, password) in listed.items():
+        number = int(login[4:]) if login.startswith("user") and login[4:].isdigit() else 0
+        if found.get(uid) == login == login_of(number) and password:
+            by_number[number] = password
+    return by_number
 
 
 async def _put_known(conn: aiomysql.Connection, cur: aiomysql.Cursor, known: list[tuple[int, str]],
                      hashes: list[str], now: datetime) -> None:
     rows = [_values(i, h, now) for (i, _), h in zip(known, hashes)]
-    # Known users may exist from an earlier run: they get the new password (and a new version), and their
-    # tokens of that run are void, as after any password change.
+    # Only known users whose password nobody knows any more come here: one that exists gets the new password
+    # (and a new version), and its older tokens are void, as after any password change.
     await _insert_batch(conn, cur, " ON DUPLICATE KEY UPDATE password_hash = VALUES(password_hash),"
                         " version = version + 1, token_version = token_version + 1,"
                         " updated_at = VALUES(updated_at)", rows)

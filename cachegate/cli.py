@@ -126,13 +126,88 @@ def cmd_admin(args: argparse.Namespace) -> int:
         admin_call(config, "POST", "/-/admin/cache", {"enabled": args.switch == "on"})
         print(f"cache {args.switch}")
     elif args.action == "purge":
-        what = {"key": args.key} if args.key is not None else {"tag": args.tag}
-        admin_call(config, "POST", "/-/admin/purge", what)
-        print("purged " + " ".join(f"{k} {v}" for k, v in what.items()))
+        kind = next(k for k in ("key", "url", "tag", "prefix") if getattr(args, k) is not None)
+        what = {kind: getattr(args, kind), **({"caller": args.caller} if args.caller else {})}
+        answer = admin_call(config, "POST", "/-/admin/purge", what)
+        removed = answer.get("removed", 0)
+        named = f"url {what['url']} (key {answer.get('key')})" if kind == "url" else f"{kind} {what[kind]}"
+        print(f"purged {named}: {removed} {'entry' if removed == 1 else 'entries'} removed")
     else:
         answer = admin_call(config, "POST", "/-/admin/reload")
         print(f"reloaded: config generation {answer.get('generation')}")
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """What the running proxy would do with METHOD URL, and what its cache holds for it."""
+    from urllib.parse import urlencode
+
+    from stack.admin_client import admin_call
+    config = _load(args.config)
+    query = {"method": args.method, "target": args.url, **({"caller": args.caller} if args.caller else {})}
+    answer = admin_call(config, "GET", "/-/admin/explain?" + urlencode(query))
+    print(json.dumps(answer, indent=2) if args.json else format_explain(answer))
+    return 0
+
+
+def format_explain(answer: dict) -> str:
+    """`cachegate explain` as a person reads it (--json prints the admin endpoint's answer as it is)."""
+    request = answer["request"]
+    if "refused" in answer:
+        refused = answer["refused"]
+        return (f"{request['method']} {request['target']}: refused before the cache with {refused['status']} "
+                f"{refused['code']}: {refused['message']}")
+    rule = answer["rule"]
+    lines = [f"{request['method']} {request['target']}",
+             f"  rule        routes[{rule['index']}] {rule['name']}: {rule['strategy']}, "
+             f"upstream {rule['upstream']}, auth {rule['auth']}, scope {rule['scope']}",
+             f"  upstream    {request['upstream_target']}"]
+    if rule["key"]:
+        lifetimes = ", ".join(f"{name} {_seconds(rule[name])}" for name in ("ttl", "negative_ttl", "grace")
+                              if rule[name] is not None)
+        lines.append(f"  key         {answer['key'] or rule['key'] + ' (give --caller to render it)'}"
+                     + (f"   ({lifetimes})" if lifetimes else ""))
+    if rule["tags"]:
+        generations = answer.get("tag_generations", {})
+        lines.append("  tags        " + ", ".join(f"{t} (generation {generations.get(t, '?')})"
+                                                  for t in rule["tags"]))
+    if rule["invalidates"]:
+        lines.append("  invalidates " + ", ".join(rule["invalidates"]))
+    lines.append(f"  cache       {answer['cache']}")
+    entry = answer.get("entry")
+    if entry is not None:
+        lines.append(f"  entry       {_entry_line(entry)}")
+        if "served" in entry:
+            lines.append(f"  served      {entry['served']}")
+    elif answer.get("note"):
+        lines.append(f"  entry       ({answer['note']})")
+    return "\n".join(lines)
+
+
+def _entry_line(entry: dict) -> str:
+    if entry["state"] == "absent":
+        return "none (a miss)"
+    parts = [entry["state"]]
+    if "version" in entry:
+        parts += [f"version {entry['version']}", f"status {entry['status']}", f"age {_seconds(entry['age'])}",
+                  f"fresh for {_seconds(entry['fresh_for'])}",
+                  f"then stale for {_seconds(entry['stale_for'])}",
+                  f"{entry['size']} bytes (body {entry['body_size']})",
+                  "tags " + (", ".join(entry["tags"]) or "none")]
+    else:
+        parts.append(f"version floor {entry['version_floor']}")
+        if "writes_in_flight" in entry:
+            parts.append(f"{entry['writes_in_flight']} write(s) in flight, fenced for "
+                         f"{_seconds(entry['fenced_for'])}")
+    if entry["epoch"] != entry["current_epoch"]:
+        parts.append(f"epoch {entry['epoch']} (current {entry['current_epoch']})")
+    if entry.get("expires_in") is not None:
+        parts.append(f"Redis drops it in {_seconds(entry['expires_in'])}")
+    return ", ".join(parts)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 def cmd_loadtest(args: argparse.Namespace) -> int:
@@ -156,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="A caching API gateway and its local stack.")
     parser.add_argument("--config", default=None,
                         help="config file (default: $CACHEGATE_CONFIG or ./config.yaml)")
+    parser.add_argument("--version", action="version", version=f"cachegate {_version()}")
     # Subcommands accept --config too (`cachegate backend users --config X`),
     # without clobbering the global one.
     common = argparse.ArgumentParser(add_help=False)
@@ -172,8 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-users", type=int, default=1000, help="demo users to create when there are none")
     add("down", cmd_down, "stop the supervisor, then everything `up` started")
     add("status", cmd_status, "one line per process and the supervisor: name, pid, address, state, restarts")
-    p = add("seed", cmd_seed, "create demo users and their known credentials")
-    p.add_argument("--users", type=int, default=10000)
+    p = add("seed", cmd_seed, "make sure the first N demo users exist (user000001..userN); the ones that "
+            "exist are kept, passwords included")
+    p.add_argument("--users", type=_user_count, default=10000, metavar="N",
+                   help="how many seeded users there should be in all (1..999999, default 10000)")
     p = add("db", cmd_db, "database chores")
     p.add_argument("action", choices=["migrate"])
     p = add("backend", cmd_backend, "serve one backend service in the foreground")
@@ -187,15 +265,45 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("state", parents=[common], help="generation, cache switch, breaker, readiness checks")
     v = verbs.add_parser("cache", parents=[common], help="turn the cache on (a new key epoch) or off")
     v.add_argument("switch", choices=["on", "off"])
-    v = verbs.add_parser("purge", parents=[common], help="drop one cache key or every entry of a tag")
+    v = verbs.add_parser("purge", parents=[common],
+                         help="drop cache entries by key, URL, tag or key prefix; says how many it removed")
     one = v.add_mutually_exclusive_group(required=True)
     one.add_argument("--key", help='a rendered key, e.g. "user:42"')
-    one.add_argument("--tag", help='a tag, e.g. "user-lists"')
+    one.add_argument("--url", help='the entry a GET of this URL reads, e.g. "/users/42" (the rule renders '
+                                   'the key)')
+    one.add_argument("--tag", help='a tag of the rules or of the upstream (Cache-Tag), e.g. "user-lists"')
+    one.add_argument("--prefix", help='every key that starts with it, e.g. "user-search:"')
+    v.add_argument("--caller", help="with --url: the user id, for a key that names its caller")
     verbs.add_parser("reload", parents=[common], help="load config.yaml again without a restart")
+    p = add("explain", cmd_explain,
+            "what the running proxy does with a request, and what its cache holds for it")
+    p.add_argument("method", help="GET, HEAD, POST, ...")
+    p.add_argument("url", help='the request target or URL, e.g. "/users/42?x=1"')
+    p.add_argument("--caller", help="the user id a token would carry, for a key that names its caller")
+    p.add_argument("--json", action="store_true", help="print the admin endpoint's JSON answer")
     add("loadtest", cmd_loadtest, "run the load test (every argument after it goes to loadtest.runner)")
     add("reliability", cmd_reliability,
         "run the fault suite and write reliability.md (every argument after it goes to its runner)")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cachegate")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown (not installed)"
+
+
+def _user_count(text: str) -> int:
+    from backends.seed import MAX_USERS
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of users, got {text!r}") from None
+    if not 1 <= count <= MAX_USERS:
+        raise argparse.ArgumentTypeError(f"expected 1..{MAX_USERS} users, got {count}")
+    return count
 
 
 def _command_index(argv: list[str]) -> int:

@@ -19,9 +19,12 @@ from urllib.parse import urlsplit
 import yaml
 
 from cachegate.errors import ConfigError
+from cachegate.located import Located, load_located, located_copy, place_of
 from cachegate.routes import RouteConfig, RouteRules, read_routes
+from cachegate.logfiles import FORMATS, LEVELS
 from cachegate.settings import (GENERATION, LISTEN_BACKLOG, NO_ADMIN_TOKEN, AuthConfig, CacheConfig,
-                                DatabaseNode, MariaDBConfig, ProxyConfig, RedisConfig, ServiceConfig, StackConfig)
+                                DatabaseNode, LoggingConfig, MariaDBConfig, ProxyConfig, RedisConfig,
+                                ServiceConfig, StackConfig)
 from cachegate.values import REQUIRED, Section, parse_percent
 
 ENV_PREFIX = "CACHEGATE__"
@@ -44,6 +47,7 @@ _POLICY_REFUSED = {
 }
 # A cluster node given as host:port listens for its Galera peers on its port plus these.
 GALERA_PORT_OFFSETS = {"gcomm": 10000, "ist": 20000, "sst": 30000}
+STDOUT = "stdout"  # logging.access_dir: access lines to standard output (containers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,7 @@ class Config:
     mariadb: MariaDBConfig
     auth: AuthConfig
     cache: CacheConfig
+    logging: LoggingConfig
     services: Mapping[str, ServiceConfig]
     upstreams: Mapping[str, str]  # name -> base URL
     routes: tuple[RouteConfig, ...]
@@ -71,7 +76,8 @@ class Setting(NamedTuple):
 
 def settings(config: Config) -> Iterator[Setting]:
     """Every setting of `config` by its key (a service's and an upstream's under their names)."""
-    for section in (config.stack, config.proxy, config.redis, config.mariadb, config.auth, config.cache):
+    for section in (config.stack, config.proxy, config.redis, config.mariadb, config.auth, config.cache,
+                    config.logging):
         yield from _declared(section, "")
     for name, service in config.services.items():
         yield from _declared(service, f"services.{name}.")
@@ -114,7 +120,7 @@ def load_config(source: str | os.PathLike[str] | Mapping[str, Any] | None = None
     With `strategies` (the registry of strategies/registry.py) each rule is also checked by its
     strategy and its lifetimes are resolved; without, the routes are checked for structure only."""
     if isinstance(source, Mapping):
-        data, path, label = _deep_copy(source), None, "<config>"
+        data, path, label = located_copy(source), None, "<config>"
         root = Path(base_dir) if base_dir is not None else Path.cwd()
     else:
         path = Path(source) if source is not None else default_path(env)
@@ -131,7 +137,9 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_located(text, label)  # every node with its line; a key given twice is refused
+        if isinstance(data, Located):
+            data.place = label  # a section missing from the file is missing from all of it, not from line 1
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -141,44 +149,51 @@ def _read_yaml(path: Path, label: str) -> dict[str, Any]:
     return data
 
 
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_deep_copy(v) for v in value]
-    return value
-
-
 def _apply_env(data: dict[str, Any], env: Mapping[str, str], label: str) -> None:
-    """CACHEGATE__REDIS__URL=... sets redis.url; the value is read as a YAML scalar (so `false`, `8`)."""
+    """CACHEGATE__REDIS__URL=... sets redis.url; the value is read as a YAML scalar (so `false`, `8`).
+
+    Each value set so remembers its variable: an error about it names the variable, not the file."""
     for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX):
             continue
+        origin = f"environment {name}"
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         if not all(parts):
-            raise ConfigError(f"{label}: environment {name}: empty key part")
+            raise ConfigError(f"{origin}: empty key part (expected CACHEGATE__SECTION__KEY)")
         node = data
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(parts[:-1]):
+            if part not in node:
+                _put(node, part, Located(place=origin), origin)
+            node = node[part]
             if not isinstance(node, dict):
-                raise ConfigError(f"{label}: environment {name}: {part} is not a section")
+                where = ".".join(parts[:depth + 1])
+                raise ConfigError(f"{origin}: {where} is not a section ({place_of(data, parts[0]) or label})")
         try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            node[parts[-1]] = raw
+            value = raw
+        _put(node, parts[-1], value, origin)
     switch = env.get("CACHEGATE_CACHE")
     if switch is not None:
         if switch.lower() not in ("on", "off", "true", "false", "1", "0"):
-            raise ConfigError(f"{label}: environment CACHEGATE_CACHE: expected on or off, got {switch!r}")
-        data.setdefault("cache", {})
+            raise ConfigError(f"environment CACHEGATE_CACHE: expected on or off, got {switch!r}")
+        if "cache" not in data:
+            _put(data, "cache", Located(place="environment CACHEGATE_CACHE"), "environment CACHEGATE_CACHE")
         if isinstance(data["cache"], dict):
-            data["cache"]["enabled"] = switch.lower() in ("on", "true", "1")
+            _put(data["cache"], "enabled", switch.lower() in ("on", "true", "1"),
+                 "environment CACHEGATE_CACHE")
+
+
+def _put(node: dict[str, Any], key: str, value: Any, origin: str) -> None:
+    node[key] = value
+    if isinstance(node, Located):
+        node.places[key] = origin
 
 
 class _Builder:
     def __init__(self, data: dict[str, Any], label: str, root: Path, path: Path | None,
                  env: Mapping[str, str], strategies: Mapping[str, RouteRules] | None) -> None:
-        self.top = Section(data, "", label)
+        self.top = Section(data, "", label, label)
         self.label, self.root, self.path, self.env = label, root, path, env
         self.strategies = strategies
 
@@ -188,18 +203,22 @@ class _Builder:
         proxy = self._proxy(top.section("proxy"))
         redis = self._redis(top.section("redis"))
         mariadb = self._mariadb(top.section("mariadb"))
-        auth = self._auth(top.section("auth"))
+        auth_section = top.section("auth")
+        auth = self._auth(auth_section)
         cache = self._cache(top.section("cache"), proxy, redis)
+        logs = self._logging(top.section("logging"), stack)
         services = self._services(top.section("services"))
         upstreams = self._upstreams(top.section("upstreams"))
         if auth.exchange_upstream not in upstreams:
-            raise ConfigError(f"{self.label}: auth.exchange_upstream: unknown upstream "
-                              f'"{auth.exchange_upstream}" (known: {", ".join(sorted(upstreams))})')
+            auth_section.fail(f'unknown upstream "{auth.exchange_upstream}" '
+                              f'(known: {", ".join(sorted(upstreams))})', "exchange_upstream")
         top.used.add("routes")  # the largest section has a reader of its own
-        routes = read_routes(top.data.get("routes"), self.label, upstreams, cache, self.strategies)
+        routes = read_routes(top.data.get("routes"), self.label, upstreams, cache, self.strategies,
+                             place=top.origin("routes"))
         top.done()
         return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis,
-                      mariadb=mariadb, auth=auth, cache=cache, services=MappingProxyType(services),
+                      mariadb=mariadb, auth=auth, cache=cache, logging=logs,
+                      services=MappingProxyType(services),
                       upstreams=MappingProxyType(upstreams), routes=routes,
                       strategies_checked=self.strategies is not None)
 
@@ -229,12 +248,9 @@ class _Builder:
         # Every process reads this file, so `check-config` refuses what the proxy would refuse at start:
         # a token is required wherever the admin listener binds (only its file is read later, at start).
         if cfg.admin_token_file is None and cfg.admin_token_env is None:
-            raise ConfigError(f"{self.label}: {NO_ADMIN_TOKEN}")
+            raise ConfigError(f"{admin.origin('token_file')}: {NO_ADMIN_TOKEN}")
         if cfg.admin_token_env is not None:
-            try:
-                cfg.admin_token()  # too short a token from the environment is refused now, with the rest
-            except ConfigError as exc:
-                raise ConfigError(f"{self.label}: {exc.message}") from None
+            cfg.admin_token()  # too short a token from the environment is refused now, naming the variable
         for key in ("readiness_interval", "header_timeout", "body_timeout", "keepalive_timeout"):
             if getattr(cfg, key) < 0.1:
                 s.fail(f"expected at least 100ms, got {getattr(cfg, key):g}s", key)
@@ -244,8 +260,8 @@ class _Builder:
             s.fail(f"{cfg.upstream_pool} connections x {cfg.workers} workers exceed the services' listen "
                    f"backlog ({LISTEN_BACKLOG}); lower upstream_pool", "upstream_pool")
         if cfg.admin_port == cfg.port and _may_share(cfg.admin_host, cfg.host):
-            s.fail(f"must differ from proxy.port ({cfg.port}): the API and the admin listener cannot share "
-                   "one address", "admin.port")
+            admin.fail(f"must differ from proxy.port ({cfg.port}): the API and the admin listener cannot "
+                       "share one address", "port")
         admin.done()
         s.done()
         return cfg
@@ -345,13 +361,22 @@ class _Builder:
         s.done()
         return cfg
 
+    def _logging(self, s: Section, stack: StackConfig) -> LoggingConfig:
+        where = s.string("access_dir", str(stack.data_dir / "logs"))
+        cfg = LoggingConfig(level=s.choice("level", tuple(LEVELS), "info"),
+                            access_format=s.choice("access_format", FORMATS, "text"),
+                            access_dir=None if where == STDOUT else s.path("access_dir", self.root, where))
+        s.done()
+        return cfg
+
     def _services(self, s: Section) -> dict[str, ServiceConfig]:
         out = {}
         for name in list(s.data):
             sub = s.section(str(name))
             out[str(name)] = ServiceConfig(host=sub.string("host", "127.0.0.1"),
                                            port=sub.port("port", REQUIRED),
-                                           max_body=sub.size("max_body", SERVICE_MAX_BODY))
+                                           max_body=sub.size("max_body", SERVICE_MAX_BODY),
+                                           access_log=sub.boolean("access_log", True))
             sub.done()
         return out
 

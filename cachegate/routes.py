@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, NoReturn, Protocol
 
 from cachegate.errors import ConfigError
+from cachegate.located import place_of
 from cachegate.settings import CacheConfig
-from cachegate.templates import compile_key_template, parse_path_template
+from cachegate.templates import compile_key_template, covers, parse_path_template
 from cachegate.values import REQUIRED, Section
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -66,20 +67,24 @@ class RouteRules(Protocol):
 
 
 def read_routes(data: Any, label: str, upstreams: Mapping[str, str], cache: CacheConfig,
-                strategies: Mapping[str, RouteRules] | None = None) -> tuple[RouteConfig, ...]:
+                strategies: Mapping[str, RouteRules] | None = None, *,
+                place: str | None = None) -> tuple[RouteConfig, ...]:
+    """`place`: where the section is (config.yaml:63); each rule's errors start with the rule's own line."""
     if not isinstance(data, list) or not data:
-        raise ConfigError(f"{label}: routes: expected a non-empty list of rules")
-    routes = tuple(_read_route(item, i, label, upstreams, strategies) for i, item in enumerate(data))
-    _refuse_duplicates(routes, label)
-    _refuse_shared_caller_keys(routes, label)
+        raise ConfigError(f"{place or label}: routes: expected a non-empty list of rules")
+    places = [place_of(data, i) or place or label for i in range(len(data))]
+    routes = tuple(_read_route(item, i, label, places[i], upstreams, strategies) for i, item in enumerate(data))
+    _refuse_duplicates(routes, places)
+    _refuse_shadowed(routes, places)
+    _refuse_shared_caller_keys(routes, places)
     if strategies is None:
         return routes
     return _resolve_lifetimes(routes, cache, strategies, label)
 
 
-def _read_route(item: Any, index: int, label: str, upstreams: Mapping[str, str],
+def _read_route(item: Any, index: int, label: str, place: str, upstreams: Mapping[str, str],
                 strategies: Mapping[str, RouteRules] | None) -> RouteConfig:
-    s = Section(item, f"routes[{index}]", label)
+    s = Section(item, f"routes[{index}]", label, place)
     methods = s.value("methods", _methods, "a list of HTTP methods like [GET]", REQUIRED)
     path = s.string("path", REQUIRED)
     try:
@@ -178,18 +183,37 @@ def default_lifetimes(route: RouteConfig, cache: CacheConfig) -> RouteConfig:
                    grace=route.grace if route.grace is not None else min(cache.grace, MAX_GRACE_RATIO * ttl))
 
 
-def _refuse_duplicates(routes: tuple[RouteConfig, ...], label: str) -> None:
+def _refuse_duplicates(routes: tuple[RouteConfig, ...], places: list[str]) -> None:
     """Two rules with the same path template and a shared method: the second could never match."""
     seen: dict[tuple[str, str], int] = {}
     for r in routes:
         for m in r.methods:
             first = seen.setdefault((m, r.path), r.index)
             if first != r.index:
-                raise ConfigError(f"{label}: routes[{r.index}]: duplicates routes[{first}] ({m} {r.path}); "
-                                  "the second rule could never match")
+                raise ConfigError(f"{places[r.index]}: routes[{r.index}]: duplicates routes[{first}] "
+                                  f"({m} {r.path}, {places[first]}); the second rule could never match")
 
 
-def _refuse_shared_caller_keys(routes: tuple[RouteConfig, ...], label: str) -> None:
+def _refuse_shadowed(routes: tuple[RouteConfig, ...], places: list[str]) -> None:
+    """A method of a rule that an earlier rule always takes first (the first match wins) is dead config: the
+    author meant the later rule to serve something. `/users/{id}` before `/users/me` takes it (a str
+    parameter matches `me`); `/users/{id:int}` does not. HEAD is routed as GET, so HEAD without GET is dead."""
+    for later in routes:
+        if "HEAD" in later.methods and "GET" not in later.methods:
+            raise ConfigError(f"{places[later.index]}: routes[{later.index}].methods: HEAD without GET never "
+                              "matches: a HEAD request is routed by the rule that takes GET; add GET")
+        for earlier in routes[:later.index]:
+            shared = [m for m in later.methods if m in earlier.methods and m != "HEAD"]
+            if shared and covers(earlier.path, later.path):
+                m = shared[0]
+                raise ConfigError(
+                    f"{places[later.index]}: routes[{later.index}] ({m} {later.path}) can never match: "
+                    f"routes[{earlier.index}] ({m} {earlier.path}, {places[earlier.index]}) comes first and "
+                    "matches every path it does; put the narrower rule first, or narrow the earlier one "
+                    "(a typed parameter such as {id:int} matches only digits)")
+
+
+def _refuse_shared_caller_keys(routes: tuple[RouteConfig, ...], places: list[str]) -> None:
     """A caller-scoped entry holds one caller's own view. Any other rule that may name the same keys must be
     caller-scoped with the very same template: a shared rule would serve that view to everyone (or store
     everyone's view where one caller reads it), and a write rule keyed by a path parameter would store what
@@ -202,7 +226,7 @@ def _refuse_shared_caller_keys(routes: tuple[RouteConfig, ...], label: str) -> N
                 continue
             if other.scope != "caller" or other.key != mine.key:
                 raise ConfigError(
-                    f'{label}: routes[{other.index}].key: "{other.key}" may name the entries of '
+                    f'{places[other.index]}: routes[{other.index}].key: "{other.key}" may name the entries of '
                     f'routes[{mine.index}] ("{mine.key}", scope: caller); give it scope: caller and the same '
                     'key, or a key of its own')
 

@@ -194,10 +194,25 @@ class CacheConfig:
 
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    """Where one backend service listens, and the largest request body it reads (services.<name>)."""
+    """Where one backend service listens, the largest request body it reads, whether it logs each request
+    (services.<name>)."""
     host: str = setting("host", PROCESS)
     port: int = setting("port", PROCESS)
     max_body: int = setting("max_body", PROCESS)
+    access_log: bool = setting("access_log", PROCESS)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """How every process logs: its own log (stderr) at `level`, its access log in `access_format`, as
+    `<access_dir>/<process>-access.log` (None: standard output). Files are opened at start and reopened
+    on SIGUSR1."""
+    level: str = setting("logging.level", PROCESS)
+    access_format: str = setting("logging.access_format", PROCESS)
+    access_dir: Path | None = setting("logging.access_dir", PROCESS)
+
+    def access_file(self, process: str) -> Path | None:
+        return None if self.access_dir is None else self.access_dir / f"{process}-access.log"
 
 
 def read_secret(path: Path, where: str) -> str:

@@ -61,6 +61,38 @@ def parse_path_template(text: str) -> PathTemplate:
     return PathTemplate(text, tuple(params), re.compile("".join(pattern)))
 
 
+def _segments(text: str) -> list[tuple[str, str]]:
+    """'/users/{id:int}/x' -> [("lit", "users"), ("int", "id"), ("lit", "x")] (a valid template)."""
+    out = []
+    for segment in text[1:].split("/"):
+        m = _PARAM.fullmatch(segment)
+        if m is None:
+            out.append(("lit", segment))
+        else:
+            name, _, kind = m.group(1).partition(":")
+            out.append((kind or "str", name))
+    return out
+
+
+def covers(wide: str, narrow: str) -> bool:
+    """Does path template `wide` match every path that template `narrow` matches? Parameters fill whole
+    segments, so it is decided segment by segment: a str parameter takes any non-empty segment, an int
+    parameter only digits (an int parameter or a literal of 1 to 18 digits), a literal only itself."""
+    a, b = _segments(wide), _segments(narrow)
+    if len(a) != len(b):
+        return False
+    for (kind, text), (other, value) in zip(a, b):
+        if kind == "lit":
+            if other != "lit" or text != value:
+                return False
+        elif kind == "int":
+            if other == "str" or (other == "lit" and re.fullmatch(_PARAM_TYPES["int"], value) is None):
+                return False
+        elif other == "lit" and not value:  # a str parameter never matches the empty segment of a trailing /
+            return False
+    return True
+
+
 # render(path params, query in canonical form (proxy/canonical.py), caller) -> key
 KeyRenderer = Callable[[Mapping[str, str], str, "str | None"], str]
 

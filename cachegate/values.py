@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cachegate.errors import ConfigError
+from cachegate.located import place_of
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -16,19 +17,29 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 class Section:
-    """One mapping being read: remembers its place and which keys were used, so unknown keys are refused."""
+    """One mapping being read: remembers its place and which keys were used, so unknown keys are refused.
 
-    def __init__(self, data: Any, where: str, label: str) -> None:
+    Errors start with where the offending value came from: `config.yaml:42` when it was read from a file
+    (cachegate/located.py), `environment CACHEGATE__REDIS__URL` when an override set it, else the label.
+    """
+
+    def __init__(self, data: Any, where: str, label: str, place: str | None = None) -> None:
         self.where, self.label = where, label
+        self.place = place or place_of(data)
+        self.data: Any = {}
         if data is None:
             data = {}
         if not isinstance(data, dict):
             self.fail(f"expected a mapping, got {_show(data)}")
         self.data, self.used = data, set()
 
+    def origin(self, key: str | None = None) -> str:
+        """Where the value of `key` (or this mapping) came from, as an error starts with it."""
+        return (place_of(self.data, key) if key is not None else None) or self.place or self.label
+
     def fail(self, reason: str, key: str | None = None) -> None:
         place = f"{self.where}.{key}" if key and self.where else (key or self.where)
-        raise ConfigError(f"{self.label}: {place}: {reason}")
+        raise ConfigError(f"{self.origin(key)}: {place}: {reason}")
 
     def _get(self, key: str, default: Any) -> Any:
         self.used.add(key)
@@ -41,7 +52,7 @@ class Section:
     def section(self, key: str) -> Section:
         self.used.add(key)
         where = f"{self.where}.{key}" if self.where else key
-        return Section(self.data.get(key), where, self.label)
+        return Section(self.data.get(key), where, self.label, place_of(self.data, key) or self.place)
 
     def value(self, key: str, convert: Callable[[Any], Any], expected: str, default: Any = None) -> Any:
         raw = self._get(key, default)

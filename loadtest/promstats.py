@@ -7,9 +7,10 @@ from typing import Mapping
 
 from prometheus_client.parser import text_string_to_metric_families
 
-# Outcomes counted once per request by the strategies; stored/not_stored come on top of a miss.
+# cachegate_cache_requests_total counts each request once, by what the cache did (proxy/metrics.py); the
+# per-request outcomes are named, so the results of runs made before fills were counted apart still add up.
 SERVED_FROM_CACHE = ("hit", "stale", "stale_error", "revalidated")
-PER_REQUEST = (*SERVED_FROM_CACHE, "miss", "coalesced", "bypass")
+PER_REQUEST = (*SERVED_FROM_CACHE, "miss", "coalesced", "bypass", "write", "error")
 
 Labels = tuple[tuple[str, str], ...]
 Counters = dict[tuple[str, Labels], float]
@@ -67,7 +68,7 @@ def delta(before: Counters, after: Counters, *, route: str, upstream: str) -> De
     upstream_statuses: dict[str, float] = {}
     for (metric, labels), _ in after.items():
         found = dict(labels)
-        if metric == "cachegate_cache_outcomes_total" and found.get("route") == route:
+        if metric == "cachegate_cache_requests_total" and found.get("route") == route:
             outcomes[found["outcome"]] = diff(metric, route=route, outcome=found["outcome"])
         elif metric == "cachegate_requests_total" and found.get("route") == route:
             answered[found["status"]] = diff(metric, route=route, status=found["status"])

@@ -93,7 +93,7 @@ def method(add, run: dict[str, Any], points: list[dict[str, Any]]) -> None:
             "the users backend, MariaDB and Redis are not pinned and share the cores with the others.")
     else:
         add("- Nothing was pinned.")
-    add("- Hit ratio: from the proxy's `cachegate_cache_outcomes_total` for the route, (hit + stale + "
+    add("- Hit ratio: from the proxy's `cachegate_cache_requests_total` for the route, (hit + stale + "
         "revalidated) over all per-request outcomes, as deltas around each measured point; upstream requests "
         "from `cachegate_upstream_requests_total{upstream=\"users\"}`.")
     add("- CPU µs per request: utime + stime deltas from `/proc/<pid>/stat` (pids from the launcher's pid "

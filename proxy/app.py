@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -41,7 +42,7 @@ def create_app(config: Config, *, metrics: Metrics | None = None,
     app = web.Application(client_max_size=config.proxy.max_body)
     app[CONFIG] = config
     app[METRICS] = metrics or Metrics()
-    app[ACCESS_LOG] = access_log or AccessLog()
+    app[ACCESS_LOG] = access_log or open_access_log(config)
     app[DRAINING] = set()
     app.cleanup_ctx.append(_clients)
     app.router.add_get("/-/health", health)
@@ -59,6 +60,8 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     app[REDIS], app[SESSION] = redis, session
     lookups = make_lookups(config)
     store = app[STORE] = make_store(config, redis, metrics, lookups=lookups)
+    metrics.watch("cachegate_cache_epoch", "The key epoch this process last saw in Redis",
+                  lambda: store.epoch)
     # A revocation is remembered until every token it voids has expired, leeway included (twice: a token
     # issued while its user was being changed may be stamped a little after the change).
     revocations_redis = make_redis(config)
@@ -89,6 +92,7 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         # The flusher writes its last lines.
         await asyncio.gather(flusher, checker, *app[DRAINING], return_exceptions=True)
         await generations.close(gateway.generation)
+        app[ACCESS_LOG].close()
         await session.close()
         if lookups is not None:
             await lookups.aclose()
@@ -106,6 +110,12 @@ async def _in_step(revocations: Revocations, config: Config) -> None:
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     return await request.app[GATEWAY].handle(request)
+
+
+def open_access_log(config: Config) -> AccessLog:
+    """proxy-access.log in logging.access_dir (every worker appends to the one file), or standard output."""
+    path = config.logging.access_file("proxy")
+    return AccessLog(sys.stdout if path is None else None, path=path, fmt=config.logging.access_format)
 
 
 def make_lookups(config: Config) -> PipelinedLookups | None:

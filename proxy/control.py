@@ -4,7 +4,7 @@ The rules are the same for both. A reload loads the file and checks it (proxy.ge
 before anything changes. Turning the cache on, by an admin call or by a reload, first moves the key epoch,
 once: if Redis cannot be reached, the call is refused and nothing changes. Then the change is applied: to
 this process's gateway (one process, or a worker), or relayed by the master to its workers by signal
-(SIGHUP reload, SIGUSR1 cache off, SIGUSR2 cache on). A worker does not move the epoch again: its master did.
+(SIGHUP reload, CACHE_OFF, CACHE_ON). A worker does not move the epoch again: its master did.
 """
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ from aiohttp import web
 
 from cachegate.config import Config, load_config
 from proxy.appkeys import DRAINING, GATEWAY, METRICS, READINESS, SESSION, STORE
+from proxy.explain import explain, resolve
 from proxy.generation import build_generation, check_reload, drain, move_epoch
+from proxy.metrics import Metrics
+from proxy.router import Router
 from proxy.store import CacheStore
 from strategies.registry import REGISTRY
 
 log = logging.getLogger("cachegate.proxy")
+# The master's cache switch for its workers: real-time signals, so that SIGUSR1 stays what logrotate sends.
+CACHE_OFF, CACHE_ON = signal.SIGRTMIN + 1, signal.SIGRTMIN + 2
 
 
 class _Control(ABC):
@@ -57,11 +62,43 @@ class _Control(ABC):
             await move_epoch(self.store)
         self._switch(enabled)
 
-    async def purge_key(self, key: str) -> None:
-        await self.store.purge_key(key)
+    @property
+    @abstractmethod
+    def router(self) -> Router:
+        """The route table requests are matched against now."""
 
-    async def purge_tag(self, tag: str) -> None:
-        await self.store.purge_tag(tag)
+    async def purge_key(self, key: str) -> int:
+        """Entries removed: 1 or 0 (each purge is a drop with a fence: proxy/store.py)."""
+        removed = await self.store.purge_key(key)
+        self.store_metrics.purged.labels("key").inc(removed)
+        return removed
+
+    async def purge_url(self, target: str, caller: str | None) -> tuple[str, int]:
+        """The key a GET of `target` reads (its rule renders it, as for a request), and what was removed."""
+        found = resolve(self.router, "GET", target, caller, cache_enabled=True, need_key=True)
+        assert found.key is not None
+        removed = await self.store.purge_key(found.key)
+        self.store_metrics.purged.labels("url").inc(removed)
+        return found.key, removed
+
+    async def purge_tag(self, tag: str) -> int:
+        removed = await self.store.purge_tag(tag, fence=self.config.cache.write_fence)
+        self.store_metrics.purged.labels("tag").inc(removed)
+        return removed
+
+    async def purge_prefix(self, prefix: str) -> int:
+        removed = await self.store.purge_prefix(prefix)
+        self.store_metrics.purged.labels("prefix").inc(removed)
+        return removed
+
+    async def explain(self, method: str, target: str, caller: str | None) -> dict:
+        return await explain(self.router, self.store, method, target, caller,
+                             cache_enabled=self.cache_enabled)
+
+    @property
+    @abstractmethod
+    def store_metrics(self) -> Metrics:
+        """Where the purges are counted."""
 
     @abstractmethod
     def _apply(self, config: Config) -> int: ...
@@ -71,6 +108,9 @@ class _Control(ABC):
 
     @abstractmethod
     def state(self) -> dict: ...
+
+    @abstractmethod
+    def figures(self) -> dict: ...
 
 
 class ProcessControl(_Control):
@@ -87,6 +127,14 @@ class ProcessControl(_Control):
     @property
     def cache_enabled(self) -> bool:
         return self.app[GATEWAY].cache_enabled
+
+    @property
+    def router(self) -> Router:
+        return self.app[GATEWAY].generation.router
+
+    @property
+    def store_metrics(self) -> Metrics:
+        return self.app[METRICS]
 
     def _apply(self, config: Config) -> int:
         app, gateway = self.app, self.app[GATEWAY]
@@ -114,17 +162,26 @@ class ProcessControl(_Control):
         return {"pid": os.getpid(), "generation": gateway.generation.number,
                 "cache_enabled": gateway.cache_enabled,
                 "routes": len(gateway.generation.config.routes), "breaker": self.store.breaker_state,
+                "epoch": self.store.epoch,
                 # What /-/ready no longer tells anyone who asks: which check failed.
                 "ready": readiness.ready, "checks": readiness.checks or {}}
+
+    def figures(self) -> dict:
+        """The state and this process's figures per route and upstream (the status page)."""
+        config = self.app[GATEWAY].generation.config
+        return {**self.state(), "workers": None,
+                **self.app[METRICS].summary([r.name for r in config.routes], list(config.upstreams))}
 
 
 class MasterControl(_Control):
     """A master relaying to its workers: it checks, moves the epoch once, then signals every live worker."""
 
-    def __init__(self, config: Config, workers: list[subprocess.Popen], store: CacheStore) -> None:
+    def __init__(self, config: Config, workers: list[subprocess.Popen], store: CacheStore,
+                 metrics: Metrics) -> None:
         super().__init__(store, moves_epoch=True)
-        self._config, self.workers = config, workers
+        self._config, self.workers, self._metrics = config, workers, metrics
         self.generation, self._cache_enabled = 1, config.cache.enabled
+        self._router = Router(config.routes)
 
     @property
     def config(self) -> Config:
@@ -134,18 +191,27 @@ class MasterControl(_Control):
     def cache_enabled(self) -> bool:
         return self._cache_enabled
 
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    @property
+    def store_metrics(self) -> Metrics:
+        return self._metrics
+
     def _apply(self, config: Config) -> int:
-        self._config = config
+        self._config, self._router = config, Router(config.routes)
         self.generation += 1
         self._cache_enabled = config.cache.enabled
-        self._signal(signal.SIGHUP)
+        self.relay(signal.SIGHUP)
         return self.generation
 
     def _switch(self, enabled: bool) -> None:
         self._cache_enabled = enabled
-        self._signal(signal.SIGUSR2 if enabled else signal.SIGUSR1)
+        self.relay(CACHE_ON if enabled else CACHE_OFF)
 
-    def _signal(self, sig: int) -> None:
+    def relay(self, sig: int) -> None:
+        """`sig` to every live worker."""
         for proc in self.workers:
             if proc.poll() is None:
                 os.kill(proc.pid, sig)
@@ -153,4 +219,10 @@ class MasterControl(_Control):
     def state(self) -> dict:
         return {"pid": os.getpid(), "workers": [p.pid for p in self.workers if p.poll() is None],
                 "generation": self.generation, "cache_enabled": self._cache_enabled,
-                "routes": len(self._config.routes), "breaker": self.store.breaker_state}
+                "routes": len(self._config.routes), "breaker": self.store.breaker_state,
+                "epoch": self.store.epoch}
+
+    def figures(self) -> dict:
+        """The master serves no request: each worker counts its own (its /-/metrics)."""
+        return {**self.state(), "ready": None, "checks": {}, "routes_figures": [], "upstreams_figures": []}
+

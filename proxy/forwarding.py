@@ -5,12 +5,12 @@ from typing import Iterator, Mapping, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from proxy.upstream import HOP_BY_HOP, strip_hop_by_hop
+from proxy.upstream import HOP_BY_HOP, VIA, strip_hop_by_hop
 
 # The session sets Host; backends answer identity (we cache one representation, uncompressed).
 REQUEST_DROP = HOP_BY_HOP | {"host", "accept-encoding"}
 # Names whose outgoing value differs from what the client sent.
-_REWRITTEN = REQUEST_DROP | {"authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id"}
+_REWRITTEN = REQUEST_DROP | {"authorization", "x-forwarded-for", "x-forwarded-proto", "x-request-id", "via"}
 
 
 class Client(Protocol):
@@ -19,12 +19,14 @@ class Client(Protocol):
     def remote(self) -> str | None: ...
     @property
     def scheme(self) -> str: ...
+    @property
+    def version(self) -> tuple[int, int]: ...
 
 
 class OutgoingHeaders(Mapping[str, str]):
     """Reads of an untouched header go straight to the client's headers; anything else builds the outgoing
     set once: hop-by-hop headers stripped, the verified Authorization, X-Forwarded-For/-Proto,
-    X-Request-Id."""
+    X-Request-Id, and the gateway added to Via."""
 
     __slots__ = ("_raw", "_authorization", "_client", "_request_id", "_built")
 
@@ -70,5 +72,7 @@ class OutgoingHeaders(Mapping[str, str]):
             headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
             headers["X-Forwarded-Proto"] = self._client.scheme
             headers["X-Request-Id"] = self._request_id
+            major, minor = self._client.version
+            headers.add("Via", f"{major}.{minor} {VIA}")  # after any Via the client's request carried
             self._built = headers
         return self._built

@@ -19,7 +19,7 @@ from proxy.forwarding import OutgoingHeaders
 from proxy.generation import Generation
 from proxy.metrics import Metrics
 from proxy.revocations import Revocations
-from proxy.router import render_invalidations
+from proxy.router import cache_bypass, render_invalidations
 from proxy.upstream import Request
 from strategies.base import Context, Reply
 from strategies.httpcache import cache_status
@@ -59,6 +59,8 @@ class Gateway:
             request_id = f"{_ID_PREFIX}-{next(_ids):x}"
         route_name, strategy_name = "-", "-"
         unread = False  # a body left unread: the connection cannot carry another request
+        ctx: Context | None = None
+        refused = "internal_error"  # the error code of a request no strategy answered
         try:
             presented = single_authorization(request.headers)  # before anything else reads it
             # One spelling of the target for the router, the key and the upstream request (refreshes too):
@@ -76,10 +78,7 @@ class Gateway:
             else:
                 authorization = presented
             body = await _read_body(request, gen.config.proxy.body_timeout)
-            bypass = None if self.cache_enabled else "CACHE-OFF"
-            if (bypass is None and route.key is not None and qs and request.method in SAFE
-                    and not route.key_covers(qs)):
-                bypass = "QUERY-NOT-IN-KEY"
+            bypass = cache_bypass(route, request.method, qs, self.cache_enabled)
             headers = OutgoingHeaders(request.headers, authorization=authorization, client=request,
                                       request_id=request_id)
             ctx = Context(
@@ -91,7 +90,7 @@ class Gateway:
                 bypass=bypass)
             reply = await gen.strategies[cfg.strategy].handle(ctx)
         except CachegateError as exc:
-            reply = error_reply(exc)
+            reply, refused = error_reply(exc), exc.code
             unread = isinstance(exc, (RequestTimeout, PayloadTooLarge))
         except Exception:  # a bug must still answer in JSON, and never show a traceback to the client
             log.exception("unexpected error on %s %s (request %s)", request.method, request.path, request_id)
@@ -107,10 +106,17 @@ class Gateway:
         if request.method not in SAFE and self.revocations is not None:
             # Recorded before the answer leaves: the caller's next request finds the token refused.
             await self.revocations.absorb(out)
-        self.metrics.count_request(route_name, strategy_name, request.method, reply.status)
+        # Every request once in each counter: the strategy's template counted what the cache did, unless no
+        # strategy got to say it (refused before the cache, or a bug).
+        outcome = ctx.outcome if ctx is not None else None
+        if outcome is None:
+            self.metrics.count_outcome(route_name, "error", refused)
+        spent = time.perf_counter() - started
+        self.metrics.answered(route_name, strategy_name, request.method, reply.status,
+                              "error" if outcome is None else outcome.outcome, spent)
         if gen.log_access:
             self.access_log.write(request_id, request.method, request.raw_path, reply.status, route_name,
-                                  reply.cache_status, reply.elapsed, time.perf_counter() - started)
+                                  reply.cache_status, reply.elapsed, spent)
         return response
 
 

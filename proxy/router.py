@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from cachegate.routes import RouteConfig
+from cachegate.routes import SAFE, RouteConfig
 from cachegate.templates import KeyRenderer, PathTemplate, compile_key_template, parse_path_template
 from proxy.errors import MethodNotAllowed, NotFound
 
@@ -92,3 +92,12 @@ def compile_route(cfg: RouteConfig) -> Route:
 def render_invalidations(route: Route, params: Mapping[str, str], query_string: str,
                          caller: str | None) -> tuple[str, ...]:
     return tuple(i if isinstance(i, str) else i(params, query_string, caller) for i in route.invalidates)
+
+
+def cache_bypass(route: Route, method: str, query: str, cache_enabled: bool) -> str | None:
+    """Why a request on `route` bypasses the cache (its Cache-Status detail), or None when it uses it."""
+    if not cache_enabled:
+        return "CACHE-OFF"
+    if route.key is not None and query and method in SAFE and not route.key_covers(query):
+        return "QUERY-NOT-IN-KEY"  # the key could not tell this URL from the plain one
+    return None

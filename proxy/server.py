@@ -1,7 +1,8 @@
 """Running the proxy: one process, or a master with N workers sharing the port (reuse_port).
 
 With one worker the process serves the API and the admin listener itself. With more, the master serves only
-the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 cache off, SIGUSR2 cache on
+the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 reopen the log files (what
+logrotate sends), and between master and workers only, SIGRTMIN+1 cache off and SIGRTMIN+2 cache on
 (proxy/control.py: the master checks a new config before any worker sees it, and moves the key epoch once).
 Purges go straight to Redis from the master. Workers run `python -m proxy`, as the launcher does.
 
@@ -26,10 +27,11 @@ import uvloop
 from aiohttp import web
 
 from cachegate.config import Config
+from cachegate.logfiles import reopen_all, setup_logging
 from proxy.admin import create_admin_app
 from proxy.app import REDIS_POOL, create_app, make_redis, make_store
 from proxy.appkeys import METRICS, READINESS
-from proxy.control import MasterControl, ProcessControl
+from proxy.control import CACHE_OFF, CACHE_ON, MasterControl, ProcessControl
 from proxy.errors import ConfigError
 from proxy.listener import AnswerHook, Bounds, Listener, bind, raise_file_limit
 from proxy.metrics import Metrics
@@ -51,7 +53,7 @@ _HOOK_LOG = logging.getLogger("cachegate.listener.answers")  # aiohttp's access 
 
 def serve(config: Config, workers: int | None = None) -> None:
     """Block serving until SIGTERM or SIGINT."""
-    _setup_logging()
+    setup_logging(config.logging.level)
     workers = workers or config.proxy.workers
     worker = bool(os.environ.get(WORKER_ENV))
     # A secret missing or unreadable is refused before any port is bound (ConfigError, exit 2). Only the
@@ -71,12 +73,6 @@ def serve(config: Config, workers: int | None = None) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
         loop_runner.run(runner)
-
-
-def _setup_logging() -> None:
-    """Everything to stderr (the launcher sends it to the process's log file); access lines: accesslog.py."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
 
 
 def reserved_files(config: Config) -> int:
@@ -149,8 +145,9 @@ async def _stop(runner: web.AppRunner, listener: Listener) -> None:
 
 def _install_signals(control: ProcessControl | MasterControl, stop: asyncio.Event, *,
                      switches: bool = True, hurry: asyncio.Event | None = None) -> None:
-    """SIGTERM and SIGINT stop (a second one sets `hurry`); SIGHUP reloads; a worker also takes its master's
-    SIGUSR1/SIGUSR2."""
+    """SIGTERM and SIGINT stop (a second one sets `hurry`); SIGHUP reloads; SIGUSR1 reopens the log files (a
+    master passes it on to its workers); a worker also takes its master's cache switches (CACHE_OFF,
+    CACHE_ON)."""
     loop = asyncio.get_running_loop()
 
     def stopping() -> None:
@@ -162,10 +159,17 @@ def _install_signals(control: ProcessControl | MasterControl, stop: asyncio.Even
     def spawn(coro_factory, what: str) -> None:
         loop.create_task(_logged(coro_factory(), what))
 
+    def reopen() -> None:
+        reopen_all()
+        if isinstance(control, MasterControl):
+            control.relay(signal.SIGUSR1)
+        log.info("log files reopened")
+
     loop.add_signal_handler(signal.SIGHUP, spawn, control.reload, "reload")
+    loop.add_signal_handler(signal.SIGUSR1, reopen)
     if switches:
-        loop.add_signal_handler(signal.SIGUSR1, spawn, lambda: control.set_cache(False), "cache off")
-        loop.add_signal_handler(signal.SIGUSR2, spawn, lambda: control.set_cache(True), "cache on")
+        loop.add_signal_handler(CACHE_OFF, spawn, lambda: control.set_cache(False), "cache off")
+        loop.add_signal_handler(CACHE_ON, spawn, lambda: control.set_cache(True), "cache on")
     loop.add_signal_handler(signal.SIGTERM, stopping)
     loop.add_signal_handler(signal.SIGINT, stopping)
 
@@ -174,7 +178,7 @@ async def _serve_single(config: Config) -> None:
     stop, hurry = asyncio.Event(), asyncio.Event()
     runner, app, listener = await _start_api(config, shared_port=False)
     control = ProcessControl(app)
-    _install_signals(control, stop, hurry=hurry)
+    _install_signals(control, stop, switches=False, hurry=hurry)  # the admin listener switches the cache
     admin, admin_listener = await _start_admin(config, control)
     log.info("proxy on http://%s:%d, admin on http://%s:%d, cache %s", config.proxy.host, config.proxy.port,
              config.proxy.admin_host, config.proxy.admin_port, "on" if config.cache.enabled else "off")
@@ -207,8 +211,8 @@ async def _serve_master(config: Config, count: int) -> None:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
-    redis = make_redis(config)
-    control = MasterControl(config, workers, make_store(config, redis, Metrics()))
+    redis, metrics = make_redis(config), Metrics()
+    control = MasterControl(config, workers, make_store(config, redis, metrics), metrics)
     _install_signals(control, stop, switches=False)
     admin, admin_listener = await _start_admin(config, control)
     log.info("proxy master: %d workers on http://%s:%d, admin on http://%s:%d", count, config.proxy.host,

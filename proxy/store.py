@@ -5,6 +5,7 @@ import asyncio
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable, Sequence, TypeVar
 
@@ -16,8 +17,8 @@ from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
-from proxy.records import (DROPPED, FORMAT, PREFIX, TOMBSTONE, WRITING, Entry, Lookup, decode, encode_tail,
-                           lua_prelude)
+from proxy.records import (DROPPED, FORMAT, PREFIX, TOMBSTONE, WRITING, Entry, Lookup, Record, decode,
+                           encode_tail, lua_prelude, read_record)
 
 log = logging.getLogger("cachegate.store")
 T = TypeVar("T")
@@ -31,12 +32,29 @@ FILL_SLOTS = 48
 FULL_QUIET = 5.0  # seconds without a refused write before "Redis accepts writes again" is logged
 _LUA = Path(__file__).with_name("lua")
 PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
+ADMIN_TIMEOUT = 10.0  # seconds one Redis call of an admin purge or inspection may take (a page of keys)
+SCAN_COUNT = 500     # keys per SCAN page and per pipeline of purges
 _Found = tuple[int, list["bytes | None"]]  # (epoch, values): what a batched MGET hands each lookup
 _Waiter = tuple[tuple[str, ...], "asyncio.Future[_Found]"]
 
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by SCAN's MATCH pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass(frozen=True, slots=True)
+class Inspected:
+    """What the store holds for one key (CacheStore.inspect)."""
+    record: Record | None
+    expires_in: float | None  # seconds until Redis drops the record (None: no record, or no expiry)
+    epoch: int                # the current key epoch
+    redis_ms: int             # Redis's clock
+    generations: tuple[int, ...]
 
 
 class CacheFull(CacheUnavailable):
@@ -65,7 +83,7 @@ class CacheStore:
         # The layout's numbers (proxy/records.py) and the helpers every script shares, then its own part.
         record = lua_prelude() + (_LUA / "record.lua").read_text()
         self._scripts = {name: redis.register_script(record + (_LUA / f"{name}.lua").read_text())
-                         for name in ("fill", "write", "mark", "fence", "reopen", "invalidate")}
+                         for name in ("fill", "write", "mark", "fence", "reopen", "invalidate", "purge")}
         self._batch: list[_Waiter] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._missed = 0    # writes that may not have reached Redis...
@@ -75,6 +93,7 @@ class CacheStore:
         self._full = False
         self._full_at = 0.0  # loop time of the last write refused for want of memory
         self._fill_slots = asyncio.Semaphore(FILL_SLOTS)
+        self.epoch = 0  # the key epoch the last call that read or moved it saw (the status page shows it)
 
     @property
     def breaker_state(self) -> str:
@@ -91,6 +110,9 @@ class CacheStore:
 
     def writers_key(self, tag: str) -> str:
         return f"{self._prefix}:w:{tag}"
+
+    def recent_key(self, tag: str) -> str:
+        return f"{self._prefix}:r:{tag}"
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -119,7 +141,7 @@ class CacheStore:
             keys = [self._epoch_key, *names]
             mget = self._lookups.mget if self._lookups is not None else self._redis.mget
             values = await self._call("mget", lambda: mget(keys))
-            epoch = int(values[0] or 0)
+            epoch = self.epoch = int(values[0] or 0)
             found = dict(zip(names, values[1:]))
             for wanted, future in batch:
                 if not future.done():
@@ -165,13 +187,19 @@ class CacheStore:
         entry, token, kind = decode(found, seen.epoch)  # someone was first: fill against what it wrote
         return Lookup(entry, token, seen.epoch, seen.generations, kind == WRITING)
 
-    async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = ()) -> str:
+    async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = (),
+                   upstream_tags: Sequence[str] = ()) -> str:
         """Store a read-through response unless anything moved since `seen`: 'stored' or why not ('full'
-        when Redis is out of memory, 'busy' when the fills in flight hold their share of connections)."""
-        keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in tags),
-                *(self.index_key(t) for t in tags), *(self.writers_key(t) for t in tags)]
+        when Redis is out of memory, 'busy' when the fills in flight hold their share of connections). The
+        entry is indexed under the rule's `tags` (whose generations `seen` holds) and the `upstream_tags`
+        its answer named (refused only while one of them is fenced or was invalidated recently)."""
+        named = [*tags, *upstream_tags]
+        keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in named),
+                *(self.index_key(t) for t in named), *(self.writers_key(t) for t in named),
+                *(self.recent_key(t) for t in upstream_tags)]
         args = [seen.epoch, seen.token, os.urandom(8), entry.version,
-                _ms(entry.stale_until - entry.stored_at), encode_tail(entry), len(tags), *seen.generations]
+                _ms(entry.stale_until - entry.stored_at), encode_tail(entry), len(tags), len(upstream_tags),
+                *seen.generations]
         try:
             async with asyncio.timeout(self._timeout):
                 await self._fill_slots.acquire()
@@ -244,26 +272,89 @@ class CacheStore:
         return outcome.decode()
 
     async def invalidate_tag(self, tag: str, *, writer: bytes = b"", hold: bool = False,
-                             linger: float = PURGE_FENCE) -> int:
-        """Bump the tag's generation and remove the entries indexed under it; returns the new generation.
-        On behalf of a write its fence on the tag ends, unless `hold` keeps it to its deadline."""
-        return await self._tag(tag, writer, "hold" if hold else "release", 0.0, linger)
+                             linger: float = PURGE_FENCE, recent: float = 0.0) -> int:
+        """Bump the tag's generation and drop the entries indexed under it; returns the new generation.
+        On behalf of a write its fence on the tag ends, unless `hold` keeps it to its deadline. Fills that
+        carry the tag only because their upstream named it are refused for `recent` seconds."""
+        return (await self._invalidate(tag, writer, "hold" if hold else "release", 0.0, linger, recent))[0]
 
     async def _tag(self, tag: str, writer: bytes, mode: str, lifetime: float, linger: float) -> int:
-        keys = [self.generation_key(tag), self.index_key(tag), self.writers_key(tag)]
-        args = [writer, mode, _ms(lifetime), _ms(linger)]
-        return int(await self._call("invalidate", lambda: self._scripts["invalidate"](keys=keys, args=args),
-                                    writes=True))
+        return (await self._invalidate(tag, writer, mode, lifetime, linger, 0.0))[0]
 
-    async def purge_key(self, key: str) -> None:
-        await self.drop(key, fence=PURGE_FENCE)
+    async def _invalidate(self, tag: str, writer: bytes, mode: str, lifetime: float, linger: float,
+                          recent: float, *, timeout: float | None = None) -> tuple[int, int]:
+        """(the tag's new generation, the entries dropped)."""
+        keys = [self.generation_key(tag), self.index_key(tag), self.writers_key(tag), self.recent_key(tag)]
+        args = [writer, mode, _ms(lifetime), _ms(linger), os.urandom(8), _ms(recent) if recent > 0 else 0]
+        found = await self._call("invalidate", lambda: self._scripts["invalidate"](keys=keys, args=args),
+                                 writes=True, timeout=timeout)
+        return int(found[0]), int(found[1])
 
-    async def purge_tag(self, tag: str) -> None:
-        await self.invalidate_tag(tag)
+    # -- admin purges: each a drop with a fence, each says how many entries it removed -----------------------
+
+    async def purge_key(self, key: str) -> int:
+        """Drop `key` (1 if it held an entry, else 0); fills that looked before are refused, its version
+        floor, a write fence and a tombstone stay (proxy/lua/purge.lua)."""
+        return await self._purge_keys([self.entry_key(key)])
+
+    async def purge_tag(self, tag: str, *, fence: float) -> int:
+        """Drop every entry indexed under `tag`: its generation moves (fills of rules with the tag that
+        looked before are refused), and fills whose upstream names the tag are refused for `fence` seconds,
+        as long as a fill already upstream may take to come back (cache.write_fence)."""
+        found = await self._invalidate(tag, b"", "release", 0.0, PURGE_FENCE, fence, timeout=ADMIN_TIMEOUT)
+        return found[1]
+
+    async def purge_prefix(self, prefix: str) -> int:
+        """Drop every key that starts with `prefix`, found by SCAN (redis-py's cluster client scans every
+        primary), purged like purge_key in batches of SCAN_COUNT."""
+        found = self._redis.scan_iter(match=self.entry_key(_glob_escape(prefix)) + "*", count=SCAN_COUNT)
+
+        async def page() -> list[bytes]:
+            keys: list[bytes] = []
+            try:
+                while len(keys) < SCAN_COUNT:
+                    keys.append(await found.__anext__())
+            except StopAsyncIteration:
+                pass
+            return keys
+
+        removed = 0
+        while keys := await self._call("scan", page, timeout=ADMIN_TIMEOUT):
+            removed += await self._purge_keys([k.decode() for k in keys])
+        return removed
+
+    async def _purge_keys(self, keys: Sequence[str]) -> int:
+        script = self._scripts["purge"]
+
+        async def run() -> list[int]:
+            # Loaded first, then EVALSHA in one pipeline: a pipeline of Script calls would ask SCRIPT EXISTS,
+            # a command the gateway's ACL does not grant.
+            await self._redis.script_load(script.script)
+            pipe = self._redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.evalsha(script.sha, 2, key, self._epoch_key, os.urandom(8), _ms(PURGE_FENCE))
+            return await pipe.execute()
+        return sum(int(n) for n in await self._call("purge", run, writes=True, timeout=ADMIN_TIMEOUT))
+
+    async def inspect(self, key: str, tags: Sequence[str] = ()) -> Inspected:
+        """What the store holds for `key` now, read whole: the record, its time left, the current epoch, the
+        generation of each of `tags`, and Redis's clock (fence deadlines are in it)."""
+        async def run() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(self.entry_key(key)).pttl(self.entry_key(key)).get(self._epoch_key).time()
+            for tag in tags:
+                pipe.get(self.generation_key(tag))
+            return await pipe.execute()
+        raw, pttl, epoch, (seconds, micros), *generations = await self._call("inspect", run,
+                                                                             timeout=ADMIN_TIMEOUT)
+        return Inspected(read_record(raw) if raw is not None else None, pttl / 1000 if pttl >= 0 else None,
+                         int(epoch or 0), seconds * 1000 + micros // 1000,
+                         tuple(int(g or 0) for g in generations))
 
     async def new_epoch(self) -> int:
         """Move the whole key namespace to a new epoch: every entry stored before becomes a miss."""
-        epoch = int(await self._call("epoch", lambda: self._redis.incr(self._epoch_key), writes=True))
+        epoch = self.epoch = int(await self._call("epoch", lambda: self._redis.incr(self._epoch_key),
+                                                  writes=True))
         self._metrics.epoch_bumps.inc()
         return epoch
 
@@ -275,8 +366,10 @@ class CacheStore:
 
     # -- every call goes through here ----------------------------------------------------------------------
 
-    async def _call(self, op: str, make: Callable[[], Awaitable[T]], *, writes: bool = False) -> T:
-        """Breaker, timeout, epoch settling and error mapping for one Redis call."""
+    async def _call(self, op: str, make: Callable[[], Awaitable[T]], *, writes: bool = False,
+                    timeout: float | None = None) -> T:
+        """Breaker, timeout (redis.timeout unless given: an admin call may take longer), epoch settling and
+        error mapping for one Redis call."""
         if not self._breaker.allow():
             if writes:
                 self._missed += 1
@@ -284,7 +377,7 @@ class CacheStore:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout or self._timeout):
                 if self._missed != self._settled:
                     await self._settle_epoch()
                 result = await make()
@@ -308,7 +401,7 @@ class CacheStore:
         except _FAILURES as exc:
             if writes:
                 self._missed += 1
-            late = isinstance(exc, TimeoutError) and loop.time() - started > 2 * self._timeout
+            late = isinstance(exc, TimeoutError) and loop.time() - started > 2 * (timeout or self._timeout)
             busy = isinstance(exc, RedisConnectionError) and str(exc).startswith("No connection available")
             self._metrics.redis_errors.labels(("late-" if late else "busy-" if busy else "") + op).inc()
             if late or busy:
@@ -324,6 +417,8 @@ class CacheStore:
                 log.warning("Redis unavailable (%s: %s); bypassing the cache until it answers again",
                             type(exc).__name__, exc)
             raise CacheUnavailable(f"Redis {op} failed ({type(exc).__name__})") from exc
+        finally:
+            self._metrics.redis_call(op, loop.time() - started)
         self._breaker.success()
         if not self._healthy:
             self._healthy = True
@@ -339,7 +434,7 @@ class CacheStore:
             missed = self._missed
             if missed == self._settled:
                 return
-            epoch = await self._redis.incr(self._epoch_key)
+            epoch = self.epoch = await self._redis.incr(self._epoch_key)
             count, self._settled = missed - self._settled, missed
             self._metrics.epoch_bumps.inc()
             log.warning("cache epoch moved to %s: %d write(s) may have missed Redis", epoch, count)

@@ -13,14 +13,18 @@ from yarl import URL
 
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.metrics import Metrics
+from proxy.surrogate import TAG_HEADERS, upstream_tags
 
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. Content-Length is recomputed by
 # whoever writes the next message.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te",
     "trailer", "transfer-encoding", "upgrade", "content-length"})
-# Responses arrive decompressed (auto_decompress), so their encoding no longer applies.
-RESPONSE_DROP = HOP_BY_HOP | {"content-encoding"}
+# Responses arrive decompressed (auto_decompress), so their encoding no longer applies. The cache tags an
+# upstream names are the gateway's alone (proxy/surrogate.py).
+RESPONSE_DROP = HOP_BY_HOP | {"content-encoding"} | {name.lower() for name in TAG_HEADERS}
+# RFC 9110 7.6.3: a proxy adds itself to Via on every message it forwards (pseudonym: no host name).
+VIA = "cachegate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ class UpstreamResponse:
     headers: CIMultiDictProxy[str]  # hop-by-hop headers stripped; shared by whoever waited on this fetch
     body: bytes
     elapsed: float                  # seconds the exchange took, for the access log
+    tags: tuple[str, ...] = ()      # the cache tags its Cache-Tag / Surrogate-Key headers named
 
 
 def strip_hop_by_hop(headers: Mapping[str, str], drop: frozenset[str] = RESPONSE_DROP) -> CIMultiDict[str]:
@@ -96,8 +101,15 @@ class Upstream:
                         raise UpstreamError(f"upstream {name} answered with a body over "
                                             f"{self._max_body} bytes")
                     status = str(resp.status)
-                    headers = CIMultiDictProxy(strip_hop_by_hop(resp.headers))
-                    return UpstreamResponse(resp.status, headers, body, time.perf_counter() - started)
+                    kept = strip_hop_by_hop(resp.headers)
+                    kept.add("Via", f"{resp.version.major}.{resp.version.minor} {VIA}")
+                    tags: tuple[str, ...] = ()
+                    if "Cache-Tag" in resp.headers or "Surrogate-Key" in resp.headers:
+                        tags, dropped = upstream_tags(resp.headers)
+                        if dropped:
+                            self._metrics.upstream_tags_dropped.inc(dropped)
+                    return UpstreamResponse(resp.status, CIMultiDictProxy(kept), body,
+                                            time.perf_counter() - started, tags)
         except UpstreamTimeout:
             status = "timeout"
             raise

@@ -13,6 +13,11 @@ die() { say "$*"; exit 1; }
 # mariabackup, socat and ss, even for an incremental transfer.
 declare -A PACKAGES=([redis-server]=redis-server [mariadbd]=mariadb-server [wrk]=wrk [socat]=socat
                      [mariabackup]=mariadb-backup [ss]=iproute2)
+# `bootstrap.sh --test` (./run test, CI): what only the tests use: promtool and Prometheus for the metrics and
+# the dashboard, a headless browser for the status page, logrotate for docs/logrotate.conf.
+if [ "${1:-}" = "--test" ]; then
+    PACKAGES+=([promtool]=prometheus [chromium]=chromium [logrotate]=logrotate)
+fi
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${PACKAGES[$cmd]}")

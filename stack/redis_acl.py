@@ -18,6 +18,7 @@ GATEWAY_COMMANDS = (
     "evalsha", "eval", "script|load",                     # redis-py loads a script on its first NOSCRIPT
     "multi", "exec", "expire", "zrangebyscore",           # token revocations: the sorted set...
     "publish", "subscribe", "unsubscribe",                # ...and the channel every process follows
+    "scan",                                               # an admin purge by key prefix
     # redis-py's cluster client: the slot map (at start and after a MOVED or a lost node), the key positions
     # of commands (COMMAND, once per client), and ASKING before a command redirected by -ASK while a slot
     # migrates. It sends READONLY only when reading from replicas, which the gateway does not do.

@@ -24,7 +24,7 @@ class Outcome:
     def __init__(self, outcome: str, reason: str = "", *, hit: bool = False, fwd: str | None = None,
                  fwd_status: int | None = None, ttl: float | None = None, stored: bool = False,
                  collapsed: bool = False, detail: str | None = None) -> None:
-        self.outcome, self.reason = outcome, reason  # cachegate_cache_outcomes{outcome, reason}
+        self.outcome, self.reason = outcome, reason  # cachegate_cache_requests_total{outcome, reason}
         self.hit, self.fwd, self.fwd_status, self.ttl = hit, fwd, fwd_status, ttl
         self.stored, self.collapsed, self.detail = stored, collapsed, detail
 
@@ -39,6 +39,8 @@ class Outcome:
 
 
 UNAVAILABLE_OUTCOME = Outcome.bypass(UNAVAILABLE)  # Redis down, slow or behind an open breaker
+# It waited on another request's fetch, which failed (the handler answers 502 or 504).
+WAITED = Outcome("coalesced", "failed", fwd="miss", collapsed=True)
 
 
 @dataclass(slots=True)
@@ -70,9 +72,9 @@ def reply_from(response: UpstreamResponse, *, own: bool = True) -> Reply:
 
 
 class Strategy(ABC):
-    """Template method: `handle` serves bypasses, counts what the cache did and writes it as Cache-Status; a
-    strategy fills `_handle`, which sets `ctx.outcome` as soon as it knows it, so a request whose upstream
-    then fails (the handler answers 502/504) is counted too.
+    """Template method: `handle` serves bypasses, counts what the cache did (once per request) and writes it
+    as Cache-Status; a strategy fills `_handle`, which sets `ctx.outcome` as soon as it knows it, so a request
+    whose upstream then fails (the handler answers 502/504) is counted too. Fills are counted apart.
 
     A strategy must answer even when Redis is not there: every CacheUnavailable is caught by the hook that
     called the store, at the point where it still knows whether the upstream has been asked already.
@@ -130,8 +132,9 @@ class Strategy(ABC):
             else:
                 reply = await self._handle(ctx)
         except UpstreamError:
-            if ctx.outcome is not None:  # None: it waited on another request's fetch, which failed
-                self._count(ctx.route_name, ctx.outcome)
+            if ctx.outcome is None:  # it waited on another request's fetch, which failed
+                ctx.outcome = WAITED
+            self._count(ctx.route_name, ctx.outcome)
             raise
         outcome = ctx.outcome
         if outcome is None:
@@ -151,7 +154,12 @@ class Strategy(ABC):
         """Let background work finish: a reload retired this instance while requests may still wait on it."""
 
     def _count(self, route_name: str, outcome: Outcome) -> None:
+        """Once per request: what the cache did (cachegate_cache_requests_total)."""
         self.metrics.count_outcome(route_name, outcome.outcome, outcome.reason)
+
+    def _count_fill(self, route_name: str, fill: Outcome) -> None:
+        """Once per fill, a request's own or a refresh in the background: stored, or why not."""
+        self.metrics.count_fill(route_name, fill.outcome == "stored", fill.reason)
 
     # -- helpers for the hooks ------------------------------------------------------------------------------
 

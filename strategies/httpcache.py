@@ -10,8 +10,9 @@ from typing import Mapping
 from multidict import CIMultiDict
 
 # What an entry keeps of a response: enough to answer a GET and a conditional GET, nothing per-connection
-# or per-client (Set-Cookie responses are never stored at all).
-STORED_HEADERS = ("Content-Type", "ETag", "Last-Modified", "Cache-Control")
+# or per-client (Set-Cookie responses are never stored at all). Via (with the gateway already in it, from
+# proxy/upstream.py) is kept so that a hit says it came through the gateway at no cost per request.
+STORED_HEADERS = ("Content-Type", "ETag", "Last-Modified", "Cache-Control", "Via")
 # A 304 repeats the validators and the caching headers only (RFC 9110 15.4.5).
 NOT_MODIFIED_HEADERS = ("ETag", "Cache-Control", "Last-Modified")
 CACHEABLE_STATUSES = frozenset({200, 203})
@@ -122,7 +123,13 @@ def _opaque(tag: str) -> str:
 
 
 def stored_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    return [(name, headers[name]) for name in STORED_HEADERS if name in headers]
+    """The headers an entry keeps, each once (values of a repeated one joined, as RFC 9110 5.3 allows)."""
+    found = []
+    for name in STORED_HEADERS:
+        if name in headers:
+            values = headers.getall(name) if hasattr(headers, "getall") else [headers[name]]
+            found.append((name, ", ".join(values)))
+    return found
 
 
 def unconditional(headers: Mapping[str, str]) -> CIMultiDict[str]:

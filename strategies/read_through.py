@@ -136,7 +136,7 @@ class ReadThrough(Strategy):
     async def _fill(self, ctx: Context, seen: Lookup) -> Fetched:
         """One fetch and fill (a request's own, or a refresh in the background); counts what it stored."""
         fetched = await self._fetch(ctx, seen)
-        self._count(ctx.route_name, fetched.fill)
+        self._count_fill(ctx.route_name, fetched.fill)
         return fetched
 
     async def _fetch(self, ctx: Context, seen: Lookup) -> Fetched:
@@ -175,11 +175,13 @@ class ReadThrough(Strategy):
             why = decision.reason if not decision.store else refused
             return Fetched(response, Outcome("not_stored", why))
         negative = response.status in NEGATIVE_STATUSES  # a 404 gets no grace: it must not outlive a create
+        named = tuple(t for t in response.tags if t not in route.tags)  # the upstream's Cache-Tag
         entry = make_entry(response.status, stored_headers(response.headers), response.body,
                            version=version_of(response.headers, response.body), now=time.time(),
-                           ttl=self.jittered(decision.ttl), grace=0.0 if negative else route.grace or 0.0)
+                           ttl=self.jittered(decision.ttl), grace=0.0 if negative else route.grace or 0.0,
+                           tags=(*route.tags, *named))
         try:
-            outcome = await self.store.fill(key, entry, seen=seen, tags=route.tags)
+            outcome = await self.store.fill(key, entry, seen=seen, tags=route.tags, upstream_tags=named)
         except CacheUnavailable:
             outcome = UNAVAILABLE
         if outcome == STORED:

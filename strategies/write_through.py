@@ -15,6 +15,7 @@ from strategies.base import UNAVAILABLE_OUTCOME, Context, Outcome, Reply, Strate
 from strategies.httpcache import SAFE_METHODS, decide, stored_headers, version_of
 
 SAFE = Outcome.bypass("method", detail="write-through")  # nothing to write: behave as passthrough
+WRITE = "write"  # the outcome of every write; what it did to the cache is its reason
 
 
 class WriteThrough(Strategy):
@@ -87,7 +88,7 @@ class WriteThrough(Strategy):
             await self._invalidate(ctx, writer, version=version)
         except CacheUnavailable:
             return UNAVAILABLE_OUTCOME
-        return Outcome(STORED if stored else "not_stored", detail or "", fwd="method",
+        return Outcome(WRITE, STORED if stored else detail or "not-stored", fwd="method",
                        fwd_status=response.status, stored=stored, detail=detail)
 
     async def _store(self, ctx: Context, response: UpstreamResponse, version: int,
@@ -100,9 +101,10 @@ class WriteThrough(Strategy):
         if not version or not decision.store:
             outcome = await self.store.drop(ctx.key, fence=self.settings.tombstone_ttl, writer=writer)
             return False, FENCED if outcome == FENCED else "dropped"
+        tags = (*route.tags, *(t for t in response.tags if t not in route.tags))  # with the upstream's
         entry = make_entry(response.status, stored_headers(response.headers), response.body, version=version,
-                           now=time.time(), ttl=self.jittered(decision.ttl), grace=route.grace)
-        outcome = await self.store.write(ctx.key, entry, tags=route.tags, writer=writer,
+                           now=time.time(), ttl=self.jittered(decision.ttl), grace=route.grace, tags=tags)
+        outcome = await self.store.write(ctx.key, entry, tags=tags, writer=writer,
                                          linger=self.settings.tombstone_ttl)
         return outcome == STORED, None if outcome == STORED else outcome
 
@@ -110,7 +112,8 @@ class WriteThrough(Strategy):
         for target in ctx.invalidates:
             if target.startswith("tag:"):
                 await self.store.invalidate_tag(target[4:], writer=writer, hold=hold,
-                                                linger=self.settings.tombstone_ttl)
+                                                linger=self.settings.tombstone_ttl,
+                                                recent=self.settings.write_fence)
             else:
                 await self.store.drop(target, fence=self.settings.tombstone_ttl, writer=writer, hold=hold,
                                       version=version)
@@ -128,6 +131,6 @@ class WriteThrough(Strategy):
         except CacheUnavailable:
             return UNAVAILABLE_OUTCOME  # the store remembers the missed drop and moves the epoch later
         if outcome is None and not ctx.invalidates:  # nothing in the cache was touched
-            return Outcome("not_stored", reason, fwd="method", fwd_status=fwd_status)
+            return Outcome(WRITE, reason, fwd="method", fwd_status=fwd_status)
         detail = FENCED if outcome == FENCED else "dropped"
-        return Outcome("not_stored", reason, fwd="method", fwd_status=fwd_status, detail=detail)
+        return Outcome(WRITE, reason, fwd="method", fwd_status=fwd_status, detail=detail)

@@ -24,6 +24,7 @@ from stack.redis_acl import gateway_rules
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("users", "paths", "trips")
 APP_SERVICES = ("keys", "migrate", *BACKENDS, "proxy")
+MONITORING = ("prometheus", "grafana")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,8 @@ def config_in(service: dict[str, Any], dot_env: dict[str, str] | None = None):
 def test_compose_has_the_whole_stack(compose: dict[str, Any]) -> None:
     default = {name for name, service in compose["services"].items() if not service.get("profiles")}
     assert default == {"redis", "mariadb", *APP_SERVICES}
+    for name in MONITORING:  # started only with `--profile monitoring`
+        assert compose["services"][name]["profiles"] == ["monitoring"], name
     for name in APP_SERVICES:
         assert compose["services"][name].get("build") == ".", name
 
@@ -96,13 +99,18 @@ def test_backends_listen_where_config_yaml_says_and_the_proxy_finds_them(
         assert proxy.upstreams[name] == f"http://{name}:{port}"
 
 
-def test_proxy_publishes_its_configured_port_on_loopback_only(compose: dict[str, Any], shipped) -> None:
+def test_proxy_publishes_its_ports_on_loopback_only_and_the_admin_api_through_the_token(
+        compose: dict[str, Any], shipped) -> None:
     service = compose["services"]["proxy"]
     inside = config_in(service)
     assert inside.proxy.host == "0.0.0.0" and inside.proxy.port == shipped.proxy.port
-    assert service["ports"] == [f"127.0.0.1:{shipped.proxy.port}:{shipped.proxy.port}"]
-    # The admin listener stays on the container's loopback: an unauthenticated admin must not be published.
-    assert inside.proxy.admin_host == "127.0.0.1"
+    # The admin listener asks every call for the token, so the host reaches it too, on its loopback only.
+    assert inside.proxy.admin_host == "0.0.0.0" and inside.proxy.admin_port == shipped.proxy.admin_port
+    assert service["ports"] == [f"127.0.0.1:{shipped.proxy.port}:{shipped.proxy.port}",
+                                f"127.0.0.1:{shipped.proxy.admin_port}:{shipped.proxy.admin_port}"]
+    assert inside.proxy.admin_token() == DOT_ENV["CACHEGATE_ADMIN_TOKEN"]
+    for name in APP_SERVICES:  # a container's access lines go to stdout, none to a file in the image
+        assert config_in(compose["services"][name]).logging.access_dir is None, name
 
 
 def test_no_secret_is_written_in_compose(compose: dict[str, Any]) -> None:
@@ -348,3 +356,36 @@ def test_with_the_galera_nodes_in_dot_env_every_app_container_uses_the_three_nod
         assert config.mariadb.cluster, name
         assert [(n.host, n.port) for n in config.mariadb.nodes] == [(g, 3306) for g in GALERA], name
         assert config_in(compose["services"][name]).mariadb.nodes[0].host == "mariadb"  # without: the one
+
+
+def dockerfile_instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", "", (REPO / "Dockerfile").read_text())
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_dockerfile_installs_the_dependencies_in_a_layer_code_changes_do_not_invalidate(tmp_path) -> None:
+    steps = dockerfile_instructions()
+    installs = [i for i, step in enumerate(steps) if step.startswith("RUN") and "pip install" in step]
+    assert len(installs) == 2
+    deps, project = installs
+    before = [step for step in steps[:deps] if step.startswith(("COPY", "ADD"))]
+    assert before == ["COPY setup.cfg ./"]  # nothing of the code, nor the README, above the dependencies
+    assert "--no-deps" in steps[project] and "--no-deps" not in steps[deps]
+    assert all(steps.index(f"COPY {package} ./{package}") < project for package in ("cachegate", "proxy"))
+    # The layer's own command, run here on setup.cfg, lists exactly what setup.cfg installs.
+    command = re.search(r'python -c "([^"]+)"', steps[deps]).group(1)
+    (tmp_path / "setup.cfg").write_text((REPO / "setup.cfg").read_text())
+    listed = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True, check=True,
+                            cwd=tmp_path, timeout=30).stdout.split()
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    assert listed == setup["options"]["install_requires"].split() and "aiohttp>=3.9" in listed
+
+
+def test_the_license_is_the_mit_license_setup_cfg_names() -> None:
+    setup = configparser.ConfigParser()
+    setup.read(REPO / "setup.cfg")
+    assert setup["metadata"]["license"] == "MIT" and setup["metadata"]["license_files"] == "LICENSE"
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License\n\nCopyright (c) ") and "WITHOUT WARRANTY OF ANY KIND" in text

@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterable
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from backends.common.accesslog import ServiceAccessLog, access_middleware
 from backends.common.db import DB_POOL, pool_ctx
 from backends.common.errors import bad_request, error_middleware
 from backends.common.health import PUBLIC as HEALTH_ROUTES, routes as health_routes
@@ -48,11 +49,14 @@ def auth_middleware(verifier: TokenVerifier, versions: TokenVersions, *,
 
 def make_app(config: Config, service: str, routes: Iterable[web.AbstractRouteDef], *, auth: bool = True,
              public: Collection[tuple[str, str]] = ()) -> web.Application:
-    """A service app: JSON errors, `client_max_size` from services.<service>.max_body, the pool, `GET
-    /-/health` (no token), and (by default) auth."""
+    """A service app: its access log, JSON errors, `client_max_size` from services.<service>.max_body, the
+    pool, `GET /-/health` (no token), and (by default) auth."""
     if service not in config.services:
         raise ConfigError(f"services.{service}: not configured (known: {', '.join(sorted(config.services))})")
     middlewares: list[Middleware] = [error_middleware]
+    access = ServiceAccessLog(config, service) if config.services[service].access_log else None
+    if access is not None:
+        middlewares.insert(0, access_middleware(access))
     versions = TokenVersions()
     if auth:
         middlewares.append(auth_middleware(TokenVerifier(config.auth), versions,
@@ -62,6 +66,8 @@ def make_app(config: Config, service: str, routes: Iterable[web.AbstractRouteDef
     app[TOKEN_VERSIONS] = versions
     app.cleanup_ctx.append(pool_ctx(config.mariadb))
     app.add_routes(health_routes)
+    if access is not None:
+        app.cleanup_ctx.append(access.ctx)
     app.add_routes(routes)
     return app
 

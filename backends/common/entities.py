@@ -36,11 +36,16 @@ def if_match(request: web.Request) -> list[int] | None:
     return versions
 
 
-def entity_response(body: dict[str, Any], *, status: int = 200, location: str | None = None) -> web.Response:
-    """One entity as JSON with `ETag: "<version>"` (and `Location` for a 201)."""
+def entity_response(body: dict[str, Any], *, status: int = 200, location: str | None = None,
+                    tag: str | None = None) -> web.Response:
+    """One entity as JSON with `ETag: "<version>"` (and `Location` for a 201). `tag` names the entity for
+    the gateway's cache (Cache-Tag: the gateway indexes what it stores under it, and strips the header), so
+    that one purge of the tag drops every cached view of it."""
     headers = {"ETag": etag(body["version"])}
     if location is not None:
         headers["Location"] = location
+    if tag is not None:
+        headers["Cache-Tag"] = tag
     return web.json_response(body, status=status, headers=headers)
 
 

@@ -29,7 +29,7 @@ async def register(request: web.Request) -> web.Response:
     fields = validate(await read_json(request), REGISTER)
     password_hash = await hash_password_async(fields["password"])
     user = repo.private(await repo.insert(request.app[DB_POOL], fields, password_hash))
-    return entity_response(user, status=201, location=f"/users/{user['id']}")
+    return entity_response(user, status=201, location=f"/users/{user['id']}", tag=user_tag(user["id"]))
 
 
 @routes.get("/users/me")
@@ -39,7 +39,7 @@ async def me(request: web.Request) -> web.Response:
     row = await repo.get(request.app[DB_POOL], user_id)
     if row is None:
         raise not_found(f"user {user_id} not found")
-    return entity_response(repo.private(row))
+    return entity_response(repo.private(row), tag=user_tag(user_id))
 
 
 @routes.get("/users/search")
@@ -74,7 +74,7 @@ async def get_user(request: web.Request) -> web.Response:
     row = await repo.get(request.app[DB_POOL], user_id)
     if row is None:
         raise not_found(f"user {user_id} not found")
-    return entity_response(repo.public(row))
+    return entity_response(repo.public(row), tag=user_tag(user_id))
 
 
 @routes.put(USER_ID)
@@ -98,6 +98,11 @@ async def delete(request: web.Request) -> web.Response:
     return _revoking(request, deleted_response(user_id, version), user_id, token_version + 1)
 
 
+def user_tag(user_id: int) -> str:
+    """The cache tag of every view of one user: `cachegate admin purge --tag user-42` drops them all."""
+    return f"user-{user_id}"
+
+
 def _own_id(request: web.Request) -> int:
     user_id = path_id(request)
     if user_id != caller(request):
@@ -111,7 +116,7 @@ async def _update(request: web.Request, user_id: int, fields: dict[str, Any]) ->
         # Hashed before a connection is taken: the pool is never held across the ~70 ms of scrypt.
         columns["password_hash"] = await hash_password_async(fields["password"])
     row = await repo.update(request.app[DB_POOL], user_id, columns, if_match(request))
-    response = entity_response(repo.private(row))
+    response = entity_response(repo.private(row), tag=user_tag(user_id))
     if "password" in fields:
         return _revoking(request, response, user_id, int(row["token_version"]))
     return response

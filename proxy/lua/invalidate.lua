@@ -1,12 +1,16 @@
--- Invalidate a tag: bump its generation first (so fills already under way are refused), then remove every
--- entry indexed under it, and the index itself. Returns the new generation.
+-- Invalidate a tag: bump its generation first (so fills already under way are refused), then drop every
+-- entry indexed under it (each becomes a marker that keeps its version floor; a write fence or a tombstone
+-- on one of those keys stays as it is), and the index itself. Returns {new generation, entries dropped}.
 -- On behalf of a write (writer given), the tag's writers (a sorted set: writer id -> deadline ms) say
 -- whether fills under the tag must wait: 'fence' adds this write before it goes upstream, 'release' ends
 -- it after the answer (this bump refuses the fills that looked during it), 'hold' leaves it to its
 -- deadline (unknown outcome). The set has no TTL: an expired write stays in it until a script sees it
--- (and counts it as an invalidation), and an evicting Redis never drops it (tags are few, named in config).
--- KEYS: generation, index (a sorted set of entry keys), writers
--- ARGV: writer ('' for none), mode ('fence', 'release' or 'hold'), lifetime ms, linger ms (unused here)
+-- (and counts it as an invalidation), and an evicting Redis never drops it.
+-- Fills that carry the tag only because their upstream named it compare no generation: for them the tag
+-- is marked recently invalidated for `recent` ms, as long as a fill already upstream may take to return.
+-- KEYS: generation, index (a sorted set of entry keys), writers, recently-invalidated marker
+-- ARGV: writer ('' for none), mode ('fence', 'release' or 'hold'), lifetime ms, linger ms (of the markers
+--       the drops leave), new token, recent ms (0: no marker)
 local now = clock_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)  -- expired writes: this bump covers them
 if ARGV[1] ~= '' and ARGV[2] == 'fence' then
@@ -14,10 +18,14 @@ if ARGV[1] ~= '' and ARGV[2] == 'fence' then
 elseif ARGV[1] ~= '' and ARGV[2] == 'release' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 end
+if tonumber(ARGV[6]) > 0 and redis.call('PTTL', KEYS[4]) < tonumber(ARGV[6]) then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
+end
 local generation = redis.call('INCR', KEYS[1])
 local members = redis.call('ZRANGE', KEYS[2], 0, -1)
-for i = 1, #members, 500 do
-  redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
+local dropped = 0
+for i = 1, #members do
+  dropped = dropped + drop_entry(members[i], ARGV[5], ARGV[4])
 end
 redis.call('DEL', KEYS[2])
-return generation
+return {generation, dropped}

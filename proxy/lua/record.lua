@@ -47,3 +47,15 @@ local function tag_fenced(writers, generation, now)
   end
   return redis.call('EXISTS', writers) == 1
 end
+
+-- Replace an entry by a drop marker that keeps its floor and epoch, under a new token (so a fill that
+-- looked at the entry is refused); anything else (a fence, a tombstone, a marker) is left as it is.
+-- Returns 1 when an entry was there.
+local function drop_entry(key, token, ttl)
+  local raw = redis.call('GET', key)
+  if not raw or #raw < PREFIX_SIZE then return 0 end
+  local fmt, kind, epoch, floor = struct.unpack(PREFIX, raw)
+  if kind ~= ENTRY then return 0 end
+  redis.call('SET', key, struct.pack(PREFIX, FORMAT, DROPPED, epoch, floor, token), 'PX', ttl)
+  return fmt == FORMAT and 1 or 0
+end

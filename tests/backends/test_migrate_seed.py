@@ -108,3 +108,36 @@ async def test_seed_without_its_credentials_file_gives_known_users_new_passwords
     for creds, status in ((new, 200), (old, 401)):
         resp = await client.post("/auth/token", json={"login": creds["login"], "password": creds["password"]})
         assert resp.status == status
+
+
+async def test_seeding_again_keeps_the_passwords_and_tokens_of_the_users_it_made(make_config, aiohttp_client):
+    """Regression: every seed with another N gave the known users new passwords and voided their tokens."""
+    config = make_config()
+    await migrate(config)
+    first = await seed(config, users=12)
+    known = json.loads(first.credentials.read_text())["users"]
+    client = await aiohttp_client(users_app(config))
+    resp = await client.post("/auth/token", json={"login": known[0]["login"], "password": known[0]["password"]})
+    token = (await resp.json())["access_token"]
+    before = await query(config, "SELECT id, password_hash, version, token_version FROM users ORDER BY id")
+    grown = await seed(config, users=30)
+    assert (grown.skipped, grown.inserted) == (False, 18)
+    after = await query(config, "SELECT id, password_hash, version, token_version FROM users ORDER BY id")
+    assert after[:12] == before  # not one column of an existing user changed
+    assert json.loads(grown.credentials.read_text())["users"] == known
+    me = await client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 200  # the token of before still works
+    smaller = await seed(config, users=5)
+    assert (smaller.skipped, smaller.inserted) == (False, 0)
+    assert json.loads(smaller.credentials.read_text())["users"] == known[:5]
+    assert await query(config, "SELECT id, password_hash, version, token_version FROM users ORDER BY id") == after
+
+
+def test_seed_with_zero_users_is_a_usage_error_not_a_traceback():
+    import subprocess
+    import sys
+    for bad in ("0", "-3", "many", "1000000"):
+        done = subprocess.run([sys.executable, "-m", "cachegate", "seed", "--users", bad], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "--users: expected" in done.stderr

@@ -79,7 +79,8 @@ def test_file_errors_name_the_file(tmp_path):
     data["routes"][4]["ttl"] = "10 secs"
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    expected = r'^config\.yaml: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'
+    line = path.read_text().splitlines().index("  ttl: 10 secs") + 1
+    expected = rf'^config\.yaml:{line}: routes\[4\]\.ttl: expected a duration like 30s, got "10 secs"$'
     with pytest.raises(ConfigError, match=expected):
         load_config(path, env={})
 
@@ -318,7 +319,8 @@ def test_every_key_of_the_file_is_a_declared_setting():
     """Each key says whether a reload applies it (tests/e2e/test_reload_settings.py walks them all)."""
     config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     declared = {s.key for s in settings(config)}
-    in_file = leaves(SHIPPED) | {f"services.{name}.max_body" for name in SHIPPED["services"]}  # a default
+    in_file = leaves(SHIPPED) | {f"services.{name}.{key}" for name in SHIPPED["services"]  # defaults
+                                 for key in ("max_body", "access_log")} | {"logging.access_dir"}
     assert declared == in_file
 
 

@@ -81,9 +81,30 @@ async def test_admin_verbs_drive_the_running_proxy(proxy_process):
         assert "hit" in await cache_status()
 
         purged = await cachegate(world, "admin", "purge", "--key", f"user:{uid}")
-        assert purged == (0, f"purged key user:{uid}\n", "")
+        assert purged == (0, f"purged key user:{uid}: 1 entry removed\n", "")
         assert "fwd=miss" in await cache_status()
         assert (await cachegate(world, "admin", "purge", "--tag", "user-lists"))[0] == 0
+        assert "hit" in await cache_status()
+        purged = await cachegate(world, "admin", "purge", "--url", f"/users/{uid}")
+        assert purged == (0, f"purged url /users/{uid} (key user:{uid}): 1 entry removed\n", "")
+        assert "fwd=miss" in await cache_status()
+        purged = await cachegate(world, "admin", "purge", "--prefix", "user:")
+        assert purged == (0, "purged prefix user:: 1 entry removed\n", "")
+        code, _, err = await cachegate(world, "admin", "purge", "--key", "user:*")
+        assert code == 1 and '{"prefix": "user:"}' in err and "Traceback" not in err
+
+        await cache_status()
+        code, out, err = await cachegate(world, "explain", "GET", f"/users/{uid}")
+        assert code == 0, err
+        assert f"rule        routes[4] GET /users/{{id:int}}: read-through, upstream users" in out
+        assert f"key         user:{uid}   (ttl 300s, negative_ttl 10s, grace 300s)" in out
+        assert "entry       entry, version 1, status 200" in out and f"tags user-{uid}" in out
+        assert "served      yes: fresh (a hit)" in out
+        code, out, _ = await cachegate(world, "explain", "GET", "/users/me", "--caller", str(uid), "--json")
+        assert code == 0 and json.loads(out)["key"] == f"user-me:{uid}"
+        code, out, _ = await cachegate(world, "explain", "DELETE", "/nowhere")
+        assert (code, out) == (0, "DELETE /nowhere: refused before the cache with 404 not_found: "
+                                  "no route for /nowhere\n")
         assert await cachegate(world, "admin", "reload") == (0, "reloaded: config generation 2\n", "")
 
         code, out, err = await cachegate(world, "admin", "cache", "off",

@@ -25,10 +25,10 @@ async def test_health_ready_and_metrics(world):
     assert state["ready"] is True
     assert set(state["checks"]) == {"redis", "upstream:users", "upstream:paths", "upstream:trips"}
     text = await (await world.proxy.get("/-/metrics")).text()
-    assert 'cachegate_cache_outcomes_total{outcome="hit",reason="",route="GET /users/{id:int}"} 1.0' in text
+    assert 'cachegate_cache_requests_total{outcome="hit",reason="",route="GET /users/{id:int}"} 1.0' in text
     assert 'cachegate_requests_total{method="GET",route="GET /users/{id:int}",status="200",' \
            'strategy="read-through"} 2.0' in text
-    assert "cachegate_upstream_seconds_bucket" in text and "cachegate_breaker_state 0.0" in text
+    assert "cachegate_upstream_duration_seconds_bucket" in text and "cachegate_breaker_state 0.0" in text
     assert "cachegate_ready 1.0" in text and 'cachegate_dependency_up{dependency="redis"} 1.0' in text
 
 

@@ -106,7 +106,8 @@ def test_bad_config_is_refused_at_start(tmp_path):
         done = subprocess.run([sys.executable, "-m", "cachegate", *command], capture_output=True, text=True,
                               timeout=60, cwd=tmp_path)
         assert done.returncode == 2, (command, done.stdout, done.stderr)
-        assert 'config.yaml: routes[3].ttl: expected a duration like 30s, got "soon"' in done.stderr
+        line = bad.read_text().splitlines().index("  ttl: soon") + 1
+        assert f'config.yaml:{line}: routes[3].ttl: expected a duration like 30s, got "soon"' in done.stderr
         assert "Traceback" not in done.stderr
 
 

@@ -67,7 +67,10 @@ def process_changes(tmp_path: Path) -> dict[str, Any]:
         "auth.algorithm": "ES384", "auth.issuer": "someone-else", "auth.public_key": str(other),
         "auth.private_key": str(other), "auth.token_ttl": "20m", "auth.leeway": "20s",
         "cache.prefix": "another-prefix",
+        "logging.level": "debug", "logging.access_format": "json",
+        "logging.access_dir": str(tmp_path / "logs"),
         "services.*.host": "127.0.0.2", "services.*.port": free_port(), "services.*.max_body": "2MiB",
+        "services.*.access_log": False,
     }
 
 

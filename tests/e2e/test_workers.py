@@ -148,3 +148,31 @@ async def test_the_master_refuses_a_process_setting_as_one_process_does(two_work
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         async with http.post(admin + "/-/admin/reload") as resp:
             assert resp.status == 200 and (await resp.json())["generation"] == 2
+
+
+async def test_sigusr1_to_the_master_reopens_every_workers_access_log(two_workers):
+    """logrotate signals the pid in the pid file, the master's: it passes SIGUSR1 on to every worker."""
+    world, base, _ = two_workers
+    access = world.config.logging.access_file("proxy")
+    master = admin_call(world.config, "GET", "/-/admin/state")["pid"]
+
+    def writers(path) -> set[str]:  # request ids start with a random prefix of the process that made them
+        found = path.read_text().splitlines() if path.exists() else []
+        return {line.split()[2].split("-")[0] for line in found if " access " in line}
+
+    async def both_write(path) -> bool:
+        for _ in range(20):  # new connections, spread over both workers
+            async with aiohttp.ClientSession() as one:
+                async with one.get(f"{base}/nowhere") as resp:
+                    assert resp.status == 404
+        await asyncio.sleep(0.2)
+        return len(writers(path)) == 2
+
+    await until(lambda: both_write(access), deadline=20)
+    rotated = access.with_name(access.name + ".1")
+    access.rename(rotated)
+    os.kill(master, signal.SIGUSR1)
+    await until(lambda: both_write(access), deadline=20)
+    size = rotated.stat().st_size
+    await both_write(access)
+    assert rotated.stat().st_size == size  # no worker writes to the moved file any more

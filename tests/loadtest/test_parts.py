@@ -64,11 +64,10 @@ def test_a_credentials_file_of_the_wrong_scheme_is_refused(bare, script_files, t
 
 def _counters(hit: float, miss: float, upstream: float) -> promstats.Counters:
     route = (("outcome", "hit"), ("reason", ""), ("route", "GET /users/{id:int}"))
-    return {("cachegate_cache_outcomes_total", route): hit,
-            ("cachegate_cache_outcomes_total", (("outcome", "miss"), ("reason", ""),
+    return {("cachegate_cache_requests_total", route): hit,
+            ("cachegate_cache_requests_total", (("outcome", "miss"), ("reason", ""),
                                                 ("route", "GET /users/{id:int}"))): miss,
-            ("cachegate_cache_outcomes_total", (("outcome", "stored"), ("reason", ""),
-                                                ("route", "GET /users/{id:int}"))): miss,
+            ("cachegate_cache_fills_total", (("route", "GET /users/{id:int}"),)): miss,
             ("cachegate_requests_total", (("method", "GET"), ("route", "GET /users/{id:int}"),
                                           ("status", "200"), ("strategy", "read-through"))): hit + miss,
             ("cachegate_upstream_requests_total", (("status", "200"), ("upstream", "users"))): upstream}
@@ -78,7 +77,7 @@ def test_hit_ratio_and_upstream_requests_are_deltas_between_scrapes() -> None:
     found = promstats.delta(_counters(10, 5, 5), _counters(100, 15, 15), route="GET /users/{id:int}",
                             upstream="users")
     assert found.requests == 100
-    assert found.hit_ratio == pytest.approx(90 / 100)  # "stored" comes on top of a miss, not as a request
+    assert found.hit_ratio == pytest.approx(90 / 100)  # fills are counted apart, not as requests
     assert found.upstream == 10
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-from proxy import accesslog
+from cachegate import logfiles
 from proxy.accesslog import AccessLog
 
 
@@ -20,7 +20,7 @@ def test_lines_wait_in_memory_until_flushed():
 
 
 def test_a_full_buffer_is_written_at_once(monkeypatch):
-    monkeypatch.setattr(accesslog, "FLUSH_LINES", 3)
+    monkeypatch.setattr(logfiles, "FLUSH_LINES", 3)
     out = io.StringIO()
     log = AccessLog(out)
     for n in range(3):

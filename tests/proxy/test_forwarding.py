@@ -1,4 +1,4 @@
-"""What a request carries upstream: no hop-by-hop headers, the verified token, X-Forwarded-*, X-Request-Id."""
+"""What goes upstream: no hop-by-hop headers, the verified token, X-Forwarded-*, X-Request-Id, Via."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -10,8 +10,9 @@ from proxy.forwarding import OutgoingHeaders
 
 def outgoing(raw: dict | list, authorization: str | None = "Bearer verified") -> OutgoingHeaders:
     items = raw.items() if isinstance(raw, dict) else raw
-    return OutgoingHeaders(CIMultiDictProxy(CIMultiDict(items)), authorization=authorization,
-                           client=SimpleNamespace(remote="10.0.0.9", scheme="http"), request_id="rid-1")
+    client = SimpleNamespace(remote="10.0.0.9", scheme="http", version=(1, 1))
+    return OutgoingHeaders(CIMultiDictProxy(CIMultiDict(items)), authorization=authorization, client=client,
+                           request_id="rid-1")
 
 
 def test_hop_by_hop_and_connection_named_headers_are_dropped():
@@ -37,4 +38,11 @@ def test_untouched_headers_are_read_without_building():
     headers = outgoing({"If-None-Match": '"3"'})
     assert headers.get("If-None-Match") == '"3"'
     assert headers._built is None  # a cache hit never pays for the outgoing set
-    assert len(headers) == 5 and headers._built is not None
+    assert len(headers) == 6 and headers._built is not None  # with Via
+
+
+def test_the_gateway_adds_itself_to_via_after_what_the_client_sent():
+    """RFC 9110 7.6.3: a proxy appends its own entry to the Via of every message it forwards."""
+    headers = outgoing({"Via": "1.0 edge-proxy"})
+    assert headers.build().getall("Via") == ["1.0 edge-proxy", "1.1 cachegate"]
+    assert outgoing({}).build().getall("Via") == ["1.1 cachegate"]

@@ -104,7 +104,7 @@ async def test_invalidating_a_tag_removes_the_entries_indexed_under_it(store: Ca
                      ("path-search:c", "path-lists")):
         seen = await store.lookup(key, [tag])
         assert await store.fill(key, entity(0, key.encode()), seen=seen, tags=[tag]) == "stored"
-    await store.purge_tag("user-lists")
+    assert await store.purge_tag("user-lists", fence=5.0) == 2
     assert (await store.lookup("user-search:a")).entry is None
     assert (await store.lookup("user-login:b")).entry is None
     assert (await store.lookup("path-search:c")).entry.body == b"path-search:c"
@@ -115,8 +115,9 @@ async def test_invalidating_a_tag_removes_the_entries_indexed_under_it(store: Ca
 
 async def test_purge_key_forgets_the_entry(store: CacheStore) -> None:
     await store.write("user:1", entity(5))
-    await store.purge_key("user:1")
+    assert await store.purge_key("user:1") == 1
     assert (await store.lookup("user:1")).entry is None
+    assert await store.purge_key("user:1") == 0  # nothing left to remove
 
 
 async def test_an_entry_of_an_older_epoch_is_a_miss_and_its_fills_are_refused(store: CacheStore,

@@ -29,7 +29,7 @@ async def test_read_your_writes_from_the_cache(world: StrategyWorld, backend: Ba
     after = await reader.handle(read())
     assert body_of(after)["version"] == 2 and after.cache_status.startswith("cachegate; hit")
     assert backend.served("GET", "/items/1") == 1  # the new version came from the write, not a new read
-    assert world.outcomes("stored") == 2
+    assert world.fills() == 1 and world.outcomes("write", "stored") == 1  # a fill, then the write
 
 
 async def test_a_write_answering_an_older_version_never_brings_it_back(world: StrategyWorld) -> None:

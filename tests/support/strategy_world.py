@@ -175,13 +175,16 @@ class StrategyWorld:
         return made
 
     def outcomes(self, outcome: str, reason: str = "") -> float:
-        total = 0.0
-        for metric in self.metrics.cache_outcomes.collect():
-            for s in metric.samples:
-                if s.name.endswith("_total") and s.labels["outcome"] == outcome and \
-                        (not reason or s.labels["reason"] == reason):
-                    total += s.value
-        return total
+        """Requests counted with this outcome (and reason, if given): cachegate_cache_requests_total."""
+        return sum(count for (_, found, why), count in self.metrics.cache_requests.counts.items()
+                   if found == outcome and (not reason or why == reason))
+
+    def fills(self) -> float:
+        return sum(s.value for m in self.metrics.fills.collect() for s in m.samples if s.name.endswith("_total"))
+
+    def fills_refused(self, reason: str) -> float:
+        return sum(s.value for m in self.metrics.fills_refused.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels["reason"] == reason)
 
 
 WorldFactory = Callable[..., Awaitable[StrategyWorld]]
