@@ -161,8 +161,8 @@ def slots(config: Config) -> list[Slot]:
         hook: Callable[[Say], None] | None = None
         if isinstance(unit, RedisServer):
             hook = partial(_check_redis_login, config, unit)
-        elif name == "mariadb":
-            hook = partial(_prepare_database, config)
+        elif isinstance(unit, DatabaseUnit):
+            hook = partial(_database_started, config, unit)
         found.append(Slot(name, host, unit, hook))
     return found
 
@@ -215,11 +215,20 @@ def busy_ports(config: Config) -> list[str]:
             if claimed[(host, port)] > 1:
                 others = [n for n, places in wanted.items() if n != name and (host, port) in places]
                 lines.append(f"port {port} ({name}) on {host}: also configured for {', '.join(others)}")
-            elif not unit.is_running():
+            elif not _listens_on(unit, port):
                 why = taken(host, port)
                 if why is not None:
                     lines.append(f"port {port} ({name}) on {host}: {why}")
     return lines
+
+
+def _listens_on(unit: Unit, port: int) -> bool:
+    """Whether the process of `unit` that owns `port` runs (a cluster: the node of that port)."""
+    if isinstance(unit, DatabaseUnit) and unit.cluster is not None:
+        for node in unit.cluster.nodes:
+            if port in (node.port, node.address.gcomm_port, node.address.ist_port, node.address.sst_port):
+                return node.is_running()
+    return unit.is_running()
 
 
 def _up_supervised(config: Config, keeper: SupervisorProcess, say: Say) -> None:
@@ -256,6 +265,14 @@ def _check_redis_login(config: Config, unit: RedisServer, say: Say) -> None:
         raise StackError(f"redis: the redis-server on {unit.host}:{unit.port} (pid {unit.pid}) refuses "
                          f"the credentials in {redis_admin_password_file(config).parent}; stop it "
                          "(`cachegate down`) and run `cachegate up` again")
+
+
+def _database_started(config: Config, unit: DatabaseUnit, say: Say) -> None:
+    """After each start of the database: how each node of a cluster came up (and how long it took), then
+    the application's database."""
+    for started in unit.started:
+        say(f"         {started}")
+    _prepare_database(config, say)
 
 
 def _prepare_database(config: Config, say: Say) -> None:

@@ -86,6 +86,7 @@ async def test_sigkill_of_the_node_in_use_under_writes_through_the_gateway_loses
         running = asyncio.ensure_future(load.run())
         try:
             assert await poll(lambda: _at_least(load, 40), 30), load.answers
+            cluster.unsupervised()  # so that node 1 stays down until `up` (the supervisor would restart it)
             pid = victim.pid
             victim.kill()
             assert pid is not None and not pid_alive(pid)
@@ -203,6 +204,7 @@ async def test_quorum_loss_answers_a_fast_json_503_to_what_needs_the_database_an
                 cache = resp.headers["Cache-Status"]
         assert "hit" in cache, cache
 
+        cluster.unsupervised()  # so that the quorum stays lost until `up`
         n2.kill()
         n3.kill()
         assert await poll(lambda: _status_is(n1, "non-Primary"), 30), n1.status()

@@ -76,6 +76,11 @@ class ClusterStack:
     def down(self) -> None:
         launcher.down(self.config, say=self.lines.append)
 
+    def unsupervised(self) -> None:
+        """Stop the stack's supervisor, leaving every process running: a node killed now stays down (with
+        the supervisor it would rejoin by itself) until the next `up`, which starts the supervisor again."""
+        assert launcher.supervisor(self.config).stop() is not None
+
     def healthy(self) -> bool:
         return all(row.up for row in launcher.status(self.config))
 
