@@ -232,6 +232,8 @@ def connection_lost(exc: BaseException) -> bool:
     """The connection died or never came (server restart, node gone, killed): try it fresh, or elsewhere."""
     if isinstance(exc, (pymysql.err.InterfaceError, ConnectionError)):
         return True
+    if isinstance(exc, pymysql.err.InternalError) and error_code(exc) is None:
+        return True  # the protocol broke ("Packet sequence number wrong"): the driver closed the connection
     return error_code(exc) in _CONNECTION_LOST
 
 

@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None, *, tree: Path | None = None, stack_paren
             if left:
                 run["problems"].append(f"still running after `cachegate down`: {left}")
         commands = _commands(stack)
+        if run["problems"]:
+            # The processes' own account of what went wrong, kept before their folder goes.
+            run["log_errors"] = _log_errors(stack.data_dir / "logs")
         if not args.keep_stack:
             stack.remove()
     run["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -241,6 +244,27 @@ def _clear(results_dir: Path) -> None:
                 path.unlink()
     (results_dir / "results.json").unlink(missing_ok=True)
     raw.mkdir(parents=True, exist_ok=True)
+
+
+ERROR_MARKS = ("Traceback", " ERROR ", "unexpected error")
+ERROR_LINES = 60   # per log file: a traceback or two, not the whole log
+
+
+def _log_errors(logs: Path) -> dict[str, list[str]]:
+    """Per log file of the stack, its error lines and the traceback lines after them (bounded)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+        kept: list[str] = []
+        tail = 0
+        for line in path.read_text(errors="replace").splitlines():
+            if any(mark in line for mark in ERROR_MARKS):
+                tail = 25
+            if tail > 0 and len(kept) < ERROR_LINES:
+                kept.append(line[:300])
+                tail -= 1
+        if kept:
+            found[path.name] = kept
+    return found
 
 
 def _commands(stack: OwnStack) -> str:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pymysql
 import pytest
 
-from backends.common.db import DB_POOL
+from backends.common.db import DB_POOL, connection_lost
 from backends.migrate import migrate
 from backends.users.app import create_app as users_app
 from cachegate.settings import DatabaseNode
@@ -121,3 +121,12 @@ async def test_a_node_that_stops_answering_is_left_and_probed_never_hammered(aio
     assert await poll(answered, 10)
     print(f"\nsilent node left after {left_after:.1f}s (query_timeout {QUERY_TIMEOUT}s, probe {PROBE})")
 
+
+
+def test_a_broken_protocol_is_a_lost_connection_but_a_server_error_is_not() -> None:
+    """aiomysql closes a connection whose packets arrive out of order and raises InternalError without an
+    error number: run again on a fresh connection (a 503 at worst), never a 500."""
+    assert connection_lost(pymysql.err.InternalError("Packet sequence number wrong - got 1 expected 0"))
+    assert connection_lost(pymysql.err.OperationalError(2013, "Lost connection to server during query"))
+    assert not connection_lost(pymysql.err.InternalError(1105, "unknown error"))
+    assert not connection_lost(pymysql.err.IntegrityError(1062, "Duplicate entry"))
