@@ -45,6 +45,7 @@ class SideSpec:
     label: str
     ref: str | None          # a git revision to check out, or None for this tree as it is
     config: Path | None      # config file, relative to the side's tree; None: the tree's config.yaml
+    env: tuple[tuple[str, str], ...] = ()   # CACHEGATE* variables of this side's proxy alone
 
 
 @dataclass
@@ -73,6 +74,17 @@ def parse_side(text: str, label: str) -> SideSpec:
     """`REF`, `REF:CONFIG` or `:CONFIG` (this tree, another config file)."""
     ref, _, config = text.partition(":")
     return SideSpec(label, ref or None, Path(config) if config else None)
+
+
+def parse_env(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """`NAME=VALUE` settings of side B (a config override such as CACHEGATE__LOGGING__ACCESS_FORMAT=json)."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("CACHEGATE"):
+            raise ValueError(f"--vs-env {item!r}: expected CACHEGATE...=VALUE")
+        out.append((name, value))
+    return tuple(out)
 
 
 def run_ab(*, anchor: SideSpec, measured: SideSpec, stack_config: Any, bearer: dict[str, str],
@@ -129,6 +141,7 @@ def _record(sides: list[Side], rounds: int, seconds: int) -> dict[str, Any]:
     for side in sides:
         out["sides"].append({
             "label": side.spec.label, "ref": side.spec.ref, "config": str(side.spec.config or "config.yaml"),
+            "env": dict(side.spec.env),
             "cpu_us_per_request": side.cpu_us, "rps": side.rps, "points": side.point_ids,
             "median_cpu_us": statistics.median(side.cpu_us) if side.cpu_us else None,
             "median_rps": statistics.median(side.rps) if side.rps else None})
@@ -174,6 +187,7 @@ def _start(side: Side, stack_config: Any, scratch: Path, say: Callable[[str], No
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
     env.update(_overrides(side, stack_config, data_dir, config))
+    env.update(side.spec.env)
     env["PYTHONPATH"] = str(side.tree)
     # Trees before the command moved start their proxy through stack.cli; later ones have `python -m proxy`.
     new_style = (side.tree / "proxy" / "__main__.py").is_file()

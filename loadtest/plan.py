@@ -76,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
                          "(this tree with another config file)")
     ab.add_argument("--vs-target", metavar="RATIO", type=float, default=None,
                     help="report whether this tree's CPU per hit is at most RATIO times the anchor's")
+    ab.add_argument("--vs-env", metavar="NAME=VALUE", action="append", default=[],
+                    help="a CACHEGATE* setting of side B only (repeatable): e.g. "
+                         "CACHEGATE__LOGGING__ACCESS_FORMAT=json against the anchor :config.yaml prices a "
+                         "JSON access line")
     ab.add_argument("--vs-rounds", metavar="N", type=int, default=None,
                     help="measured points per side, taken in turn (full: 4, quick: 2)")
     ab.add_argument("--ab-only", action="store_true",
@@ -99,6 +103,8 @@ def resolve(args: argparse.Namespace, section: str = "main") -> tuple[Plan, Path
         raise ValueError("--users and --duration must be at least 1, --warmup at least 0")
     if args.ab_only and not args.vs:
         raise ValueError("--ab-only needs --vs ANCHOR")
+    if args.vs_env and not args.vs:
+        raise ValueError("--vs-env sets side B of an A/B run: it needs --vs ANCHOR")
     if args.vs_rounds is not None and args.vs_rounds < 1:
         raise ValueError("--vs-rounds must be at least 1")
     quick_dir, full_dir = ("tmp/quick-ab", "ab") if args.ab_only else ("tmp/quick", "full")

@@ -151,7 +151,7 @@ def _ab(args: Any, plan: Plan, config: Any, bearer: dict[str, str], measurer: Me
     from loadtest import ab
     rounds = args.vs_rounds or (2 if args.quick else 4)
     seconds = plan.duration_s if args.quick else max(plan.duration_s, 8)
-    record = ab.run_ab(anchor=ab.parse_side(args.vs, "A"), measured=ab.SideSpec("B", None, None),
+    record = ab.run_ab(anchor=ab.parse_side(args.vs, "A"), measured=ab.SideSpec("B", None, None, ab.parse_env(args.vs_env)),
                        stack_config=config, bearer=bearer, measurer=measurer, rounds=rounds, seconds=seconds,
                        warm_s=max(plan.warmup_s, 2 if args.quick else 6), scratch=scratch / "ab",
                        server_cpus=server_cpus, say=say)

@@ -193,6 +193,11 @@ def ab(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> None:
         f"warm-up each side was measured {record['rounds']} times for {record['seconds']} s at "
         f"{record['connections']} connections, alternately (A B, then B A, ...), with wrk on one core and "
         "the measured proxy on the other. The figure is the proxy's utime + stime per completed request.\n")
+    if b.get("env"):
+        settings = ", ".join(f"`{k}={v}`" for k, v in b["env"].items())
+        add(f"Side B alone runs with {settings}; every request writes one access line, so B − A is what "
+            f"that setting costs per request: {b['median_cpu_us'] - a['median_cpu_us']:+.1f} µs "
+            "(difference of the medians).\n")
     add("| round | A: proxy CPU µs/request | B: proxy CPU µs/request | B / A | A req/s | B req/s |")
     add("|---:|---:|---:|---:|---:|---:|")
     for i, (acpu, bcpu) in enumerate(zip(a["cpu_us_per_request"], b["cpu_us_per_request"])):

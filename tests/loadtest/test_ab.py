@@ -45,3 +45,12 @@ def test_a_commit_is_checked_out_without_touching_the_work_tree(tmp_path: Path) 
     assert (tree / "proxy" / "handler.py").is_file() and not (tree / ".git").exists()
     with pytest.raises(ab.TargetError, match="cannot check out"):
         ab._checkout("no-such-revision-anywhere", tmp_path / "other")
+
+
+def test_side_b_may_carry_settings_of_its_own() -> None:
+    assert ab.parse_env(["CACHEGATE__LOGGING__ACCESS_FORMAT=json"]) == (
+        ("CACHEGATE__LOGGING__ACCESS_FORMAT", "json"),)
+    with pytest.raises(ValueError, match="CACHEGATE"):
+        ab.parse_env(["PATH=/tmp"])
+    with pytest.raises(ValueError, match="--vs"):
+        resolve(parser().parse_args(["--vs-env", "CACHEGATE__LOGGING__ACCESS_FORMAT=json"]))
