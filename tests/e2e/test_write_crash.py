@@ -42,7 +42,12 @@ async def gateway(config: Config, log: Path) -> AsyncIterator[subprocess.Popen]:
     finally:
         if proc.poll() is None:
             proc.terminate()
-        await asyncio.to_thread(proc.wait, 30)
+        try:
+            await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("the gateway did not exit within 30 s of SIGTERM; its log ends:\n"
+                                 + log.read_text()[-3000:]) from None
 
 
 class Api:
