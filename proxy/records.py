@@ -49,6 +49,11 @@ class Lookup:
     generations: tuple[int, ...]  # of the tags asked for, in order
     fenced: bool = False         # the key held a write fence: reopen it before going upstream to fill
 
+    @property
+    def state(self) -> tuple[int, bytes, tuple[int, ...]]:
+        """What the key and its tags were at this lookup: any write since has changed it."""
+        return self.epoch, self.token, self.generations
+
 
 def make_entry(status: int, headers: Iterable[tuple[str, str]], body: bytes, *, version: int, now: float,
                ttl: float, grace: float, tags: Iterable[str] = ()) -> Entry:

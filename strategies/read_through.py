@@ -76,7 +76,7 @@ class ReadThrough(Strategy):
         """Within grace: answer at once and let one background fetch refresh the entry."""
         failed = self._failures.get(ctx.key)
         if ctx.request.method == "GET":
-            self.flights.start(ctx.key, lambda: self._fill(ctx, seen))
+            self.flights.start(ctx.key, seen.state, lambda states: self._fill(ctx, seen, states))
         ttl = entry.fresh_until - now
         if failed is not None:
             outcome = Outcome("stale_error", hit=True, ttl=ttl, fwd_status=failed, detail="stale-if-error")
@@ -98,19 +98,20 @@ class ReadThrough(Strategy):
     async def _miss(self, ctx: Context, seen: Lookup) -> Reply:
         key = ctx.key
         assert key is not None
-        running = self.flights.running(key)
+        running = self.flights.running(key, seen.state)
         if running is not None:
             try:
                 fetched = await asyncio.wait_for(asyncio.shield(running), self.settings.fill_wait)
             except TimeoutError:
                 ctx.outcome = Outcome("miss", fwd="miss")
                 # The fill in flight is too slow: go upstream ourselves (the store arbitrates fills).
-                fetched = await self._fill(ctx, seen)
+                fetched = await self._fill(ctx, seen, set())
             except UpstreamError:
                 # The fetch we waited on failed: its client has its answer, we try once more, coalesced
                 # again (the first of us to get here leads), rather than all fail with it.
                 ctx.outcome = Outcome("miss", "retry", fwd="miss")
-                fetched = await asyncio.shield(self.flights.start(key, lambda: self._fill(ctx, seen)))
+                fetched = await asyncio.shield(
+                    self.flights.start(key, seen.state, lambda states: self._fill(ctx, seen, states)))
             else:
                 ctx.outcome = Outcome("coalesced", fwd="miss", fwd_status=fetched.response.status,
                                       collapsed=True)
@@ -120,7 +121,8 @@ class ReadThrough(Strategy):
             return await self.forward(ctx)
         else:
             ctx.outcome = Outcome("miss", fwd="miss")
-            fetched = await asyncio.shield(self.flights.start(key, lambda: self._fill(ctx, seen)))
+            fetched = await asyncio.shield(
+                self.flights.start(key, seen.state, lambda states: self._fill(ctx, seen, states)))
         ctx.outcome = Outcome("miss", ctx.outcome.reason, fwd="miss", fwd_status=fetched.response.status,
                               stored=fetched.stored, detail=None if fetched.stored else fetched.fill.reason)
         return self._answer(ctx, fetched)
@@ -133,13 +135,14 @@ class ReadThrough(Strategy):
             return Reply(304, validators, b"", elapsed=response.elapsed if own else None)
         return reply_from(response, own=own)
 
-    async def _fill(self, ctx: Context, seen: Lookup) -> Fetched:
-        """One fetch and fill (a request's own, or a refresh in the background); counts what it stored."""
-        fetched = await self._fetch(ctx, seen)
+    async def _fill(self, ctx: Context, seen: Lookup, states: set) -> Fetched:
+        """One fetch and fill (a request's own, or a refresh in the background); counts what it stored.
+        `states` gets the records this fetch writes itself, so that lookups which see them may share it."""
+        fetched = await self._fetch(ctx, seen, states)
         self._count_fill(ctx.route_name, fetched.fill)
         return fetched
 
-    async def _fetch(self, ctx: Context, seen: Lookup) -> Fetched:
+    async def _fetch(self, ctx: Context, seen: Lookup, states: set) -> Fetched:
         """GET the full entity (no validators, so never a 304) and store it if the rules allow."""
         key, route = ctx.key, ctx.route
         assert key is not None and route.ttl is not None and route.negative_ttl is not None
@@ -147,6 +150,7 @@ class ReadThrough(Strategy):
         if not seen.token:  # an empty key: take a lease on it first, which a marker written since voids
             try:
                 seen = await self.store.claim(key, seen, lifetime=self.settings.write_fence)
+                states.add(seen.state)
             except CacheFull:
                 refused = FULL
             except CacheUnavailable:
@@ -155,6 +159,7 @@ class ReadThrough(Strategy):
             # A write is or was in flight: fill only with what is read after it has ended.
             try:
                 refused, seen = await self.store.reopen(key, seen)
+                states.add(seen.state)
             except CacheFull:
                 refused = FULL
             except CacheUnavailable:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 
@@ -241,3 +242,23 @@ async def test_a_marker_evicted_while_a_miss_is_upstream_voids_its_fill(
     reply = await miss
     assert reply.status == 200 and reply.cache_status.endswith("detail=gone"), reply.cache_status
     assert (await world.store.lookup("item:1")).entry is None
+
+
+async def test_a_read_after_an_acknowledged_write_never_shares_a_fetch_that_read_before_it(
+        world: StrategyWorld, backend: Backend) -> None:
+    """Regression (fault suite): a read that started after a write was acknowledged joined a fetch that had
+    read the row before the write's commit, and showed the older version. Another gateway's write to the
+    key is still in flight, so the acknowledged write leaves the key fenced and the read misses."""
+    reader, writer = world.strategy(RT), world.strategy("write-through")
+    other = os.urandom(8)   # another gateway's write, in flight all along: the key stays fenced
+    await world.store.fence(other, ["item:1"], [], lifetime=30, linger=30)
+    backend.gate = asyncio.Event()
+    early = asyncio.create_task(reader.handle(get()))  # reads version 1, its answer held back
+    await _wait_for(lambda: backend.served("GET", "/items/1") == 1)
+    written = await writer.handle(context("write-through", "PATCH", "/items/1", key="item:1"))
+    assert written.status == 200 and body_of(written)["version"] == 2   # acknowledged
+    late = asyncio.create_task(reader.handle(get()))
+    await _wait_for(lambda: backend.served("GET", "/items/1") == 2)   # a fetch of its own, after the write
+    backend.gate.set()
+    assert body_of(await early)["version"] == 1   # it started before the write: either version is right
+    assert body_of(await late)["version"] == 2
