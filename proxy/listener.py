@@ -26,6 +26,7 @@ seen here, so at the limit its connection may be taken for idle (HTTP clients no
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import json
 import logging
@@ -40,7 +41,7 @@ log = logging.getLogger("cachegate.listener")
 
 SHED_IDLE = 2.0          # seconds a connection must have waited for a request before it may be shed
 REFUSE_LINGER = 1.0      # seconds a refused connection is kept to deliver its 503 before the close
-REFUSING_AT_ONCE = 64    # refusals in flight beyond this are closed at once: each holds a descriptor
+REFUSING_AT_ONCE = 64    # refusals lingering at once; each holds a descriptor, so past this the oldest goes
 ACCEPT_PAUSE = 0.5       # longest pause of the accept loop when descriptors ran out and nothing was shed
 EPISODE_END = 0.9        # an episode at the limit ends when the open connections fall below this share
 FILE_MARGIN = 16         # connections fewer than where accept ran out of descriptors (at most a quarter):
@@ -191,8 +192,11 @@ class _Refused(asyncio.Protocol):
     def __init__(self, listener: Listener) -> None:
         self._listener = listener
         self._timer: asyncio.TimerHandle | None = None
+        self.transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._listener.lingering.append(self)
         transport.write(BUSY)  # type: ignore[attr-defined]
         if transport.can_write_eof():  # type: ignore[attr-defined]
             transport.write_eof()  # type: ignore[attr-defined]
@@ -208,6 +212,10 @@ class _Refused(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._listener.refusing -= 1
+        try:
+            self._listener.lingering.remove(self)
+        except ValueError:
+            pass
 
 
 @dataclass(slots=True)
@@ -228,6 +236,7 @@ class Listener:
         self.bounds = bounds
         self.name = name
         self.refusing = 0
+        self.lingering: collections.deque[_Refused] = collections.deque()  # oldest first
         self._make_handler = make_handler
         self._on_close = on_close
         self._open: set[Connection] = set()
@@ -365,8 +374,14 @@ class Listener:
         if self._episode is not None:
             self._episode.refused += 1
         self.count_closed("refused")
-        if self.refusing >= REFUSING_AT_ONCE:
-            sock.close()
+        if self.refusing >= REFUSING_AT_ONCE and self.lingering:
+            # The oldest refusal has had its 503 for the longest (a client that has not read it by now is
+            # most likely one that never reads): it makes room for the newcomer, who gets its 503 too.
+            oldest = self.lingering.popleft()
+            if oldest.transport is not None:
+                oldest.transport.close()
+        elif self.refusing >= REFUSING_AT_ONCE:
+            sock.close()   # every refusal is still being made: nothing to close yet
             return
         self.refusing += 1
 

@@ -126,6 +126,28 @@ async def test_at_the_limit_new_connections_get_503_and_the_episode_is_logged_on
     assert gw.metric("cachegate_connections_closed_total", reason="refused") == 6
 
 
+async def test_refused_connections_that_never_read_do_not_cost_a_live_client_its_503(listened, shed_after):
+    """Regression (fault suite, connection flood): past REFUSING_AT_ONCE refusals still lingering (their
+    clients never read the 503), a new connection was closed without a word: a live client saw its
+    connection cut. Now the oldest lingering refusal makes room and the newcomer gets its 503."""
+    shed_after(3600.0)
+    gw = await listened({"proxy": {"max_connections": 20, "header_timeout": "1m"}})
+    uid, auth = await gw.world.user("linger")
+    idle = [await open_raw(gw.port) for _ in range(20)]
+    assert await until(lambda: _opened(gw, 20))
+    silent = [await open_raw(gw.port) for _ in range(proxy.listener.REFUSING_AT_ONCE + 10)]  # never read
+    assert await until(lambda: _lingering(gw, proxy.listener.REFUSING_AT_ONCE))
+    answers = [await new_connection_read(gw.base, f"/users/{uid}", auth) for _ in range(5)]
+    for status, body in answers:
+        assert status == 503 and '"connection_limit"' in body, (status, body)
+    for _, writer in [*idle, *silent]:
+        writer.close()
+
+
+async def _lingering(gw, count: int) -> bool:
+    return gw.listener.refusing >= count
+
+
 async def test_at_the_limit_the_longest_idle_connections_make_room(listened, shed_after):
     shed_after(0.0)
     gw = await listened({"proxy": {"max_connections": 40, "header_timeout": "1m"}})
