@@ -223,15 +223,26 @@ async def _redis_full(scenario: Scenario, ctx: Run, rec: Recorder,
     sprayers = asyncio.create_task(traffic.spray(ctx.people, rec, ctx.stack.proxy_url, stop, clients=6,
                                                  seed=_seed(ctx, scenario)))
     try:
-        await asyncio.sleep(ctx.timing.hold_s)   # the fault lasts this long
+        # First half under the stack's own policy (it evicts), second half under noeviction: Redis then
+        # refuses the writes themselves, which the gateway must take as a store outcome, not a failure.
+        await asyncio.sleep(ctx.timing.hold_s / 2)
+        evicting = await asyncio.to_thread(ctx.faults.redis_memory)
+        half_at = rec.now()
+        await asyncio.to_thread(ctx.faults.set_redis_maxmemory, limit, "noeviction")
+        await asyncio.sleep(ctx.timing.hold_s / 2)
     finally:
         stop.set()
         await sprayers
         full = await asyncio.to_thread(ctx.faults.redis_memory)
-        await asyncio.to_thread(ctx.faults.set_redis_maxmemory, int(before["maxmemory"]))
+        await asyncio.to_thread(ctx.faults.set_redis_maxmemory, int(before["maxmemory"]),
+                                str(before["maxmemory_policy"]))
     spray_ops = [op for op in rec.ops if op.client.startswith("s")]
     extra["redis_memory"] = {"before": before, "limit": limit, "at_end": full,
-                             "refused_oom": int(full["refused_oom"]) - int(before["refused_oom"]),
+                             "evicted": int(evicting["evicted_keys"]) - int(before["evicted_keys"]),
+                             "noeviction_at_s": round(half_at, 3),
+                             "unavailable": {"evicting": _unavailable(rec.ops, fault_at, half_at),
+                                             "noeviction": _unavailable(rec.ops, half_at, rec.now())},
+                             "refused_oom": int(full["refused_oom"]) - int(evicting["refused_oom"]),
                              "spray_requests": len(spray_ops),
                              "spray_hit_ratio": summary.hit_ratio(spray_ops, clients="s")}
     return fault_at, Healed("restored", rec.now() - fault_at, ctx.stack.pid("redis"))
@@ -348,6 +359,11 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _unavailable(ops: list, start: float, end: float) -> int:
+    """Requests begun in [start, end) that bypassed the cache because the gateway found Redis unavailable."""
+    return sum(1 for op in ops if start <= op.start < end and op.cache.endswith("/CACHE-UNAVAILABLE"))
+
+
 def _problems(scenario: Scenario, result: dict[str, Any]) -> list[str]:
     problems = []
     if result["unexpected"]:
@@ -362,12 +378,20 @@ def _problems(scenario: Scenario, result: dict[str, Any]) -> list[str]:
         problems.append("harness: no write was in flight when the proxy was killed (no crash window)")
     if scenario.fault == "proxy-kill" and not result.get("committed_after_kill", {}).get("committed"):
         problems.append("harness: the write in flight did not commit after the kill (no crash window)")
+    if scenario.fault == "redis-full" and not result["redis_memory"]["evicted"]:
+        policy = result["redis_memory"]["before"]["maxmemory_policy"]
+        problems.append(f"harness: Redis evicted nothing under {policy} (it never was full)")
     if scenario.fault == "redis-full" and not result["redis_memory"]["refused_oom"]:
-        problems.append("harness: Redis refused no command as out of memory (it never was full)")
+        problems.append("harness: Redis refused no command as out of memory under noeviction "
+                        "(it never was full)")
     if scenario.fault == "redis-full":
-        unavailable = sum(n for status, n in result["cache"].items() if status.endswith("/CACHE-UNAVAILABLE"))
+        # Under the evicting policy nothing is refused: a request that bypasses the cache then took the full
+        # Redis for a failed one. Under noeviction a refused write fence or entry (not a fill) must move the
+        # key epoch before anything is served again, and Redis refuses that INCR too while it is full: the
+        # gateway bypasses until it takes it (correct, and reported), docs/architecture.md "Redis memory".
+        unavailable = result["redis_memory"]["unavailable"]["evicting"]
         if unavailable:
-            problems.append(f"{unavailable} requests treated the full (but answering) Redis as unavailable "
+            problems.append(f"{unavailable} requests treated the full (but evicting) Redis as unavailable "
                             f"(CACHE-UNAVAILABLE); hit ratio {_pct(result['hit_ratio']['before'])} before, "
                             f"{_pct(result['hit_ratio']['during'])} while full")
     return problems

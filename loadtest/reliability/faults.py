@@ -134,9 +134,11 @@ class Faults:
             info = admin.info("memory")
             config = admin.config_get("maxmemory*")
             errors = admin.info("errorstats")
+            stats = admin.info("stats")
         oom = errors.get("errorstat_OOM", {})
         return {"used_memory": int(info["used_memory"]), "maxmemory": int(config["maxmemory"]),
                 "maxmemory_policy": str(config["maxmemory-policy"]),
+                "evicted_keys": int(stats.get("evicted_keys", 0)),
                 "refused_oom": int(oom.get("count", 0)) if isinstance(oom, dict) else 0}
 
     def set_redis_maxmemory(self, limit: int, policy: str | None = None) -> None:

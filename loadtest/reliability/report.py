@@ -183,8 +183,17 @@ def _extras(add: Add, r: dict[str, Any]) -> None:
         m = r["redis_memory"]
         add(f"- Redis memory: {m['before']['used_memory']:,} bytes used before, maxmemory set to "
             f"{m['limit']:,} ({m['before']['maxmemory_policy']}), {m['at_end']['used_memory']:,} used at the "
-            f"end; Redis refused {m['refused_oom']:,} commands as out of memory; {m['spray_requests']} reads over distinct keys, their hit ratio "
+            f"end; under that policy (the first half of the hold) Redis evicted {m.get('evicted', 0):,} "
+            "keys, "
+            f"under noeviction (the second half) it refused {m['refused_oom']:,} commands as out of memory; "
+            f"{m['spray_requests']} reads over distinct keys, their hit ratio "
             f"{_pct(m['spray_hit_ratio'])}.")
+        if "unavailable" in m:
+            u = m["unavailable"]
+            add(f"- Requests that bypassed the cache as CACHE-UNAVAILABLE: {u['evicting']} while Redis "
+                f"evicted (must be 0), {u['noeviction']} under noeviction (a refused write fence or entry "
+                "moves the key epoch first, which Redis also refuses while full: the gateway bypasses until "
+                "it can).")
     if r.get("restarted_before"):
         add(f"- Before this scenario the harness had to restart: {', '.join(r['restarted_before'])}.")
 

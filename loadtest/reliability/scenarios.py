@@ -67,9 +67,11 @@ ALL = [
              f"a new key epoch (cache off, on), then {BURST_CLIENTS:,} clients at once on the cold cache: "
              "zero 5xx"),
     Scenario("redis-full", "redis-full", "redis", (), (),
-             "Redis maxmemory set to what it uses (CONFIG SET as its admin), reads over many distinct "
-             "keys: zero 5xx, and a full Redis is not taken for a failed one (no CACHE-UNAVAILABLE): "
-             "what it holds keeps being served"),
+             "Redis maxmemory set to what it uses (CONFIG SET as its admin), under the stack's eviction "
+             "policy, then under noeviction, reads over many distinct keys: zero 5xx, nothing stale, and "
+             "an evicting full Redis is not taken for a failed one (no CACHE-UNAVAILABLE): what it holds "
+             "keeps being served; under noeviction a refused write makes the gateway bypass until the key "
+             "epoch can move"),
 ]
 QUICK_NAMES = ("redis-killed", "redis-paused", "users-killed", "mariadb-killed", "proxy-killed")
 FULL_TIMING = Timing(baseline_s=3.0, hold_s=6.0, after_s=8.0)
