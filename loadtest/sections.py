@@ -195,9 +195,13 @@ def ab(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> None:
         "the measured proxy on the other. The figure is the proxy's utime + stime per completed request.\n")
     if b.get("env"):
         settings = ", ".join(f"`{k}={v}`" for k, v in b["env"].items())
+        paired = record.get("paired_ratios") or []
+        unresolved = bool(paired) and min(paired) < 1 < max(paired)
         add(f"Side B alone runs with {settings}; every request writes one access line, so B − A is what "
             f"that setting costs per request: {b['median_cpu_us'] - a['median_cpu_us']:+.1f} µs "
-            "(difference of the medians).\n")
+            "(difference of the medians)"
+            + (f"; the paired rounds disagree in sign ({min(paired):.3f} to {max(paired):.3f}), so the "
+               "cost is below what this run can resolve.\n" if unresolved else ".\n"))
     add("| round | A: proxy CPU µs/request | B: proxy CPU µs/request | B / A | A req/s | B req/s |")
     add("|---:|---:|---:|---:|---:|---:|")
     for i, (acpu, bcpu) in enumerate(zip(a["cpu_us_per_request"], b["cpu_us_per_request"])):
