@@ -48,7 +48,8 @@ class InvalidatorConfig:
         if self.password_env:
             return self.password_env
         if self.password_file is None:
-            raise ConfigError("invalidator.password_file: no password given (set it or CACHEGATE_CDC_PASSWORD)")
+            raise ConfigError("invalidator.password_file: no password given "
+                              "(set it or CACHEGATE_CDC_PASSWORD)")
         return read_secret(self.password_file, "invalidator.password_file")
 
 
@@ -122,7 +123,8 @@ def _read_rule(item: Any, index: int, label: str, place: str, shapes: set[str],
     revokes_section = s.section("revoke_tokens")
     revokes = None
     if revokes_section.data:
-        revokes = Revokes(revokes_section.string("user", REQUIRED), revokes_section.string("version", REQUIRED))
+        revokes = Revokes(revokes_section.string("user", REQUIRED),
+                          revokes_section.string("version", REQUIRED))
     revokes_section.done()
     s.done()
     if not keys and not rule_tags and revokes is None:

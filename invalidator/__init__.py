@@ -1,1 +1,1 @@
-"""The cache invalidator: MariaDB's row-based binary log read as a replica, each change applied to the cache."""
+"""The cache invalidator: MariaDB's row-based binary log, read as a replica, applied to the cache."""

@@ -1,4 +1,4 @@
-"""`python -m invalidator --config config.yaml`: the cache invalidator process, its metrics on its own port."""
+"""`python -m invalidator --config config.yaml`: the cache invalidator process, metrics on a port of its own."""
 from __future__ import annotations
 
 import argparse
@@ -77,7 +77,8 @@ async def serve(config: Config) -> int:
     metrics = InvalidatorMetrics()
     redis, revocations_redis = make_redis(config), make_redis(config)
     store = CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
-                       breaker_failures=config.redis.breaker_failures, breaker_reset=config.redis.breaker_reset,
+                       breaker_failures=config.redis.breaker_failures,
+                       breaker_reset=config.redis.breaker_reset,
                        metrics=metrics.store, retries_writes=True)
     revocations = Revocations(revocations_redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                               lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
@@ -107,7 +108,8 @@ async def serve(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m invalidator", description=__doc__)
-    parser.add_argument("--config", default=None, help="config.yaml (default: $CACHEGATE_CONFIG or ./config.yaml)")
+    parser.add_argument("--config", default=None,
+                        help="config.yaml (default: $CACHEGATE_CONFIG or ./config.yaml)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)

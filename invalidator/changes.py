@@ -64,7 +64,8 @@ class Planner:
         if change.table not in self._checked:
             missing = sorted(rule.columns - set(row or ()))
             if missing:
-                raise RuleError(f"{rule.place}: invalidations[{rule.index}]: table {rule.table} has no column "
+                raise RuleError(f"{rule.place}: invalidations[{rule.index}]: table {rule.table} has no "
+                                f"column "
                                 f"{', '.join(missing)} (its columns: {', '.join(sorted(row or ()))})")
             self._checked.add(change.table)
         deleted = change.kind == DELETE

@@ -13,7 +13,8 @@ class InvalidatorMetrics:
     def __init__(self) -> None:
         self.store = Metrics()  # what CacheStore counts (cachegate_redis_*, cachegate_epoch_bumps, ...)
         r = self.store.registry
-        self.events = Counter("cachegate_invalidator_events", "Row changes read from the binary log, by table "
+        self.events = Counter("cachegate_invalidator_events", "Row changes read from the binary log, by "
+                              "table "
                               "and kind (insert, update, delete)", ("table", "kind"), registry=r)
         self.transactions = Counter("cachegate_invalidator_transactions",
                                     "Transactions read from the binary log (each moves the position)",

@@ -1,4 +1,4 @@
-"""The invalidator's event loop: transactions from the reader into cache actions, the position saved after them.
+"""The invalidator's event loop: transactions from the reader into cache actions, then the position saved.
 
 Order of work, which is what makes it lose nothing: a batch of transactions is planned (the rules), its
 actions are applied (tried again, the position held, until Redis takes them all), only then is the position
@@ -120,7 +120,8 @@ class Invalidator:
         position = await self._server_position()
         epoch = await self._until_done("move the epoch", self.store.new_epoch)
         self.metrics.epoch_moves.labels(reason).inc()
-        log.warning("%s: cache moved to epoch %s; following the binary log from %s", why, epoch, position or "its start")
+        log.warning("%s: cache moved to epoch %s; following the binary log from %s", why, epoch,
+                    position or "its start")
         self.applied = position
         await self._until_done("save the position", self._save_now)
         return position
@@ -143,7 +144,7 @@ class Invalidator:
                                    on_failure=self._failed, first_node=self._node_index)
         self.reader.start()
 
-    # -- called from the reader's and the probe's threads -----------------------------------------------------
+    # -- called from the reader's and the probe's threads ---------------------------------------------------
 
     def _deliver(self, item: object) -> None:
         assert self._loop is not None
@@ -183,7 +184,7 @@ class Invalidator:
         self.following = value
         self.metrics.connected.set(1 if value else 0)
 
-    # -- applying ---------------------------------------------------------------------------------------------
+    # -- applying -------------------------------------------------------------------------------------------
 
     async def _take(self) -> list[object]:
         """The next items in order: at least one, at most BATCH."""
@@ -282,7 +283,7 @@ class Invalidator:
                 log.warning("Redis answers again; could %s", what)
             return result
 
-    # -- the position and the sync time -----------------------------------------------------------------------
+    # -- the position and the sync time ---------------------------------------------------------------------
 
     async def _save_loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

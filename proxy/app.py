@@ -119,9 +119,9 @@ def _watch_invalidator(config: Config, store: CacheStore, gateway: Gateway,
         gateway.invalidator_behind = behind
 
     watch = LagWatch(store, bound=settings.lag_bound, interval=settings.check_interval, on_change=changed)
-    metrics.watch("cachegate_invalidator_lag_seconds_seen", "How far behind the invalidator was at the last "
+    metrics.watch("cachegate_invalidator_lag_seen_seconds", "How far behind the invalidator was at the last "
                   "read of its note (-1: no note)", lambda: -1.0 if watch.lag is None else watch.lag)
-    metrics.watch("cachegate_invalidator_behind", "1 while the routes the invalidator covers bypass the cache",
+    metrics.watch("cachegate_invalidator_behind", "1 while the routes the invalidator covers bypass",
                   lambda: 1.0 if gateway.invalidator_behind else 0.0)
     return asyncio.get_running_loop().create_task(watch.run())
 

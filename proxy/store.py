@@ -280,7 +280,7 @@ class CacheStore:
         """A change the database's binary log reported (the invalidator): nothing older than `version` is
         served or stored under `key` any more ('stored', 'fenced' when a write fence stays); an entry or a
         marker as new or newer is left alone ('current'), an empty key too ('absent'). `deleted`: the row is
-        gone, a tombstone at `version`; else a drop marker. Markers live `ttl` seconds (proxy/lua/retire.lua)."""
+        gone, a tombstone at `version`; else a drop marker. Markers live `ttl` seconds (lua/retire.lua)."""
         keys = [self.entry_key(key), self._epoch_key]
         args = [TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl)]
         found = await self._call("retire", lambda: self._scripts["retire"](keys=keys, args=args), writes=True)

@@ -1,4 +1,4 @@
-"""The invalidator as a real process (`python -m invalidator`) over a config file, and what tests ask of it."""
+"""The invalidator as a real process (`python -m invalidator`) over a config file; helpers of its tests."""
 from __future__ import annotations
 
 import asyncio
@@ -19,6 +19,7 @@ from cachegate.config import Config
 from proxy.metrics import Metrics
 from proxy.store import CacheStore
 from stack.redis import RedisServer
+from tests.support.polling import poll
 from tests.support.redisclients import NO_RETRY, gateway_client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,8 +44,8 @@ class InvalidatorProcess:
     def spawn(self) -> None:
         self.starts += 1
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "invalidator", "--config", str(self.config.path)],
-                                         cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
+            argv = [sys.executable, "-m", "invalidator", "--config", str(self.config.path)]
+            self.proc = subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     async def start(self, timeout: float = 30.0) -> dict:
@@ -130,9 +131,23 @@ def sql_one(config: Config, statement: str, params: tuple = ()) -> Any:
 def store_for(config: Config, server: RedisServer) -> CacheStore:
     """A store over the config's prefix, for reading what the cache holds (inspect)."""
     client = gateway_client(server, socket_timeout=2, socket_connect_timeout=2, retry=NO_RETRY)
-    return CacheStore(client, prefix=config.cache.prefix, timeout=2.0, breaker_failures=100, breaker_reset=0.1,
-                      metrics=Metrics())
+    return CacheStore(client, prefix=config.cache.prefix, timeout=2.0, breaker_failures=100,
+                      breaker_reset=0.1, metrics=Metrics())
 
 
 def body_of(text: str) -> dict:
     return json.loads(text)
+
+
+async def trusted(http: aiohttp.ClientSession, stack, timeout: float = 10.0) -> None:
+    """Wait until the gateway trusts the cache on the invalidator's routes: a user's public profile, read
+    twice, is a hit (not INVALIDATOR-BEHIND). Uses the last seeded user."""
+    path = f"/users/{stack.ids[-1]}"
+    seen: list[str] = []
+
+    async def hit() -> bool:
+        async with http.get(stack.base + path, headers={"Authorization": stack.authorization}) as resp:
+            await resp.read()
+            seen.append(resp.headers.get("Cache-Status", ""))
+            return resp.status == 200 and "hit" in seen[-1] and "fwd=" not in seen[-1]
+    assert await poll(hit, timeout), seen[-3:]
