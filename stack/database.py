@@ -120,6 +120,13 @@ class DatabaseUnit:
         elif self.cluster is not None:
             self.cluster.ensure_database(database, user, password)
 
+    def ensure_replication_user(self, user: str, password: str) -> None:
+        """The invalidator's user: only REPLICATION SLAVE and BINLOG MONITOR (on every node of a cluster)."""
+        if self.server is not None:
+            self.server.ensure_replication_user(user, password)
+        elif self.cluster is not None:
+            self.cluster.ensure_replication_user(user, password)
+
     def rows(self) -> list[NodeRow]:
         """One line per node, from its process and (for a cluster) its wsrep status."""
         if self.server is not None:
