@@ -1,0 +1,78 @@
+"""The invalidator paused: the gateway stops trusting the covered routes past the lag bound and trusts them
+again once it catches up; a position purged from the binary log moves the cache to a new epoch."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import aiohttp
+import pytest
+
+from tests.support.invalidatorproc import sql, sql_one, store_for, trusted
+from tests.support.polling import poll
+
+pytestmark = [pytest.mark.slow, pytest.mark.fault]
+ON = {"invalidator": {"enabled": True}}
+
+
+async def _cache_status(http, stack, path: str) -> str:
+    async with http.get(stack.base + path, headers={"Authorization": stack.authorization}) as resp:
+        await resp.read()
+        return resp.headers.get("Cache-Status", "")
+
+
+async def test_a_paused_invalidator_makes_the_covered_routes_bypass_until_it_catches_up(
+        real_stack, invalidator_process):
+    stack = await real_stack(ON, users=10)
+    invalidator = invalidator_process(stack.config)
+    await invalidator.start()
+    user = stack.ids[2]
+    async with aiohttp.ClientSession() as http:
+        await trusted(http, stack)
+        os.killpg(invalidator.pid, signal.SIGSTOP)
+        try:
+            sql(stack.config, "UPDATE users SET title = 'paused', version = version + 1 WHERE id = %s", (user,))
+            bound = stack.config.invalidator.lag_bound + 2 * stack.config.invalidator.check_interval
+
+            async def behind() -> bool:
+                return "INVALIDATOR-BEHIND" in await _cache_status(http, stack, f"/users/{user}")
+            assert await poll(behind, bound + 5)
+            async with http.get(stack.base + f"/users/{user}",
+                                headers={"Authorization": stack.authorization}) as resp:
+                assert (await resp.json())["title"] == "paused"  # from the service, not the stale entry
+        finally:
+            os.killpg(invalidator.pid, signal.SIGCONT)
+        await trusted(http, stack)
+
+
+async def test_a_purged_position_moves_the_epoch_and_follows_from_the_current_one(
+        real_stack, invalidator_process, redis_server, mariadb_server):
+    stack = await real_stack(ON, users=5)
+    invalidator = invalidator_process(stack.config)
+    await invalidator.start()
+    invalidator.stop()
+    store = store_for(stack.config, redis_server)
+    epoch = (await store.inspect("user:1")).epoch
+    # A position the server no longer has: its binary logs up to now are purged.
+    mariadb_server.root_execute("FLUSH BINARY LOGS")
+    newest = mariadb_server.root_execute("SHOW BINARY LOGS")[-1][0]
+    mariadb_server.root_execute(f"PURGE BINARY LOGS TO '{newest}'")
+    await store.write_note("cdc", "0 0-1-1")
+    await invalidator.start()
+
+    async def moved() -> bool:
+        return (await store.inspect("user:1")).epoch > epoch
+    assert await poll(moved, 10)
+    text = await invalidator.metrics()
+    assert re.search(r'^cachegate_invalidator_epoch_moves_total\{reason="purged"\} 1\.0$', text, re.M), text
+    assert "cannot continue from" in invalidator.log.read_text()
+    # And it follows again: a change made now is applied.
+    user = stack.ids[0]
+    sql(stack.config, "UPDATE users SET title = 'after', version = version + 1 WHERE id = %s", (user,))
+    version = sql_one(stack.config, "SELECT version FROM users WHERE id = %s", (user,))[0]
+    async with aiohttp.ClientSession() as http:
+        await trusted(http, stack)
+        async with http.get(stack.base + f"/users/{user}", headers={"Authorization": stack.authorization}) as r:
+            assert (await r.json())["version"] == version
+    await store._redis.aclose()
