@@ -21,6 +21,7 @@ class HoldingRelay:
         self.fetched = asyncio.Event()
         self._release = asyncio.Event()
         self._held: str | None = None
+        self._method = "GET"
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -29,6 +30,11 @@ class HoldingRelay:
         return f"http://127.0.0.1:{self.port}"
 
     def hold(self, path: str) -> None:
+        self.hold_method("GET", path)
+
+    def hold_method(self, method: str, path: str) -> None:
+        """The next `method` request of `path` is sent on at once, and its answer waits for release()."""
+        self._method = method
         self._held = path
         self.fetched.clear()
         self._release.clear()
@@ -60,7 +66,7 @@ class HoldingRelay:
             payload = await resp.read()
             answer = [(k, v) for k, v in resp.headers.items() if k.lower() not in _HOP]
             status = resp.status
-        if request.method == "GET" and request.path == self._held:
+        if request.method == self._method and request.path == self._held:
             self._held = None
             self.fetched.set()
             await self._release.wait()
