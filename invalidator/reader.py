@@ -101,6 +101,10 @@ class BinlogReader:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         stream = self._stream

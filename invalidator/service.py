@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
 from typing import Awaitable, Callable
 
@@ -63,7 +64,8 @@ class Invalidator:
         self.following = False
         self._probe: Probe | None = None
         self._probes: collections.deque[tuple[float, Position]] = collections.deque(maxlen=PROBES_KEPT)
-        self._queue: asyncio.Queue[object] = asyncio.Queue(QUEUE)
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._room = threading.BoundedSemaphore(QUEUE)  # items the reader may queue ahead of the applier
         self._loop: asyncio.AbstractEventLoop | None = None
         self._redis_down = False
         self._node_index = 0
@@ -147,18 +149,17 @@ class Invalidator:
     # -- called from the reader's and the probe's threads ---------------------------------------------------
 
     def _deliver(self, item: object) -> None:
-        assert self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
-        while True:
-            try:
-                future.result(timeout=0.5)
+        """From the reader's thread: queue `item` for the loop, waiting while QUEUE items are unapplied (no
+        round trip through the loop per transaction: a slot is taken here and given back by `_take`)."""
+        while not self._room.acquire(timeout=0.5):
+            if self._closed():
                 return
-            except TimeoutError:
-                if self._loop.is_closed():
-                    future.cancel()
-                    return
-            except Exception:  # noqa: BLE001 - the loop is shutting down
-                return
+        if not self._call_soon(lambda: self._queue.put_nowait(item)):
+            self._room.release()
+
+    def _closed(self) -> bool:
+        return self._loop is None or self._loop.is_closed() or (self.reader is not None and
+                                                                  self.reader.stopping)
 
     def _connected(self, node) -> None:
         log.info("binlog: following %s from %s", node, self.reader.position if self.reader else "-")
@@ -172,13 +173,15 @@ class Invalidator:
     def _probed(self, sent: float, position: Position) -> None:
         self._call_soon(lambda: self._probes.append((sent, position)))
 
-    def _call_soon(self, call: Callable[[], None]) -> None:
+    def _call_soon(self, call: Callable[[], None]) -> bool:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
                 loop.call_soon_threadsafe(call)
+                return True
             except RuntimeError:  # closed meanwhile
                 pass
+        return False
 
     def _set_following(self, value: bool) -> None:
         self.following = value
@@ -191,6 +194,8 @@ class Invalidator:
         items = [await self._queue.get()]
         while len(items) < BATCH and not self._queue.empty():
             items.append(self._queue.get_nowait())
+        for _ in items:
+            self._room.release()
         return items
 
     async def _handle(self, items: list[object]) -> None:

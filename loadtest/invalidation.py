@@ -5,8 +5,8 @@ random seeded users as fast as the database takes them, up to a rate. Meanwhile 
 samples: it updates a user, reads its transaction's GTID (@@last_gtid) as soon as COMMIT returned, and
 polls the invalidator's /-/health until its applied position holds that GTID. That interval is the lag
 (the time from the commit's acknowledgement to every cache action of it applied in Redis), a little more
-than the invalidator's own, by the polling. The invalidator's CPU time (/proc) over the phase divided by
-the row events it read is its CPU per event (the samples' health polls included).
+than the invalidator's own, by the polling. Then the same writes again without the sampler: the invalidator's
+CPU time (/proc) over that phase, divided by the row events it read, is its CPU per event.
 """
 from __future__ import annotations
 
@@ -45,38 +45,51 @@ def measure(config: Config, ids: list[int], *, seconds: float, rate: float,
     shuffled = list(ids)
     random.Random(12).shuffle(shuffled)
     sampled, written = shuffled[:max(1, len(shuffled) // 10)], shuffled[max(1, len(shuffled) // 10):] or ids
-    say(f"invalidation: {WRITERS} SQL writers (up to {rate:.0f}/s) for {seconds:g} s, lag sampled")
-    events_before, cpu_before = _events(base), procstat.cpu_seconds(pid)
-    stop = threading.Event()
-    counts = [0] * WRITERS
+    say(f"invalidation: {WRITERS} SQL writers (up to {rate:.0f}/s), {seconds:g} s with the lag sampled, "
+        f"{seconds:g} s without (the CPU per event)")
     errors: list[str] = []
-    threads = [threading.Thread(target=_writer, args=(config, written, rate / WRITERS, stop, counts, i, errors))
-               for i in range(WRITERS)]
     lags: list[float] = []
     timeouts = [0]
-    sampler = threading.Thread(target=_sampler, args=(config, sampled, base, stop, lags, timeouts, errors))
-    started = time.monotonic()
-    for thread in [*threads, sampler]:
-        thread.start()
-    stop.wait(seconds)  # the measured phase
-    stop.set()
-    for thread in [*threads, sampler]:
-        thread.join(SAMPLE_TIMEOUT_S + 5)
-    elapsed = time.monotonic() - started
-    # Whatever is still queued is applied before the CPU is read: every event counted has its cost.
+    sampler = lambda stop: threading.Thread(  # noqa: E731
+        target=_sampler, args=(config, sampled, base, stop, lags, timeouts, errors))
+    first = _phase(config, written, rate, seconds, errors, sampler)
+    _wait_caught_up(config, base)
+    # Without the sampler's polls: every event counted has its cost in, queued ones included.
+    events_before, cpu_before = _events(base), procstat.cpu_seconds(pid)
+    second = _phase(config, written, rate, seconds, errors, None)
     _wait_caught_up(config, base)
     events_after, cpu_after = _events(base), procstat.cpu_seconds(pid)
     events = events_after - events_before
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     lags.sort()
-    return {"seconds": elapsed, "writers": WRITERS, "rate_limit": rate, "writes": sum(counts) + len(lags),
-            "writes_per_s": (sum(counts) + len(lags)) / elapsed if elapsed else 0.0, "samples": len(lags),
-            "timeouts": timeouts[0], "errors": errors[:5],
+    return {"seconds": first["seconds"], "writers": WRITERS, "rate_limit": rate,
+            "writes": first["writes"] + len(lags),
+            "writes_per_s": (first["writes"] + len(lags)) / first["seconds"],
+            "samples": len(lags), "timeouts": timeouts[0], "errors": errors[:5],
             "lag_ms": {name: _quantile(lags, q) * 1000 if lags else None
                        for name, q in (("p50", .5), ("p90", .9), ("p99", .99), ("max", 1.0))},
+            "cpu_phase": {"seconds": second["seconds"], "writes_per_s": second["writes"] / second["seconds"]},
             "events": events, "cpu_s": cpu,
             "cpu_us_per_event": cpu / events * 1e6 if cpu is not None and events else None,
             "histogram": _histogram(base)}
+
+
+def _phase(config: Config, ids: list[int], rate: float, seconds: float, errors: list[str],
+           extra: Callable[[threading.Event], threading.Thread] | None) -> dict[str, float]:
+    stop = threading.Event()
+    counts = [0] * WRITERS
+    threads = [threading.Thread(target=_writer, args=(config, ids, rate / WRITERS, stop, counts, i, errors))
+               for i in range(WRITERS)]
+    if extra is not None:
+        threads.append(extra(stop))
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    stop.wait(seconds)  # the measured phase
+    stop.set()
+    for thread in threads:
+        thread.join(SAMPLE_TIMEOUT_S + 5)
+    return {"seconds": time.monotonic() - started, "writes": float(sum(counts))}
 
 
 def _connect(config: Config) -> pymysql.connections.Connection:
@@ -219,11 +232,14 @@ def render(add: Callable[[str], None], run: dict[str, Any]) -> None:
 
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}"
-    add(f"{found['writers']} connections updated random seeded users straight in SQL (around the gateway) for "
-        f"{found['seconds']:.1f} s, up to {found['rate_limit']:.0f} writes/s: {found['writes_per_s']:.0f} "
+    add(f"{found['writers']} connections updated random seeded users straight in SQL (around the gateway) "
+        f"for {found['seconds']:.1f} s, up to {found['rate_limit']:.0f} writes/s: {found['writes_per_s']:.0f} "
         f"writes/s. Lag: from COMMIT acknowledged to every cache action of that transaction applied "
         f"(the invalidator's position polled every {POLL_S * 1000:g} ms), {found['samples']} samples"
-        f"{', ' + str(found['timeouts']) + ' not applied within 10 s' if found['timeouts'] else ''}.\n")
+        f"{', ' + str(found['timeouts']) + ' not applied within 10 s' if found['timeouts'] else ''}. "
+        f"CPU per event: the same writes for {found['cpu_phase']['seconds']:.1f} s without the sampler "
+        f"({found['cpu_phase']['writes_per_s']:.0f} writes/s), the invalidator's CPU time over the row "
+        "events it read (each a user's row: two keys dropped, one tag bumped).\n")
     add("| writes/s | lag p50 (ms) | p90 | p99 | max | row events | invalidator CPU µs/event "
         "| its histogram: p50 ≤ (ms) | p99 ≤ (ms) |")
     add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
