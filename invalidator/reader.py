@@ -204,15 +204,25 @@ def _changes(event: WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent) -> list[
 
 
 class Probe:
-    """Reads the server's @@gtid_binlog_pos every `interval` seconds, on the node the reader follows; each
-    (time the query was sent, position) goes to `deliver`: every transaction committed before that time is
-    in the position, so once the invalidator has applied it, it is caught up as of that time."""
+    """Reads, every `interval` seconds, the binlog position of the node the reader follows; each (time the
+    question was sent, position) goes to `deliver`: every transaction committed before that time is in
+    the position, so once the invalidator has applied it, it is caught up as of that time.
+
+    A node that cannot commit (a Galera node out of the Primary component) or does not answer is no proof
+    of that: then every node is asked. When none can commit (each refuses the connection, no server
+    there, or answers out of the Primary component) and at least one answers, their positions together
+    are delivered: they hold every write-set certified before the cluster lost its quorum, and no commit
+    can follow, so cached entries stay trustworthy while the database cannot change (issue 10: cached
+    reads are served during a loss of quorum). A lone plain server that is down proves nothing: the
+    changes it committed just before may not have reached the reader."""
 
     def __init__(self, source: Source, interval: float, node: Callable[[], DatabaseNode],
                  deliver: Callable[[float, Position], None]) -> None:
         self.source, self.interval, self._node, self._deliver = source, interval, node, deliver
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="binlog-probe", daemon=True)
+        self._conn: pymysql.connections.Connection | None = None
+        self._on: DatabaseNode | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -222,25 +232,71 @@ class Probe:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        conn, on = None, None
         while not self._stopping.wait(self.interval):
+            sent = time.time()
             node = self._node()
-            try:
-                if conn is None or on != node:
-                    if conn is not None:
-                        conn.close()
-                    conn, on = pymysql.connect(**self.source.login(node), ssl_disabled=True), node
-                sent = time.time()
-                with conn.cursor() as cur:
-                    cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
-                    found = Position.parse(cur.fetchone()[0] or "")
+            found = self._followed(node)
+            if found is not None:
                 self._deliver(sent, found)
-            except Exception:  # noqa: BLE001 - the reader reports the server's failures; try again next round
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                conn = None
+                continue
+            quiet = self._quiet()
+            if quiet is not None:
+                self._deliver(sent, quiet)
+        self._drop()
+
+    def _followed(self, node: DatabaseNode) -> Position | None:
+        """The followed node's position when it can commit; None when it cannot or does not answer."""
+        try:
+            if self._conn is None or self._on != node:
+                self._drop()
+                self._conn, self._on = pymysql.connect(**self.source.login(node), ssl_disabled=True), node
+            position, primary = _ask(self._conn)
+            return position if primary else None
+        except Exception:  # noqa: BLE001 - the reader reports the server's failures
+            self._drop()
+            return None
+
+    def _quiet(self) -> Position | None:
+        """Every node's position together, when no node can commit and one at least answers."""
+        merged = Position()
+        answered = False
+        for node in self.source.nodes:
+            try:
+                conn = pymysql.connect(**self.source.login(node), ssl_disabled=True)
+            except pymysql.err.OperationalError as exc:
+                if "refused" in str(exc):  # nothing listens there: that node commits nothing
+                    continue
+                return None
+            try:
+                position, primary = _ask(conn)
+            except Exception:  # noqa: BLE001 - an answer that is no proof
+                return None
+            finally:
+                conn.close()
+            if primary:
+                return None  # it can commit: the reader moves to it, and its position is the proof
+            answered = True
+            for gtid in position:
+                if gtid.seq > merged.seq(gtid.domain):
+                    merged.advance(gtid)
+        return merged if answered else None
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - the link is gone already
+                pass
+
+
+def _ask(conn: pymysql.connections.Connection) -> tuple[Position, bool]:
+    """(the server's binlog position, whether it can commit). SHOW, not SELECT: a Galera node out of the
+    Primary component answers SHOW only."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'wsrep_cluster_status'")
+        row = cur.fetchone()
+        primary = row is None or row[1] == "Primary"  # a plain server has no wsrep status
+        cur.execute("SHOW GLOBAL VARIABLES LIKE 'gtid_binlog_pos'")
+        row = cur.fetchone()
+        return Position.parse((row[1] if row else "") or ""), primary
