@@ -118,3 +118,26 @@ async def test_redis_away_holds_the_position_and_applies_the_change_when_it_retu
         # One epoch move only: its first start; a batch that waited for Redis is no lost write.
         assert re.search(r'^cachegate_invalidator_epoch_moves_total\{reason="no-position"\} 1\.0$', text, re.M)
         assert "purged" not in "".join(re.findall(r"^cachegate_invalidator_epoch_moves_total.*$", text, re.M))
+
+
+async def test_a_rule_naming_a_column_the_table_lacks_stops_it_and_the_gateway_bypasses(
+        real_stack, invalidator_process):
+    rules = [{"table": "users", "keys": ["user:{nickname}"]}]
+    stack = await real_stack({**ON, "invalidations": rules}, users=5)
+    invalidator = invalidator_process(stack.config)
+    await invalidator.start()
+    async with aiohttp.ClientSession() as http:
+        await trusted(http, stack)
+        sql(stack.config, "UPDATE users SET title = 'x', version = version + 1 WHERE id = %s", (stack.ids[0],))
+        assert await poll(lambda: _exited(invalidator), 10)
+        assert invalidator.proc.returncode == 2
+        assert "table users has no column nickname" in invalidator.log.read_text()
+
+        async def bypassed() -> bool:
+            return "INVALIDATOR-BEHIND" in await _cache_status(http, stack, f"/users/{stack.ids[0]}")
+        bound = stack.config.invalidator.lag_bound + 2 * stack.config.invalidator.check_interval
+        assert await poll(bypassed, bound + 5)
+
+
+async def _exited(invalidator) -> bool:
+    return invalidator.proc.poll() is not None

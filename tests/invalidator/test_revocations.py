@@ -11,6 +11,7 @@ import signal
 import aiohttp
 import pytest
 
+from backends.seed import credentials_path
 from stack.net import free_port
 from tests.support.holdingrelay import HoldingRelay
 from tests.support.invalidatorproc import sql, trusted
@@ -94,5 +95,21 @@ async def test_a_gateway_killed_between_the_commit_and_its_cache_update_leaves_n
                 seen.append(await _status(http, stack, f"/users/{stack.ids[-1]}"))
                 return seen[-1][0] == 401
             assert await poll(refused, bound(stack.config), interval=0.01), seen[-1]
+            # And the deleted user's profile, cached before the crash, is gone for everyone else.
+            other = await _token_of(http, stack, 1)
+
+            async def gone() -> bool:
+                async with http.get(stack.base + f"/users/{me}", headers={"Authorization": other}) as resp:
+                    return resp.status == 404
+            assert await poll(gone, bound(stack.config), interval=0.01)
     finally:
         await relay.stop()
+
+
+async def _token_of(http, stack, index: int) -> str:
+    """A Bearer header of the index-th known seeded user."""
+    known = json.loads(credentials_path(stack.config).read_text())["users"][index]
+    async with http.post(stack.base + "/auth/token",
+                         json={"login": known["login"], "password": known["password"]}) as resp:
+        assert resp.status == 200, await resp.text()
+        return f"Bearer {(await resp.json())['access_token']}"
