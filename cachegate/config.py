@@ -228,7 +228,7 @@ class _Builder:
             invalidator_section.fail(f"must differ from the proxy's ports, got {invalidator.port}", "port")
         top.used.add("invalidations")
         invalidations = read_invalidations(top.data.get("invalidations"), self.label, routes,
-                                           place=top.origin("invalidations"))
+                                           enabled=invalidator.enabled, place=top.origin("invalidations"))
         top.done()
         return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis,
                       mariadb=mariadb, auth=auth, cache=cache, logging=logs,

@@ -24,6 +24,15 @@ from cachegate.values import REQUIRED, Section
 
 _TABLE = re.compile(r"[A-Za-z0-9_]{1,64}")
 _READS = frozenset({"GET", "HEAD"})
+
+
+class _Everything(frozenset):
+    """Contains everything: the rules of an invalidator that is off are not matched with the routes."""
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ANY = _Everything()
 DEFAULT_USER = "cachegate_cdc"
 
 
@@ -68,7 +77,7 @@ class InvalidationRule:
     tags: tuple[str, ...]
     version: str | None          # the row's version column; None: the table has none (unfenced drops)
     revokes: Revokes | None
-    place: str
+    place: str = field(compare=False)  # where it was read (config.yaml:42): no part of what it does
     renderers: tuple[RowRenderer, ...] = field(compare=False, repr=False, default=())
     tag_renderers: tuple[RowRenderer, ...] = field(compare=False, repr=False, default=())
     columns: frozenset[str] = field(compare=False, default=frozenset())  # every column the rule reads
@@ -91,16 +100,20 @@ def read_invalidator(s: Section, root: Path, env: Any) -> InvalidatorConfig:
     return cfg
 
 
-def read_invalidations(data: Any, label: str, routes: tuple[RouteConfig, ...], *,
+def read_invalidations(data: Any, label: str, routes: tuple[RouteConfig, ...], *, enabled: bool = True,
                        place: str | None = None) -> tuple[InvalidationRule, ...]:
-    """The rules, each checked against the routes: its keys must be read by a route, its plain tags carried
-    by one. Placeholders are column names (checked against the table when the invalidator sees it)."""
+    """The rules, each checked against the routes while the invalidator is on: its keys must be read by a
+    route, its plain tags carried by one (off, the rules are checked alone: a config that keeps them for
+    later, with other routes, still loads). Placeholders are column names (checked against the table when
+    the invalidator sees it)."""
     if data is None:
         return ()
     if not isinstance(data, list):
         raise ConfigError(f"{place or label}: invalidations: expected a list of rules")
     shapes = {key_shape(r.key) for r in routes if r.key is not None and r.methods and _READS & set(r.methods)}
     tags = {t for r in routes for t in r.tags}
+    if not enabled:
+        shapes, tags = _ANY, _ANY
     rules = [_read_rule(item, i, label, place_of(data, i) or place or label, shapes, tags)
              for i, item in enumerate(data)]
     seen: dict[str, str] = {}

@@ -106,3 +106,10 @@ def test_a_row_renders_the_key_its_route_renders():
     with pytest.raises(KeyError):
         row({"other": 1})
     assert key_shape("user-me:{caller}") == key_shape("user-me:{id}") != key_shape("user:{id}")
+
+
+def test_with_the_invalidator_off_its_rules_are_checked_alone():
+    data = with_rules([{"table": "users", "keys": ["person:{id}"], "tags": ["people"]}], enabled=False)
+    config = load_config(data, env={}, base_dir=REPO, strategies=REGISTRY)
+    assert config.invalidations[0].keys == ("person:{id}",)
+    assert "expected a table name" in refused(with_rules([{"table": "a b", "keys": ["x"]}], enabled=False))
