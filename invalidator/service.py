@@ -35,6 +35,7 @@ log = logging.getLogger("cachegate.invalidator")
 QUEUE = 2048           # transactions read ahead of what is applied (the reader waits beyond)
 BATCH = 512            # transactions planned and applied together
 CHUNK = 256            # Redis calls in flight at once
+PIPELINE = 128         # keys retired per pipeline (one round trip)
 RETRY_FIRST, RETRY_MAX = 0.05, 1.0
 PROBES_KEPT = 600      # the probes remembered for the lag of a transaction (a minute at 100 ms)
 _REDIS_FAILURES = (CacheUnavailable, RedisError, OSError, TimeoutError)
@@ -235,8 +236,9 @@ class Invalidator:
 
     async def _run_actions(self, actions: Actions) -> None:
         calls: list[Callable[[], Awaitable[None]]] = []
-        for key, (version, deleted) in actions.keys.items():
-            calls.append(lambda k=key, v=version, d=deleted: self._retire(k, v, d))
+        keys = [(key, version, deleted) for key, (version, deleted) in actions.keys.items()]
+        for start in range(0, len(keys), PIPELINE):
+            calls.append(lambda chunk=keys[start:start + PIPELINE]: self._retire(chunk))
         for tag in actions.tags:
             calls.append(lambda t=tag: self._tag(t))
         for user, below in actions.revocations.items():
@@ -248,9 +250,9 @@ class Invalidator:
                 if isinstance(result, BaseException):
                     raise result
 
-    async def _retire(self, key: str, version: int, deleted: bool) -> None:
-        outcome = await self.store.retire(key, version, deleted=deleted, ttl=self.marker_ttl)
-        self.metrics.actions.labels("key", outcome).inc()
+    async def _retire(self, chunk: list[tuple[str, int, bool]]) -> None:
+        for outcome in await self.store.retire_many(chunk, ttl=self.marker_ttl):
+            self.metrics.actions.labels("key", outcome).inc()
 
     async def _tag(self, tag: str) -> None:
         await self.store.invalidate_tag(tag, linger=self.marker_ttl, recent=self.marker_ttl)

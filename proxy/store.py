@@ -11,7 +11,7 @@ from typing import Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
@@ -99,6 +99,7 @@ class CacheStore:
         self._full_at = 0.0  # loop time of the last write refused for want of memory
         self._fill_slots = asyncio.Semaphore(FILL_SLOTS)
         self.epoch = 0  # the key epoch the last call that read or moved it saw (the status page shows it)
+        self._retire_loaded = False
 
     @property
     def breaker_state(self) -> str:
@@ -285,6 +286,29 @@ class CacheStore:
         args = [TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl)]
         found = await self._call("retire", lambda: self._scripts["retire"](keys=keys, args=args), writes=True)
         return found.decode()
+
+    async def retire_many(self, changes: Sequence[tuple[str, int, bool]], *, ttl: float) -> list[str]:
+        """`retire` for many keys (key, version, deleted) in one round trip: a pipeline of the script, each
+        call touching its own key and the epoch only. The outcomes, in order."""
+        script = self._scripts["retire"]
+
+        async def run() -> list[bytes]:
+            if not self._retire_loaded:
+                # Loaded first, then EVALSHA in one pipeline (a pipeline of Script calls would ask SCRIPT
+                # EXISTS, which the gateway's ACL does not grant); again after a Redis that lost it.
+                await self._redis.script_load(script.script)
+                self._retire_loaded = True
+            pipe = self._redis.pipeline(transaction=False)
+            for key, version, deleted in changes:
+                pipe.evalsha(script.sha, 2, self.entry_key(key), self._epoch_key,
+                             TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl))
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                self._retire_loaded = False
+                raise
+        found = await self._call("retire", run, writes=True)
+        return [outcome.decode() for outcome in found]
 
     async def read_note(self, name: str) -> bytes | None:
         """A small value of the process that keeps it (the invalidator's position), under the prefix."""
