@@ -398,6 +398,14 @@ async def test_the_invalidator_sees_a_write_on_any_node_and_moves_on_when_its_no
                 return (await _version_served(http, cluster, auth, u))[0] == v
             assert await poll(served, bound, interval=0.01), f"a write on node {node + 1} was not seen"
 
+        # One GTID sequence on every node (domain 1, the bootstrap node's id): a position read on one node
+        # means the same transactions on another.
+        def cluster_gtids() -> set[str]:
+            return {",".join(g for g in cluster.query(i, "SELECT @@gtid_binlog_pos")[0][0].split(",")
+                             if g.startswith("1-")) for i in range(3)}
+        assert await poll(lambda: _async(len(cluster_gtids()) == 1), 10), cluster_gtids()
+        assert next(iter(cluster_gtids())).startswith("1-1-")
+
         # The invalidator's node killed while writes go on through the others: it follows another node
         # from its GTID position (the same on every node), and every change is applied.
         unit = cluster.database()
