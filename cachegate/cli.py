@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = add("proxy", cmd_proxy, "serve the proxy in the foreground")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: proxy.workers)")
-    p = add("invalidator", cmd_invalidator, "serve the cache invalidator in the foreground (binary log -> cache)")
+    p = add("invalidator", cmd_invalidator,
+            "serve the cache invalidator in the foreground (binary log -> cache)")
     p = add("check-config", cmd_check_config, "validate a config file and print its route table")
     p.add_argument("file", nargs="?", default=None)
     p = add("admin", cmd_admin, "call the running proxy's admin listener (token: proxy.admin.token_file)")

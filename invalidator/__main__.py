@@ -1,4 +1,4 @@
-"""`python -m invalidator --config config.yaml`: the cache invalidator process, metrics on a port of its own."""
+"""`python -m invalidator --config config.yaml`: the cache invalidator, its metrics on a port of its own."""
 from __future__ import annotations
 
 import argparse

@@ -233,7 +233,8 @@ def render(add: Callable[[str], None], run: dict[str, Any]) -> None:
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}"
     add(f"{found['writers']} connections updated random seeded users straight in SQL (around the gateway) "
-        f"for {found['seconds']:.1f} s, up to {found['rate_limit']:.0f} writes/s: {found['writes_per_s']:.0f} "
+        f"for {found['seconds']:.1f} s, up to {found['rate_limit']:.0f} writes/s: "
+        f"{found['writes_per_s']:.0f} "
         f"writes/s. Lag: from COMMIT acknowledged to every cache action of that transaction applied "
         f"(the invalidator's position polled every {POLL_S * 1000:g} ms), {found['samples']} samples"
         f"{', ' + str(found['timeouts']) + ' not applied within 10 s' if found['timeouts'] else ''}. "

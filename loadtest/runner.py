@@ -2,8 +2,9 @@
 
 Order of a run: stack (used or started) -> seed -> tokens -> references (bare aiohttp handler, users backend
 called directly) -> cache off (admin toggle) sweep -> cache on (new epoch) -> warm every seeded id -> profile
-(py-spy, full runs) -> sweep -> variants (zipf, basic, mixed) -> the invalidator under SQL writes. Every step has a progress bar on stderr. Any
-socket error or non-2xx anywhere marks the run INVALID in the report and the exit code is 1.
+(py-spy, full runs) -> sweep -> variants (zipf, basic, mixed) -> the invalidator under SQL writes
+(loadtest/invalidation.py). Every step has a progress bar on stderr. Any socket error or non-2xx anywhere
+marks the run INVALID in the report and the exit code is 1.
 """
 from __future__ import annotations
 

@@ -110,7 +110,8 @@ class DatabaseUnit:
         config = self.config
         self.cluster = self._cluster(Account(config.mariadb.user, config.mariadb.password()),
                                      Account(SST_USER, ensure_secret(sst_password_file(config))),
-                                     Account(cdc_account(config)[0], ensure_secret(cdc_password_file(config))))
+                                     Account(cdc_account(config)[0],
+                                             ensure_secret(cdc_password_file(config))))
         self.started = []
         self._recover_lone_survivor()
         self.started += self.cluster.start()

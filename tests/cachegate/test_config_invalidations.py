@@ -37,7 +37,8 @@ def test_the_shipped_rules_load_and_cover_the_read_routes_of_their_entities():
     config = load_config(REPO / "config.yaml", env={}, strategies=REGISTRY)
     users = next(r for r in config.invalidations if r.table == "users")
     assert users.keys == ("user:{id}", "user-me:{id}") and users.tags == ("user-lists",)
-    assert users.revokes is not None and (users.revokes.user, users.revokes.version) == ("id", "token_version")
+    assert users.revokes is not None
+    assert (users.revokes.user, users.revokes.version) == ("id", "token_version")
     assert next(r for r in config.invalidations if r.table == "trip_members").version is None
     covered = {config.routes[i].path for i in affected_routes(config.routes, config.invalidations)}
     assert {"/users/{id:int}", "/users/me", "/users/search", "/trips/{id:int}/members"} <= covered

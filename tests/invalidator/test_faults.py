@@ -32,7 +32,8 @@ async def test_a_paused_invalidator_makes_the_covered_routes_bypass_until_it_cat
         await trusted(http, stack)
         os.killpg(invalidator.pid, signal.SIGSTOP)
         try:
-            sql(stack.config, "UPDATE users SET title = 'paused', version = version + 1 WHERE id = %s", (user,))
+            sql(stack.config, "UPDATE users SET title = 'paused', version = version + 1 WHERE id = %s",
+                (user,))
             bound = stack.config.invalidator.lag_bound + 2 * stack.config.invalidator.check_interval
 
             async def behind() -> bool:
@@ -73,8 +74,9 @@ async def test_a_purged_position_moves_the_epoch_and_follows_from_the_current_on
     version = sql_one(stack.config, "SELECT version FROM users WHERE id = %s", (user,))[0]
     async with aiohttp.ClientSession() as http:
         await trusted(http, stack)
-        async with http.get(stack.base + f"/users/{user}", headers={"Authorization": stack.authorization}) as r:
-            assert (await r.json())["version"] == version
+        headers = {"Authorization": stack.authorization}
+        async with http.get(stack.base + f"/users/{user}", headers=headers) as resp:
+            assert (await resp.json())["version"] == version
     await store._redis.aclose()
 
 
@@ -116,7 +118,8 @@ async def test_redis_away_holds_the_position_and_applies_the_change_when_it_retu
         assert await poll(current, 15), seen[-3:]
         text = await invalidator.metrics()
         # One epoch move only: its first start; a batch that waited for Redis is no lost write.
-        assert re.search(r'^cachegate_invalidator_epoch_moves_total\{reason="no-position"\} 1\.0$', text, re.M)
+        moves = r'^cachegate_invalidator_epoch_moves_total\{reason="no-position"\} 1\.0$'
+        assert re.search(moves, text, re.M)
         assert "purged" not in "".join(re.findall(r"^cachegate_invalidator_epoch_moves_total.*$", text, re.M))
 
 
@@ -128,7 +131,8 @@ async def test_a_rule_naming_a_column_the_table_lacks_stops_it_and_the_gateway_b
     await invalidator.start()
     async with aiohttp.ClientSession() as http:
         await trusted(http, stack)
-        sql(stack.config, "UPDATE users SET title = 'x', version = version + 1 WHERE id = %s", (stack.ids[0],))
+        sql(stack.config, "UPDATE users SET title = 'x', version = version + 1 WHERE id = %s",
+            (stack.ids[0],))
         assert await poll(lambda: _exited(invalidator), 10)
         assert invalidator.proc.returncode == 2
         assert "table users has no column nickname" in invalidator.log.read_text()

@@ -5,13 +5,12 @@ invalidator.check_interval of its commit, whatever the invalidator does (past th
 cache); what the invalidator itself takes is measured here and printed (milliseconds on loopback)."""
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
 import pytest
 
-from tests.support.invalidatorproc import sql, sql_one, store_for
+from tests.support.invalidatorproc import sql, store_for
 from tests.support.polling import poll
 
 pytestmark = [pytest.mark.slow]

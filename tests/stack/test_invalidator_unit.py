@@ -50,8 +50,8 @@ def test_up_runs_the_invalidator_under_the_supervisor(invalidated_stack) -> None
     assert _following(config)
     # Its user reads the binary log and nothing else.
     password = config.invalidator.password()
-    conn = pymysql.connect(host="127.0.0.1", port=config.mariadb.port, user="cachegate_cdc", password=password,
-                           ssl_disabled=True)
+    conn = pymysql.connect(host="127.0.0.1", port=config.mariadb.port, user="cachegate_cdc",
+                           password=password, ssl_disabled=True)
     with conn, conn.cursor() as cur:
         cur.execute("SHOW GRANTS")
         grants = " ".join(row[0] for row in cur.fetchall())
