@@ -31,6 +31,7 @@ log = logging.getLogger("cachegate.invalidator")
 # or a GTID the server never had).
 POSITION_LOST = 1236
 RETRY_FIRST, RETRY_MAX = 0.1, 2.0  # seconds between attempts to reach a server, doubling
+CATCH_UP_S = 5.0   # how long a node behind the position is given to apply what it has received
 _STANDALONE = 0x01  # MariaDB GTID flag: a transaction of one statement with no COMMIT of its own (DDL)
 _EVENTS = [MariadbGtidEvent, XidEvent, QueryEvent, WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent,
            HeartbeatLogEvent]
@@ -150,7 +151,15 @@ class BinlogReader:
                 pass
 
     def _follow(self, node: DatabaseNode) -> None:
-        start, dropped = self.position.within(server_position(self.source, node))
+        server = server_position(self.source, node)
+        start, dropped = self.position.within(server)
+        # A Galera node applies the cluster's write-sets a moment after the node that certified them: one
+        # behind our position gets them within a moment (asked for now, it would refuse the position).
+        deadline = time.monotonic() + CATCH_UP_S
+        while not server.covers(start) and time.monotonic() < deadline:
+            if self._stopping.wait(0.05):
+                return
+            server = server_position(self.source, node)
         if dropped:
             log.warning("binlog: %s never wrote domain(s) %s; following it from %s", node,
                         ", ".join(str(g) for g in dropped), start)

@@ -3,8 +3,8 @@
 The invalidator writes a note, `<prefix>:n:cdc` = "<synced> <position>": every change committed to the
 database before the Unix time `synced` has had its cache actions applied. A process reads it every
 `invalidator.check_interval` in a task of its own (the hit path reads only a boolean), and while `synced`
-is more than `invalidator.lag_bound` ago, or there is no note, or Redis cannot say, the routes the rules
-cover bypass the cache (`Cache-Status: ...; detail=INVALIDATOR-BEHIND`): a change the invalidator has not
+is more than `invalidator.lag_bound` ago (the last note read, when Redis does not answer), or there is no
+note, the routes the rules cover bypass the cache (`Cache-Status: ...; detail=INVALIDATOR-BEHIND`): a change the invalidator has not
 applied yet may be cached stale there. Staleness stays bounded by lag_bound + check_interval even then.
 """
 from __future__ import annotations
@@ -46,6 +46,7 @@ class LagWatch:
         self._on_change, self._clock = on_change, clock
         self.behind: bool | None = None
         self.lag: float | None = None  # seconds, as last read (None: no note)
+        self._synced: float | None = None
 
     async def run(self) -> None:
         while True:
@@ -54,10 +55,13 @@ class LagWatch:
 
     async def check(self) -> None:
         try:
-            note = parse_note(await self._store.read_note(NOTE))
+            # A longer time-out than a lookup's: under a burst the loop may answer late, and a read that
+            # failed must not be what turns the cache off (every bypass adds to the burst).
+            note = parse_note(await self._store.read_note(NOTE, timeout=max(1.0, 5 * self._interval)))
+            self._synced = None if note is None or note[0] <= 0 else note[0]
         except CacheUnavailable:
-            note = None  # Redis does not answer: the cache is bypassed anyway; trust nothing on its return
-        self.lag = None if note is None or note[0] <= 0 else self._clock() - note[0]
+            pass  # Redis does not answer: lookups bypass by themselves; the last note read ages meanwhile
+        self.lag = None if self._synced is None else self._clock() - self._synced
         behind = self.lag is None or self.lag > self._bound
         if behind != self.behind:
             if self.behind is not None or behind:

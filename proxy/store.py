@@ -310,9 +310,9 @@ class CacheStore:
         found = await self._call("retire", run, writes=True)
         return [outcome.decode() for outcome in found]
 
-    async def read_note(self, name: str) -> bytes | None:
+    async def read_note(self, name: str, *, timeout: float | None = None) -> bytes | None:
         """A small value of the process that keeps it (the invalidator's position), under the prefix."""
-        return await self._call("note", lambda: self._redis.get(f"{self._prefix}:n:{name}"))
+        return await self._call("note", lambda: self._redis.get(f"{self._prefix}:n:{name}"), timeout=timeout)
 
     async def write_note(self, name: str, value: bytes | str) -> None:
         """Set a note; no TTL, so an evicting Redis (volatile-*) never drops it."""
