@@ -27,13 +27,16 @@ from proxy.store import CacheStore
 
 log = logging.getLogger("cachegate.invalidator")
 POOL = 16  # Redis connections: the actions of a batch go out this many at a time at most (redis-py queues)
+REDIS_TIMEOUT = 1.0  # seconds, at least, for one Redis call
+NO_BREAKER = 1_000_000_000
 
 
 def make_redis(config: Config) -> aioredis.Redis:
     """A client with the gateway's Redis user (the invalidator sends only commands the gateway sends)."""
     pool = aioredis.BlockingConnectionPool.from_url(
-        config.redis.url, max_connections=POOL, timeout=config.redis.timeout,
-        socket_timeout=config.redis.timeout, socket_connect_timeout=config.redis.timeout,
+        config.redis.url, max_connections=POOL, timeout=max(config.redis.timeout, REDIS_TIMEOUT),
+        socket_timeout=max(config.redis.timeout, REDIS_TIMEOUT),
+        socket_connect_timeout=max(config.redis.timeout, REDIS_TIMEOUT),
         username=config.redis.username, password=config.redis.password(),
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     return aioredis.Redis(connection_pool=pool)
@@ -76,11 +79,13 @@ async def serve(config: Config) -> int:
     assert settings is not None
     metrics = InvalidatorMetrics()
     redis, revocations_redis = make_redis(config), make_redis(config)
-    store = CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
-                       breaker_failures=config.redis.breaker_failures,
-                       breaker_reset=config.redis.breaker_reset,
+    # No breaker, and a longer time-out than the gateway's: nothing waits on the invalidator's calls, it
+    # tries each again until it lands, and a breaker open for its reset would hold the note back too.
+    store_timeout = max(config.redis.timeout, REDIS_TIMEOUT)
+    store = CacheStore(redis, prefix=config.cache.prefix, timeout=store_timeout,
+                       breaker_failures=NO_BREAKER, breaker_reset=config.redis.breaker_reset,
                        metrics=metrics.store, retries_writes=True)
-    revocations = Revocations(revocations_redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
+    revocations = Revocations(revocations_redis, prefix=config.cache.prefix, timeout=store_timeout,
                               lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
     invalidator = Invalidator(settings, Planner(config.invalidations), source_of(config), store, revocations,
                               metrics, marker_ttl=max(config.cache.tombstone_ttl, config.cache.write_fence))
