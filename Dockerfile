@@ -15,6 +15,7 @@ COPY strategies ./strategies
 COPY backends ./backends
 COPY stack ./stack
 COPY loadtest ./loadtest
+COPY invalidator ./invalidator
 RUN pip install --no-cache-dir --no-deps . && find /app -name __pycache__ -prune -exec rm -rf {} +
 COPY config.yaml ./
 

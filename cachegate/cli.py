@@ -94,6 +94,12 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_invalidator(args: argparse.Namespace) -> int:
+    from invalidator.__main__ import main as invalidator_main
+    argv = ["--config", args.config] if args.config else []
+    return invalidator_main(argv)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.file or args.config)
     print(describe(config))
@@ -113,7 +119,17 @@ def describe(config: Config) -> str:
     state = "on" if config.cache.enabled else "off"
     head = (f"{len(config.routes)} routes, cache {state}, default ttl {config.cache.default_ttl:g}s, "
             f"proxy {config.proxy.host}:{config.proxy.port}")
-    return "\n".join([head, *lines])
+    found = [head, *lines]
+    if config.invalidations:
+        on = config.invalidator is not None and config.invalidator.enabled
+        found.append(f"{len(config.invalidations)} invalidation rules (invalidator {'on' if on else 'off'}):")
+        for rule in config.invalidations:
+            what = [*rule.keys, *(f"tag:{t}" for t in rule.tags)]
+            if rule.revokes is not None:
+                what.append(f"revokes tokens of {rule.revokes.user} below {rule.revokes.version}")
+            version = f"version {rule.version}" if rule.version else "no version"
+            found.append(f"  {rule.table} ({version}): {', '.join(what)}")
+    return "\n".join(found)
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
@@ -258,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p = add("proxy", cmd_proxy, "serve the proxy in the foreground")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: proxy.workers)")
+    p = add("invalidator", cmd_invalidator,
+            "serve the cache invalidator in the foreground (binary log -> cache)")
     p = add("check-config", cmd_check_config, "validate a config file and print its route table")
     p.add_argument("file", nargs="?", default=None)
     p = add("admin", cmd_admin, "call the running proxy's admin listener (token: proxy.admin.token_file)")

@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 import yaml
 
 from cachegate.errors import ConfigError
+from cachegate.invalidations import InvalidationRule, InvalidatorConfig, read_invalidations, read_invalidator
 from cachegate.located import Located, load_located, located_copy, place_of
 from cachegate.routes import RouteConfig, RouteRules, read_routes
 from cachegate.logfiles import FORMATS, LEVELS
-from cachegate.settings import (GENERATION, LISTEN_BACKLOG, NO_ADMIN_TOKEN, AuthConfig, CacheConfig,
-                                DatabaseNode, LoggingConfig, MariaDBConfig, ProxyConfig, RedisConfig,
-                                ServiceConfig, StackConfig)
+from cachegate.settings import (GENERATION, LISTEN_BACKLOG, NO_ADMIN_TOKEN, PROCESS, AuthConfig,
+                                CacheConfig, DatabaseNode, LoggingConfig, MariaDBConfig, ProxyConfig,
+                                RedisConfig, ServiceConfig, StackConfig)
 from cachegate.values import REQUIRED, Section, parse_percent
 
 ENV_PREFIX = "CACHEGATE__"
@@ -64,6 +65,8 @@ class Config:
     services: Mapping[str, ServiceConfig]
     upstreams: Mapping[str, str]  # name -> base URL
     routes: tuple[RouteConfig, ...]
+    invalidator: InvalidatorConfig | None = None  # None only in a Config built by hand
+    invalidations: tuple[InvalidationRule, ...] = ()
     # True when loaded with the strategy registry: each rule checked by its strategy, lifetimes resolved.
     strategies_checked: bool = False
 
@@ -77,13 +80,16 @@ class Setting(NamedTuple):
 def settings(config: Config) -> Iterator[Setting]:
     """Every setting of `config` by its key (a service's and an upstream's under their names)."""
     for section in (config.stack, config.proxy, config.redis, config.mariadb, config.auth, config.cache,
-                    config.logging):
-        yield from _declared(section, "")
+                    config.logging, config.invalidator):
+        if section is not None:
+            yield from _declared(section, "")
     for name, service in config.services.items():
         yield from _declared(service, f"services.{name}.")
     for name, url in config.upstreams.items():
         yield Setting(f"upstreams.{name}", GENERATION, url)
     yield Setting("routes", GENERATION, config.routes)
+    # The invalidator reads its rules at start; the gateway only which routes they cover, at start too.
+    yield Setting("invalidations", PROCESS, config.invalidations)
 
 
 def _declared(section: Any, prefix: str) -> Iterator[Setting]:
@@ -215,11 +221,20 @@ class _Builder:
         top.used.add("routes")  # the largest section has a reader of its own
         routes = read_routes(top.data.get("routes"), self.label, upstreams, cache, self.strategies,
                              place=top.origin("routes"))
+        invalidator_section = top.section("invalidator")
+        invalidator = read_invalidator(invalidator_section, self.root, self.env)
+        listeners = ((proxy.host, proxy.port), (proxy.admin_host, proxy.admin_port))
+        if any(invalidator.port == port and _may_share(invalidator.host, host) for host, port in listeners):
+            invalidator_section.fail(f"must differ from the proxy's ports, got {invalidator.port}", "port")
+        top.used.add("invalidations")
+        invalidations = read_invalidations(top.data.get("invalidations"), self.label, routes,
+                                           enabled=invalidator.enabled, place=top.origin("invalidations"))
         top.done()
         return Config(path=self.path, base_dir=self.root, stack=stack, proxy=proxy, redis=redis,
                       mariadb=mariadb, auth=auth, cache=cache, logging=logs,
                       services=MappingProxyType(services),
-                      upstreams=MappingProxyType(upstreams), routes=routes,
+                      upstreams=MappingProxyType(upstreams), routes=routes, invalidator=invalidator,
+                      invalidations=invalidations,
                       strategies_checked=self.strategies is not None)
 
     def _stack(self, s: Section) -> StackConfig:

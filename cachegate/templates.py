@@ -169,3 +169,43 @@ def _caller(caller: str | None) -> str:
     if caller is None:  # config validation forbids {caller} on auth: none routes; never key on "nobody"
         raise LookupError("a caller-scoped key needs a verified caller")
     return _quote(caller)
+
+
+# render(row) -> key, from the columns of one row of a table (the invalidator's rules)
+RowRenderer = Callable[[Mapping[str, object]], str]
+
+
+def compile_row_template(text: str) -> tuple[RowRenderer, tuple[str, ...]]:
+    """'user:{id}' over a row's columns -> (render(row), columns). ValueError says why.
+
+    A value renders as a route's path parameter does (`_quote`), so a rule and a route that name one key
+    agree: the row {id: 42} and the path /users/42 both give user:42. A missing column is a KeyError."""
+    fmt: list[str] = []
+    columns: list[str] = []
+    pos = 0
+    for m in _PARAM.finditer(text):
+        literal = text[pos:m.start()]
+        _check_key_text(literal, text)
+        fmt.append(literal.replace("{", "{{").replace("}", "}}"))
+        fmt.append("{}")
+        name = m.group(1)
+        if not _PARAM_NAME.match(name):
+            raise ValueError(f'bad placeholder "{{{name}}}" in "{text}" (expected a column name)')
+        columns.append(name)
+        pos = m.end()
+    _check_key_text(text[pos:], text)
+    fmt.append(text[pos:])
+    template, names = "".join(fmt), tuple(columns)
+    return (lambda row: template.format(*[_quote(_column_text(row[n])) for n in names])), names
+
+
+def key_shape(text: str) -> str:
+    """The fixed text of a key template with every placeholder as one mark: 'user:{id}' and 'user:{caller}'
+    have one shape, so a rule's key can be matched with the routes' keys whatever the placeholders' names."""
+    return _PARAM.sub("\x00", text)
+
+
+def _column_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)

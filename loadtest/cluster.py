@@ -121,4 +121,11 @@ def render(add, main: dict[str, Any], cluster: dict[str, Any], report_path: Path
         add(f"\nThe median read pays {cost['cost_p50_us']:.0f} µs for seeing every write the cluster "
             "committed before it; a miss of the cache pays it once per query it makes (the row, and the "
             "token's version when the service has not read it within the last second), a hit never.")
+    found = cluster.get("invalidation") or {}
+    if found.get("lag_ms", {}).get("p50") is not None:
+        lag, cpu = found["lag_ms"], found.get("cpu_us_per_event")
+        add(f"\nThe invalidator on the cluster (one node's binary log, every node's writes): "
+            f"{found['writes_per_s']:.0f} SQL writes/s, lag from COMMIT to its cache actions p50 "
+            f"{lag['p50']:.1f} ms, p99 {lag['p99']:.1f} ms ({found['samples']} samples), "
+            f"{'-' if cpu is None else f'{cpu:.0f}'} µs of its CPU per row event.")
     add("")

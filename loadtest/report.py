@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import cluster as cluster_section
+from loadtest import invalidation
 from loadtest import plots, sections
 from loadtest.sections import STACK_PROCESSES, TITLES
 from loadtest.summary import (MODES, PROXY_CPU_TARGET_US, at_fixed, best, errors_of, group, hit_ratio,
@@ -80,6 +81,7 @@ def render(run: dict[str, Any], results_dir: Path, report_path: Path, images: di
     for name in ("cache-off", "cache-on", "backend", "bare"):
         sections.sweep(add, name, group(points, name), report_path, results_dir)
     sections.variants(add, points, report_path, results_dir)
+    invalidation.render(add, run)
     if cluster is not None:
         cluster_section.render(add, run, cluster[0], report_path, cluster[1])
     sections.method(add, run, points)

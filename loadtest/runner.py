@@ -2,8 +2,9 @@
 
 Order of a run: stack (used or started) -> seed -> tokens -> references (bare aiohttp handler, users backend
 called directly) -> cache off (admin toggle) sweep -> cache on (new epoch) -> warm every seeded id -> profile
-(py-spy, full runs) -> sweep -> variants (zipf, basic, mixed). Every step has a progress bar on stderr. Any
-socket error or non-2xx anywhere marks the run INVALID in the report and the exit code is 1.
+(py-spy, full runs) -> sweep -> variants (zipf, basic, mixed) -> the invalidator under SQL writes
+(loadtest/invalidation.py). Every step has a progress bar on stderr. Any socket error or non-2xx anywhere
+marks the run INVALID in the report and the exit code is 1.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from cachegate.config import load_config
 from cachegate.errors import ConfigError
-from loadtest import cluster, credentials, procstat, steps, wrk
+from loadtest import cluster, credentials, invalidation, procstat, steps, wrk
 from loadtest.measure import Measurer, PointSpec
 from loadtest.plan import FIXED_CONNECTIONS, Plan, parser, resolve
 from loadtest.progress import Bar, say
@@ -123,6 +124,13 @@ def _execute(run: dict[str, Any], config: Any, plan: Plan, results_dir: Path, ar
             script, script_args = scripts[variant]
             measurer.measure(PointSpec(variant, stack.proxy_url, script, FIXED_CONNECTIONS, script_args,
                                        all_procs))
+        # Last of the stack's own measures: its SQL writes must not touch the read points above.
+        run["invalidation"] = invalidation.measure(config, ids, seconds=2 if args.quick else 10,
+                                                   rate=200 if args.quick else 1000, say=say)
+        found = run["invalidation"]
+        if found.get("errors") or found.get("timeouts"):
+            measurer.problems.append(f"invalidation: {found.get('timeouts', 0)} change(s) not applied within "
+                                     f"10 s; {'; '.join(found.get('errors') or []) or 'no error'}")
         if run["section"] == "cluster":
             run["sync_wait"] = cluster.sync_wait_cost(config, ids)
         if args.vs:

@@ -19,7 +19,9 @@ from proxy.accesslog import AccessLog
 from proxy.appkeys import (ACCESS_LOG, CONFIG, DRAINING, GATEWAY, METRICS, READINESS, REDIS, REVOCATIONS,
                            SESSION, STORE)
 from proxy.auth import Authenticator
+from proxy.generation import invalidated_routes
 from proxy.handler import Gateway
+from proxy.lagwatch import LagWatch
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
 from proxy.ops import check_dependencies, health, metrics_view, ready
@@ -80,17 +82,21 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     flusher = loop.create_task(app[ACCESS_LOG].run())
     checker = loop.create_task(readiness.run())
     follower = loop.create_task(revocations.run())
+    watcher = _watch_invalidator(config, store, gateway, metrics)
     try:
         await _in_step(revocations, config)
         yield
     finally:
         checker.cancel()
+        if watcher is not None:
+            watcher.cancel()
         await revocations.stop(follower)
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
             task.cancel()
         # The flusher writes its last lines.
-        await asyncio.gather(flusher, checker, *app[DRAINING], return_exceptions=True)
+        await asyncio.gather(flusher, checker, *app[DRAINING], *([watcher] if watcher else []),
+                             return_exceptions=True)
         await generations.close(gateway.generation)
         app[ACCESS_LOG].close()
         await session.close()
@@ -98,6 +104,26 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
             await lookups.aclose()
         await redis.aclose()
         await revocations_redis.aclose()
+
+
+def _watch_invalidator(config: Config, store: CacheStore, gateway: Gateway,
+                       metrics: Metrics) -> asyncio.Task[None] | None:
+    """With the invalidator on, a task that reads how far behind it is (proxy/lagwatch.py): until it has
+    reported in within its bound, the routes its rules cover bypass the cache."""
+    settings = config.invalidator
+    if settings is None or not settings.enabled or not invalidated_routes(config):
+        return None
+    gateway.invalidator_behind = True  # until the first read says otherwise
+
+    def changed(behind: bool) -> None:
+        gateway.invalidator_behind = behind
+
+    watch = LagWatch(store, bound=settings.lag_bound, interval=settings.check_interval, on_change=changed)
+    metrics.watch("cachegate_invalidator_lag_seen_seconds", "How far behind the invalidator was at the last "
+                  "read of its note (-1: no note)", lambda: -1.0 if watch.lag is None else watch.lag)
+    metrics.watch("cachegate_invalidator_behind", "1 while the routes the invalidator covers bypass",
+                  lambda: 1.0 if gateway.invalidator_behind else 0.0)
+    return asyncio.get_running_loop().create_task(watch.run())
 
 
 async def _in_step(revocations: Revocations, config: Config) -> None:

@@ -93,7 +93,12 @@ class _Control(ABC):
 
     async def explain(self, method: str, target: str, caller: str | None) -> dict:
         return await explain(self.router, self.store, method, target, caller,
-                             cache_enabled=self.cache_enabled)
+                             cache_enabled=self.cache_enabled, invalidator_behind=self.invalidator_behind)
+
+    @property
+    def invalidator_behind(self) -> bool:
+        """Whether this process bypasses the invalidator's routes now (a master, serving nothing: no)."""
+        return False
 
     @property
     @abstractmethod
@@ -127,6 +132,10 @@ class ProcessControl(_Control):
     @property
     def cache_enabled(self) -> bool:
         return self.app[GATEWAY].cache_enabled
+
+    @property
+    def invalidator_behind(self) -> bool:
+        return self.app[GATEWAY].invalidator_behind
 
     @property
     def router(self) -> Router:

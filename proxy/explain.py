@@ -35,7 +35,7 @@ class Resolved:
 
 
 def resolve(router: Router, method: str, target: str, caller: str | None, *, cache_enabled: bool,
-            need_key: bool = False) -> Resolved:
+            need_key: bool = False, invalidator_behind: bool = False) -> Resolved:
     """A request's route and key as the handler would find them; the request's own 4xx error when it would
     be refused before the cache (BadPath, NotFound, MethodNotAllowed); NeedsCaller when `need_key` and the
     key names a caller that was not given."""
@@ -54,15 +54,16 @@ def resolve(router: Router, method: str, target: str, caller: str | None, *, cac
     if need_key and key is None:
         raise RequestError(f"{route.name} stores nothing ({route.config.strategy}): no key to purge")
     return Resolved(method, path, wire_path + ("?" + query if query else ""), query, match, key, invalidates,
-                    cache_bypass(route, method, query, cache_enabled))
+                    cache_bypass(route, method, query, cache_enabled, invalidator_behind))
 
 
 async def explain(router: Router, store: CacheStore, method: str, target: str, caller: str | None, *,
-                  cache_enabled: bool) -> dict[str, Any]:
+                  cache_enabled: bool, invalidator_behind: bool = False) -> dict[str, Any]:
     """The whole story of one request, as JSON: refused (with the error it would get), or its rule, key and
     what the store holds under the key now."""
     try:
-        found = resolve(router, method, target, caller, cache_enabled=cache_enabled)
+        found = resolve(router, method, target, caller, cache_enabled=cache_enabled,
+                        invalidator_behind=invalidator_behind)
     except CachegateError as exc:
         return {"request": {"method": method.upper(), "target": target},
                 "refused": {"status": exc.status, "code": exc.code, "message": exc.message}}

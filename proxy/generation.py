@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import aiohttp
 
 from cachegate.config import Config, changed_settings
+from cachegate.invalidations import affected_routes
 from cachegate.settings import PROCESS
 from proxy.auth import BasicExchange
 from proxy.errors import CacheUnavailable, ConfigError
@@ -50,7 +51,8 @@ def build_generation(number: int, config: Config, *, store: CacheStore, session:
             strategies[route.strategy] = strategy(store=store, upstream=upstream, metrics=metrics,
                                                   settings=config.cache)
     exchange = BasicExchange(upstream, config.auth.exchange_upstream, config.auth.exchange_path)
-    return Generation(number, config, Router(config.routes), strategies, upstream, exchange, proxy.access_log)
+    router = Router(config.routes, invalidated=invalidated_routes(config))
+    return Generation(number, config, router, strategies, upstream, exchange, proxy.access_log)
 
 
 def check_reload(current: Config, new: Config) -> None:
@@ -83,3 +85,10 @@ async def move_epoch(store: CacheStore) -> None:
         await store.new_epoch()
     except CacheUnavailable as exc:
         raise CacheUnavailable(f"cache stays off: Redis is unavailable ({exc.message})") from exc
+
+
+def invalidated_routes(config: Config) -> frozenset[int]:
+    """The routes the invalidator's rules cover, when it runs: they bypass the cache while it is behind."""
+    if config.invalidator is None or not config.invalidator.enabled:
+        return frozenset()
+    return affected_routes(config.routes, config.invalidations)

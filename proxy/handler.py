@@ -49,6 +49,8 @@ class Gateway:
         self.metrics = metrics
         self.access_log = access_log
         self.cache_enabled = generation.config.cache.enabled
+        # Set by proxy/lagwatch.py: the invalidator is behind its bound, so the routes it covers bypass.
+        self.invalidator_behind = False
         metrics.cache_enabled.set(1 if self.cache_enabled else 0)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -78,7 +80,7 @@ class Gateway:
             else:
                 authorization = presented
             body = await _read_body(request, gen.config.proxy.body_timeout)
-            bypass = cache_bypass(route, request.method, qs, self.cache_enabled)
+            bypass = cache_bypass(route, request.method, qs, self.cache_enabled, self.invalidator_behind)
             headers = OutgoingHeaders(request.headers, authorization=authorization, client=request,
                                       request_id=request_id)
             ctx = Context(

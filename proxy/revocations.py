@@ -77,6 +77,11 @@ class Revocations:
             self._unsent[(sub, below)] = until
             self._unhealthy(exc)
 
+    async def publish(self, sub: str, below: int) -> None:
+        """Record a revocation learnt elsewhere (the invalidator, from the binary log) and tell every gateway
+        process; a Redis failure is raised, for the caller to try again."""
+        await self._send(sub, below, self._clock() + self._lifetime)
+
     async def _send(self, sub: str, below: int, until: float) -> None:
         member = f"{sub}:{below}"
         async with asyncio.timeout(self._timeout):

@@ -17,6 +17,7 @@ class Route:
     key: KeyRenderer | None
     invalidates: tuple[KeyRenderer | str, ...]  # "tag:NAME" stays a string; key templates are rendered
     key_query: frozenset[str] | None  # query parameters the key names; None when it takes them all ({query})
+    invalidated: bool = False  # the invalidator's rules cover its entries (bypassed while it is behind)
 
     @property
     def name(self) -> str:
@@ -39,8 +40,8 @@ class Match:
 class Router:
     """Frozen after construction: a reload builds a new Router and swaps it in one assignment."""
 
-    def __init__(self, routes: Iterable[RouteConfig]) -> None:
-        self.routes = tuple(compile_route(r) for r in routes)
+    def __init__(self, routes: Iterable[RouteConfig], *, invalidated: frozenset[int] = frozenset()) -> None:
+        self.routes = tuple(compile_route(r, invalidated=r.index in invalidated) for r in routes)
         self._static: dict[str, list[Route]] = {}
         for route in self.routes:
             if route.template.regex is None:
@@ -76,7 +77,7 @@ class Router:
         raise NotFound(f"no route for {path}")
 
 
-def compile_route(cfg: RouteConfig) -> Route:
+def compile_route(cfg: RouteConfig, *, invalidated: bool = False) -> Route:
     template = parse_path_template(cfg.path)
     key, key_query = None, frozenset()
     if cfg.key:
@@ -86,7 +87,7 @@ def compile_route(cfg: RouteConfig) -> Route:
     for item in cfg.invalidates:
         is_tag = item.startswith("tag:")
         invalidates.append(item if is_tag else compile_key_template(item, template.params)[0])
-    return Route(cfg, template, frozenset(cfg.methods), key, tuple(invalidates), key_query)
+    return Route(cfg, template, frozenset(cfg.methods), key, tuple(invalidates), key_query, invalidated)
 
 
 def render_invalidations(route: Route, params: Mapping[str, str], query_string: str,
@@ -94,10 +95,13 @@ def render_invalidations(route: Route, params: Mapping[str, str], query_string: 
     return tuple(i if isinstance(i, str) else i(params, query_string, caller) for i in route.invalidates)
 
 
-def cache_bypass(route: Route, method: str, query: str, cache_enabled: bool) -> str | None:
+def cache_bypass(route: Route, method: str, query: str, cache_enabled: bool,
+                 invalidator_behind: bool = False) -> str | None:
     """Why a request on `route` bypasses the cache (its Cache-Status detail), or None when it uses it."""
     if not cache_enabled:
         return "CACHE-OFF"
+    if invalidator_behind and route.invalidated and method in SAFE:
+        return "INVALIDATOR-BEHIND"  # a change made around the gateway may not be applied yet (lagwatch)
     if route.key is not None and query and method in SAFE and not route.key_covers(query):
         return "QUERY-NOT-IN-KEY"  # the key could not tell this URL from the plain one
     return None

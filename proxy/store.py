@@ -11,7 +11,7 @@ from typing import Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
 
 from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
@@ -70,8 +70,12 @@ class CacheStore:
     """
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str, timeout: float, breaker_failures: int,
-                 breaker_reset: float, metrics: Metrics, lookups: PipelinedLookups | None = None) -> None:
+                 breaker_reset: float, metrics: Metrics, lookups: PipelinedLookups | None = None,
+                 retries_writes: bool = False) -> None:
         self._redis = redis
+        # The invalidator applies each change until it lands (its actions are idempotent): a write that failed
+        # is not a write lost, so it needs no epoch move (which would empty the whole cache).
+        self._retries_writes = retries_writes
         self._lookups = lookups  # the hit path's lean MGET connection; redis-py's client when None
         self._prefix = prefix
         self._timeout = timeout
@@ -83,7 +87,8 @@ class CacheStore:
         # The layout's numbers (proxy/records.py) and the helpers every script shares, then its own part.
         record = lua_prelude() + (_LUA / "record.lua").read_text()
         self._scripts = {name: redis.register_script(record + (_LUA / f"{name}.lua").read_text())
-                         for name in ("fill", "write", "mark", "fence", "reopen", "invalidate", "purge")}
+                         for name in ("fill", "write", "mark", "fence", "reopen", "invalidate", "purge",
+                                      "retire")}
         self._batch: list[_Waiter] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._missed = 0    # writes that may not have reached Redis...
@@ -94,6 +99,7 @@ class CacheStore:
         self._full_at = 0.0  # loop time of the last write refused for want of memory
         self._fill_slots = asyncio.Semaphore(FILL_SLOTS)
         self.epoch = 0  # the key epoch the last call that read or moved it saw (the status page shows it)
+        self._retire_loaded = False
 
     @property
     def breaker_state(self) -> str:
@@ -271,6 +277,47 @@ class CacheStore:
         outcome = await self._call("mark", lambda: self._scripts["mark"](keys=keys, args=args), writes=True)
         return outcome.decode()
 
+    async def retire(self, key: str, version: int, *, deleted: bool, ttl: float) -> str:
+        """A change the database's binary log reported (the invalidator): nothing older than `version` is
+        served or stored under `key` any more ('stored', 'fenced' when a write fence stays); an entry or a
+        marker as new or newer is left alone ('current'), an empty key too ('absent'). `deleted`: the row is
+        gone, a tombstone at `version`; else a drop marker. Markers live `ttl` seconds (lua/retire.lua)."""
+        keys = [self.entry_key(key), self._epoch_key]
+        args = [TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl)]
+        found = await self._call("retire", lambda: self._scripts["retire"](keys=keys, args=args), writes=True)
+        return found.decode()
+
+    async def retire_many(self, changes: Sequence[tuple[str, int, bool]], *, ttl: float) -> list[str]:
+        """`retire` for many keys (key, version, deleted) in one round trip: a pipeline of the script, each
+        call touching its own key and the epoch only. The outcomes, in order."""
+        script = self._scripts["retire"]
+
+        async def run() -> list[bytes]:
+            if not self._retire_loaded:
+                # Loaded first, then EVALSHA in one pipeline (a pipeline of Script calls would ask SCRIPT
+                # EXISTS, which the gateway's ACL does not grant); again after a Redis that lost it.
+                await self._redis.script_load(script.script)
+                self._retire_loaded = True
+            pipe = self._redis.pipeline(transaction=False)
+            for key, version, deleted in changes:
+                pipe.evalsha(script.sha, 2, self.entry_key(key), self._epoch_key,
+                             TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl))
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                self._retire_loaded = False
+                raise
+        found = await self._call("retire", run, writes=True)
+        return [outcome.decode() for outcome in found]
+
+    async def read_note(self, name: str, *, timeout: float | None = None) -> bytes | None:
+        """A small value of the process that keeps it (the invalidator's position), under the prefix."""
+        return await self._call("note", lambda: self._redis.get(f"{self._prefix}:n:{name}"), timeout=timeout)
+
+    async def write_note(self, name: str, value: bytes | str) -> None:
+        """Set a note; no TTL, so an evicting Redis (volatile-*) never drops it."""
+        await self._call("note", lambda: self._redis.set(f"{self._prefix}:n:{name}", value))
+
     async def invalidate_tag(self, tag: str, *, writer: bytes = b"", hold: bool = False,
                              linger: float = PURGE_FENCE, recent: float = 0.0) -> int:
         """Bump the tag's generation and drop the entries indexed under it; returns the new generation.
@@ -370,6 +417,7 @@ class CacheStore:
                     timeout: float | None = None) -> T:
         """Breaker, timeout (redis.timeout unless given: an admin call may take longer), epoch settling and
         error mapping for one Redis call."""
+        writes = writes and not self._retries_writes
         if not self._breaker.allow():
             if writes:
                 self._missed += 1

@@ -11,8 +11,9 @@ One node is today's server (`.stack/mariadb`, `run/mariadb.pid`). Several are a 
 - `rows()`: one status line per node (Synced/Donor/Joining..., cluster size, Primary), `up` only when it
   serves.
 The cluster's own accounts: the SST user `cachegate_sst` (mariabackup, only as the fallback state transfer)
-and the replication user `cachegate_cdc` (reads the binary log, for change-data capture), their passwords
-in `<data_dir>/secrets/db-sst-password` and `db-cdc-password` (made on the first start, never replaced).
+and the replication user of the invalidator (`invalidator.user`, reads the binary log), their passwords in
+`<data_dir>/secrets/db-sst-password` and `invalidator.password_file` (made on the first start, never
+replaced).
 """
 from __future__ import annotations
 
@@ -53,7 +54,15 @@ def sst_password_file(config: Config) -> Path:
 
 
 def cdc_password_file(config: Config) -> Path:
-    return config.stack.data_dir / "secrets" / "db-cdc-password"
+    return cdc_account(config)[1]
+
+
+def cdc_account(config: Config) -> tuple[str, Path]:
+    """The replication user and its password file: the invalidator's (invalidator.user, password_file)."""
+    settings = config.invalidator
+    if settings is not None and settings.password_file is not None:
+        return settings.user, settings.password_file
+    return CDC_USER, config.stack.data_dir / "secrets" / "db-cdc-password"
 
 
 class DatabaseUnit:
@@ -101,7 +110,8 @@ class DatabaseUnit:
         config = self.config
         self.cluster = self._cluster(Account(config.mariadb.user, config.mariadb.password()),
                                      Account(SST_USER, ensure_secret(sst_password_file(config))),
-                                     Account(CDC_USER, ensure_secret(cdc_password_file(config))))
+                                     Account(cdc_account(config)[0],
+                                             ensure_secret(cdc_password_file(config))))
         self.started = []
         self._recover_lone_survivor()
         self.started += self.cluster.start()
@@ -119,6 +129,13 @@ class DatabaseUnit:
             self.server.ensure_database(database, user, password)
         elif self.cluster is not None:
             self.cluster.ensure_database(database, user, password)
+
+    def ensure_replication_user(self, user: str, password: str) -> None:
+        """The invalidator's user: only REPLICATION SLAVE and BINLOG MONITOR (on every node of a cluster)."""
+        if self.server is not None:
+            self.server.ensure_replication_user(user, password)
+        elif self.cluster is not None:
+            self.cluster.ensure_replication_user(user, password)
 
     def rows(self) -> list[NodeRow]:
         """One line per node, from its process and (for a cluster) its wsrep status."""

@@ -423,6 +423,10 @@ class GaleraCluster:
                     (f"GRANT {privileges} ON *.* TO '{account.user}'@'{host}'", None)]
         node.root_execute_many(statements)
 
+    def ensure_replication_user(self, user: str, password: str) -> None:
+        """A replication user as `MariaDBServer.ensure_replication_user` (replicated to every node)."""
+        self._synced_node().ensure_replication_user(user, password)
+
     def ensure_database(self, database: str, user: str, password: str) -> None:
         """Another database and its user, as `MariaDBServer.ensure_database` (replicated to every node)."""
         self._synced_node().ensure_database(database, user, password)

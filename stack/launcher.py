@@ -37,7 +37,7 @@ Say = Callable[[str], None]
 DEFAULT_SEED_USERS = 1000
 UP_WAIT_S = 120.0   # a second `up` waits this long for the supervisor to bring back what is down
 # What the launcher runs, by module: the same code the `cachegate backend` and `cachegate proxy` commands run.
-SERVICE_MODULE, PROXY_MODULE = "backends.runner", "proxy"
+SERVICE_MODULE, PROXY_MODULE, INVALIDATOR_MODULE = "backends.runner", "proxy", "invalidator"
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,23 @@ def proxy_process(config: Config) -> ManagedProcess:
                           module=PROXY_MODULE, addresses=addresses(config)["proxy"])
 
 
+def invalidator_process(config: Config) -> ManagedProcess:
+    """The cache invalidator: ready once it follows the binary log (its /-/health answers 200)."""
+    _, logs, run = _dirs(config)
+    settings = config.invalidator
+    assert settings is not None
+    host, port = loopback(settings.host), settings.port
+    argv = [sys.executable, "-m", INVALIDATOR_MODULE, "--config", _config_file(config)]
+    return ManagedProcess("invalidator", argv, port=port, pid_path=run / "invalidator.pid",
+                          log_path=logs / "invalidator.log", cwd=config.base_dir,
+                          ready=lambda: http_ok(host, port, "/-/health", timeout=0.5),
+                          module=INVALIDATOR_MODULE, addresses=addresses(config)["invalidator"])
+
+
+def runs_invalidator(config: Config) -> bool:
+    return config.invalidator is not None and config.invalidator.enabled and bool(config.invalidations)
+
+
 def addresses(config: Config) -> dict[str, list[tuple[str, int]]]:
     """Every (host, port) each process of the stack listens on, by name."""
     db = config.mariadb
@@ -142,6 +159,8 @@ def addresses(config: Config) -> dict[str, list[tuple[str, int]]]:
     found.update((name, [(svc.host, svc.port)]) for name, svc in config.services.items())
     proxy = config.proxy
     found["proxy"] = [(proxy.host, proxy.port), (proxy.admin_host, proxy.admin_port)]
+    if runs_invalidator(config):
+        found["invalidator"] = [(config.invalidator.host, config.invalidator.port)]
     return found
 
 
@@ -151,6 +170,8 @@ def units(config: Config) -> list[tuple[str, str, Unit]]:
                                           ("mariadb", config.mariadb.host, mariadb_server(config))]
     found += [(name, svc.host, service_process(config, name)) for name, svc in config.services.items()]
     found.append(("proxy", config.proxy.host, proxy_process(config)))
+    if runs_invalidator(config):  # after the proxy: its note tells the gateway to trust the cache again
+        found.append(("invalidator", config.invalidator.host, invalidator_process(config)))
     return found
 
 
@@ -176,7 +197,10 @@ def supervisor(config: Config) -> SupervisorProcess:
 def ensure_secrets(config: Config) -> None:
     """Make what is missing of .stack/secrets/ (each file 0600); a file that exists is never replaced."""
     ensure_jwt_keys(config.auth.private_key, config.auth.public_key)
-    for path in (config.mariadb.password_file, config.redis.password_file, config.proxy.admin_token_file):
+    paths = [config.mariadb.password_file, config.redis.password_file, config.proxy.admin_token_file]
+    if runs_invalidator(config):
+        paths.append(config.invalidator.password_file)
+    for path in paths:
         if path is not None:
             ensure_secret(path)
     ensure_secret(redis_admin_password_file(config))
@@ -279,7 +303,10 @@ def _prepare_database(config: Config, say: Say) -> None:
     """The application's database, user and schema, after every start of MariaDB (each step idempotent)."""
     db = config.mariadb
     try:
-        mariadb_server(config).ensure_database(db.database, db.user, db.password())
+        unit = mariadb_server(config)
+        unit.ensure_database(db.database, db.user, db.password())
+        if runs_invalidator(config):  # its replication user (a cluster makes its own at its first start)
+            unit.ensure_replication_user(config.invalidator.user, config.invalidator.password())
         applied = asyncio.run(migrate(config))
     except (pymysql.MySQLError, ConfigError, RuntimeError) as exc:
         raise StackError(f"mariadb: the database {db.database!r} could not be prepared: {exc}") from None

@@ -159,6 +159,17 @@ class MariaDBServer:
                            (f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'{host}'", None)]
         self.root_execute_many(statements)
 
+    def ensure_replication_user(self, user: str, password: str) -> None:
+        """A user that may only read the binary log (REPLICATION SLAVE, BINLOG MONITOR), over TCP."""
+        if not _NAME.fullmatch(user):
+            raise StackError(f"mariadb: user name {user!r} must match {_NAME.pattern}")
+        statements: list[tuple[str, Sequence[Any] | None]] = []
+        for host in ("127.0.0.1", "localhost"):
+            statements += [(f"CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY %s", (password,)),
+                           (f"ALTER USER '{user}'@'{host}' IDENTIFIED BY %s", (password,)),
+                           (f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'{host}'", None)]
+        self.root_execute_many(statements)
+
     def _connect(self, connect_timeout: int) -> pymysql.connections.Connection:
         # OS root is MariaDB root over the socket (unix_socket authentication): no password anywhere.
         # ssl_disabled: PyMySQL would build a TLS context per connect (~40 ms) for a local socket.
@@ -186,7 +197,13 @@ tmpdir={self.data_dir / "tmp"}
 port={self.port}
 bind-address={self.host}
 skip-name-resolve
-skip-log-bin
+# A row-based binary log with GTIDs and column names: the cache invalidator reads it as a replica would.
+server_id=1
+log_bin=mariadb-bin
+binlog_format=ROW
+binlog_row_image=FULL
+binlog_row_metadata=FULL
+binlog_expire_logs_seconds=604800
 innodb_buffer_pool_size=64M
 innodb_log_file_size=16M
 innodb_flush_log_at_trx_commit=2

@@ -11,7 +11,7 @@ from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.mariadb import MariaDBServer
 from stack.net import free_port
 from stack.redis import RedisServer
-from tests.support.configs import ConfigBuilder, TestSecrets
+from tests.support.configs import TEST_CDC_USER, ConfigBuilder, TestSecrets
 from tests.support.redisclients import gateway_denials
 
 
@@ -35,9 +35,11 @@ def _gateway_user_was_never_refused(request: pytest.FixtureRequest) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory,
+                   test_secrets: TestSecrets) -> Iterator[MariaDBServer]:
     server = MariaDBServer(tmp_path_factory.mktemp("mariadb"), "127.0.0.1", free_port())
     server.start()
+    server.ensure_replication_user(TEST_CDC_USER, test_secrets.cdc_password_file.read_text().strip())
     yield server
     server.stop()
 
@@ -46,10 +48,11 @@ def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB
 def test_secrets(tmp_path_factory: pytest.TempPathFactory) -> TestSecrets:
     folder = tmp_path_factory.mktemp("secrets")
     found = TestSecrets(folder / "jwt-private.pem", folder / "jwt-public.pem", folder / "db-password",
-                        folder / "redis-password", folder / "redis-admin-password", folder / "admin-token")
+                        folder / "redis-password", folder / "redis-admin-password", folder / "admin-token",
+                        folder / "cdc-password")
     ensure_jwt_keys(found.jwt_private, found.jwt_public)
     for path in (found.db_password_file, found.redis_password_file, found.redis_admin_password_file,
-                 found.admin_token_file):
+                 found.admin_token_file, found.cdc_password_file):
         ensure_secret(path)
     return found
 

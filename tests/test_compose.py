@@ -23,7 +23,7 @@ from stack.redis_acl import gateway_rules
 
 REPO = Path(__file__).resolve().parents[1]
 BACKENDS = ("users", "paths", "trips")
-APP_SERVICES = ("keys", "migrate", *BACKENDS, "proxy")
+APP_SERVICES = ("keys", "migrate", *BACKENDS, "proxy", "invalidator")
 MONITORING = ("prometheus", "grafana")
 
 
@@ -45,7 +45,8 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 
 
 DOT_ENV = {"CACHEGATE_DB_PASSWORD": "not-a-real-db-password", "CACHEGATE_REDIS_PASSWORD": "no-real-redis-pw",
-           "CACHEGATE_ADMIN_TOKEN": "not-a-real-admin-token"}
+           "CACHEGATE_ADMIN_TOKEN": "not-a-real-admin-token",
+           "CACHEGATE_CDC_PASSWORD": "not-a-real-cdc-pw"}
 
 
 def interpolated(value: str, dot_env: dict[str, str] | None = None) -> str:
@@ -123,8 +124,12 @@ def test_no_secret_is_written_in_compose(compose: dict[str, Any]) -> None:
 def test_only_the_proxy_gets_the_redis_password_and_the_admin_token(compose: dict[str, Any]) -> None:
     holders = {name for name, service in compose["services"].items()
                if {"CACHEGATE_REDIS_PASSWORD", "CACHEGATE_ADMIN_TOKEN"} & set(env_of(service))}
-    assert holders == {"redis", "proxy"}
-    assert "CACHEGATE_ADMIN_TOKEN" not in env_of(compose["services"]["redis"])
+    assert holders == {"redis", "proxy", "invalidator"}  # the invalidator writes to the cache: Redis only
+    for name in ("redis", "invalidator"):
+        assert "CACHEGATE_ADMIN_TOKEN" not in env_of(compose["services"][name])
+    invalidator = config_in(compose["services"]["invalidator"])
+    assert invalidator.invalidator.password() == DOT_ENV["CACHEGATE_CDC_PASSWORD"]
+    assert invalidator.invalidator.user == "cachegate_cdc" and invalidator.invalidator.port == 8890
     proxy = config_in(compose["services"]["proxy"])
     assert proxy.redis.password() == DOT_ENV["CACHEGATE_REDIS_PASSWORD"]
     assert proxy.proxy.admin_token() == DOT_ENV["CACHEGATE_ADMIN_TOKEN"]

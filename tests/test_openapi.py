@@ -62,6 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> set[Operation]:
     data["auth"].update(public_key=str(keys / "public.pem"), private_key=str(keys / "private.pem"))
     data["routes"] = [{"methods": ["POST"], "path": "/auth/token", "upstream": "users",
                        "strategy": "passthrough", "auth": "none"}]
+    data["invalidations"] = []  # the rules name keys of the routes left out
     config = load_config(data, base_dir=keys, env={})
     found = set()
     for make in (users_app, paths_app, trips_app):

@@ -67,6 +67,8 @@ class Faults:
             return config.mariadb.port
         if name == "proxy":
             return config.proxy.port
+        if name == "invalidator":
+            return config.invalidator.port
         return config.services[name].port
 
     def pid(self, name: str) -> int:

@@ -75,6 +75,9 @@ def write_config(base: Path, root: Path) -> Path:
     mariadb.update(nodes=[f"127.0.0.1:{free_port()}"], password_file=str(secrets / "db-password"))
     auth = data.setdefault("auth", {})
     auth.update(public_key=str(secrets / "jwt-public.pem"), private_key=str(secrets / "jwt-private.pem"))
+    if "invalidator" in data:
+        data["invalidator"].update(host="127.0.0.1", port=free_port(),
+                                   password_file=str(secrets / "db-cdc-password"))
     for name, service in data.get("services", {}).items():
         service.update(host="127.0.0.1", port=free_port())
         data.setdefault("upstreams", {})[name] = f"http://127.0.0.1:{service['port']}"
@@ -118,7 +121,11 @@ class OwnStack:
     @property
     def names(self) -> list[str]:
         """Every process of the stack, in the launcher's start order."""
-        return ["redis", "mariadb", *self.config.services, "proxy"]
+        names = ["redis", "mariadb", *self.config.services, "proxy"]
+        invalidator = self.config.invalidator
+        if invalidator is not None and invalidator.enabled and self.config.invalidations:
+            names.append("invalidator")
+        return names
 
     def pid_file(self, name: str) -> Path:
         return self.data_dir / "run" / f"{name}.pid"

@@ -53,6 +53,9 @@ ALL = [
     Scenario("mariadb-killed", "kill", "mariadb", ("/",), UNAVAILABLE,
              "SIGKILL MariaDB; requests that need the database may answer 502/503/504 (JSON error) until "
              f"it is back (plus {RECOVERY_GRACE_S:.0f} s); no acknowledged write lost"),
+    Scenario("invalidator-killed", "kill", "invalidator", (), (),
+             "SIGKILL the invalidator: past its lag bound the routes it covers bypass the cache; every "
+             "request still 2xx, nothing stale, and it resumes from its saved position when it is back"),
     Scenario("proxy-killed", "proxy-kill", "proxy", ("/",), ("transport",),
              "SIGKILL the proxy while a write waits on a locked row (it commits after the kill): clients "
              "get no answer until it is back; then every read shows the committed version (write fence)"),

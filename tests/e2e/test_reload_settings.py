@@ -71,6 +71,11 @@ def process_changes(tmp_path: Path) -> dict[str, Any]:
         "logging.access_dir": str(tmp_path / "logs"),
         "services.*.host": "127.0.0.2", "services.*.port": free_port(), "services.*.max_body": "2MiB",
         "services.*.access_log": False,
+        "invalidator.enabled": True, "invalidator.host": "127.0.0.2", "invalidator.port": free_port(),
+        "invalidator.user": "other", "invalidator.password_file": str(other), "invalidator.server_id": 999,
+        "invalidator.lag_bound": "3s", "invalidator.probe_interval": "200ms", "invalidator.heartbeat": "2s",
+        "invalidator.check_interval": "300ms",
+        "invalidations": [{"table": "users", "keys": ["user:{id}"]}],
     }
 
 

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.request
 from typing import Iterator
 
 import aiohttp
@@ -359,3 +360,79 @@ async def test_the_seed_on_the_cluster_takes_the_ids_galera_hands_out_and_its_cr
                                 headers={"Authorization": f"Bearer {token}"}) as resp:
                 me = await resp.json()
             assert (me["id"], me["login"]) == (user["id"], user["login"])
+
+
+def _invalidator(cluster: ClusterStack) -> dict:
+    url = f"http://127.0.0.1:{cluster.config.invalidator.port}/-/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except OSError:
+        return {}
+
+
+async def _version_served(http, cluster: ClusterStack, auth, user: int) -> tuple[int, str]:
+    async with http.get(f"{cluster.proxy_url}/users/{user}", headers=auth) as resp:
+        if resp.status != 200:  # a 503 while the services leave a killed node
+            return -1, ""
+        return (await resp.json())["version"], resp.headers.get("Cache-Status", "")
+
+
+async def test_the_invalidator_sees_a_write_on_any_node_and_moves_on_when_its_node_dies(
+        cluster: ClusterStack) -> None:
+    bound = cluster.config.invalidator.lag_bound + cluster.config.invalidator.check_interval
+    assert await poll(lambda: _async(_invalidator(cluster).get("following") is True), 30)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        users = [await register(http, cluster.proxy_url, f"cdc{i}") for i in range(3)]
+        auth = users[0][1]
+
+        async def cached(user: int) -> bool:
+            return "hit" in (await _version_served(http, cluster, auth, user))[1]
+        for user, _ in users:  # every profile a hit: the gateway trusts the cache
+            assert await poll(lambda u=user: cached(u), 15)
+        # A write made in SQL on each node, none through the gateway: each is served new within the bound.
+        for node, (user, _) in enumerate(users):
+            cluster.query(node, "UPDATE users SET title = %s, version = version + 1 WHERE id = %s",
+                          (f"on-n{node + 1}", user))
+            version = cluster.query(node, "SELECT version FROM users WHERE id = %s", (user,))[0][0]
+
+            async def served(u=user, v=version) -> bool:
+                return (await _version_served(http, cluster, auth, u))[0] == v
+            assert await poll(served, bound, interval=0.01), f"a write on node {node + 1} was not seen"
+
+        # One GTID sequence on every node (domain 1, the bootstrap node's id): a position read on one node
+        # means the same transactions on another.
+        def cluster_gtids() -> set[str]:
+            return {",".join(g for g in cluster.query(i, "SELECT @@gtid_binlog_pos")[0][0].split(",")
+                             if g.startswith("1-")) for i in range(3)}
+        assert await poll(lambda: _async(len(cluster_gtids()) == 1), 10), cluster_gtids()
+        assert next(iter(cluster_gtids())).startswith("1-1-")
+
+        # The invalidator's node killed while writes go on through the others: it follows another node
+        # from its GTID position (the same on every node), and every change is applied.
+        unit = cluster.database()
+        followed = _invalidator(cluster)["node"]
+        victim = next(n for n in unit.cluster.nodes if f"{n.address.host}:{n.address.port}" == followed)
+        others = [i for i, n in enumerate(unit.cluster.nodes) if n is not victim]
+        victim.kill()
+        expected: dict[int, int] = {}
+        for round_ in range(10):
+            for user, _ in users:
+                node = others[round_ % len(others)]
+                cluster.query(node, "UPDATE users SET title = %s, version = version + 1 WHERE id = %s",
+                              (f"r{round_}", user))
+                expected[user] = cluster.query(node, "SELECT version FROM users WHERE id = %s", (user,))[0][0]
+
+        async def moved() -> bool:
+            state = _invalidator(cluster)
+            return state.get("following") is True and state.get("node") != followed
+        assert await poll(moved, 60), _invalidator(cluster)
+        for user, version in expected.items():
+            async def current(u=user, v=version) -> bool:
+                found, cache = await _version_served(http, cluster, auth, u)
+                return found == v and "hit" in cache and "fwd=" not in cache
+            assert await poll(current, 30), (user, version, await _version_served(http, cluster, auth, user))
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -20,6 +20,7 @@ def stack_config(make_config):
         "redis": {"url": f"redis://127.0.0.1:{free_port()}/0"},
         "mariadb": {"port": free_port()},
         "proxy": {"access_log": False},
+        "invalidator": {"enabled": True},  # its section is part of the run
     })
     yield config
     launcher.down(config, say=lambda line: None)  # even when the test failed half-way
@@ -39,6 +40,9 @@ def test_quick_run_is_valid_hits_the_cache_and_writes_the_report(stack_config, t
     assert hit_ratio(group(run["points"], "cache-off")) == 0.0  # really switched off, on the same processes
     assert run["proxy_pids"]["before"] == run["proxy_pids"]["after"]
     text = report.read_text()
+    found = run["invalidation"]
+    assert found["samples"] > 0 and found["events"] > 0 and found["lag_ms"]["p99"] is not None, found
+    assert found["cpu_us_per_event"] > 0 and "## Invalidation from the binary log" in text
     assert "**Run: VALID.**" in text and "## Targets" in text and "## Sweep: cache on" in text
     for name in ("performance-throughput.png", "performance-latency.png"):
         assert (report.parent / name).read_bytes().startswith(b"\x89PNG")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from stack.redis_acl import RedisUsers
 REPO = Path(__file__).resolve().parents[2]
 TEST_DB_USER = "cachegate_test"
 TEST_REDIS_USER = "cachegate"
+TEST_CDC_USER = "cachegate_test_cdc"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class TestSecrets:
     redis_password_file: Path
     redis_admin_password_file: Path
     admin_token_file: Path
+    cdc_password_file: Path
 
     @property
     def db_password(self) -> str:
@@ -89,6 +92,12 @@ class ConfigBuilder:
                      "private_key": str(self.secrets.jwt_private)},
             # A prefix of its own per config, so tests sharing the session Redis never see each other's keys.
             "cache": {"prefix": f"t{unique}"},
+            # Off unless a test runs an invalidator: with it on, the gateway bypasses the rules' routes
+            # while no invalidator reports in. A server id of its own: the server drops a replica's older
+            # connection when another connects with the same id.
+            "invalidator": {"enabled": False, "port": free_port(), "user": TEST_CDC_USER,
+                            "password_file": str(self.secrets.cdc_password_file),
+                            "server_id": random.randint(10_000, 2**31)},
             "services": services,
             "upstreams": {name: f"http://{s['host']}:{s['port']}" for name, s in services.items()},
         }

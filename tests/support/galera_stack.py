@@ -38,6 +38,7 @@ def cluster_config_file(root: Path) -> Path:
     data["mariadb"].update(password_file=str(secrets / "db-password"), pool={"min": 1, "max": 8},
                            nodes=[{"host": "127.0.0.1", "port": free_port(), "gcomm_port": free_port(),
                                    "ist_port": free_port(), "sst_port": free_port()} for _ in range(NODES)])
+    data["invalidator"].update(port=free_port(), password_file=str(secrets / "db-cdc-password"))
     data["auth"].update(public_key=str(secrets / "jwt-public.pem"),
                         private_key=str(secrets / "jwt-private.pem"))
     for name, service in data["services"].items():

@@ -31,6 +31,9 @@ class RealStack:
     ids: list[int]          # the seeded users
     authorization: str      # a Bearer header of one of them
     logs: Path
+    proxy: subprocess.Popen | None = None
+    # Starts the proxy again (after a test killed it) and waits until it is ready.
+    start_proxy: Callable[[], Any] | None = None
 
     @property
     def base(self) -> str:
@@ -61,18 +64,28 @@ async def real_stack(make_config, tmp_path) -> AsyncIterator[Callable[..., Any]]
             assert await asyncio.to_thread(
                 wait_until, lambda: proc.poll() is not None or port_open(where.host, where.port), 30)
             assert proc.poll() is None, (logs / f"{name}.log").read_text()
-        proxy = spawn(["-m", "proxy", "--config", str(config.path)], logs / "proxy.log")
         port = config.proxy.port
-        assert await asyncio.to_thread(
-            wait_until, lambda: proxy.poll() is not None or http_ok("127.0.0.1", port, "/-/ready"), 30)
-        assert proxy.poll() is None, (logs / "proxy.log").read_text()
+
+        async def start_proxy() -> subprocess.Popen:
+            proxy = spawn(["-m", "proxy", "--config", str(config.path)], logs / "proxy.log")
+            assert await asyncio.to_thread(
+                wait_until, lambda: proxy.poll() is not None or http_ok("127.0.0.1", port, "/-/ready"), 30)
+            assert proxy.poll() is None, (logs / "proxy.log").read_text()
+            return proxy
+        proxy = await start_proxy()
         known = json.loads(credentials_path(config).read_text())["users"][0]
         async with aiohttp.ClientSession() as http:
             async with http.post(f"http://127.0.0.1:{port}/auth/token",
                                  json={"login": known["login"], "password": known["password"]}) as resp:
                 assert resp.status == 200, await resp.text()
                 token = (await resp.json())["access_token"]
-        return RealStack(config, ids, f"Bearer {token}", logs)
+        found = RealStack(config, ids, f"Bearer {token}", logs, proxy)
+
+        async def restart() -> subprocess.Popen:
+            found.proxy = await start_proxy()
+            return found.proxy
+        found.start_proxy = restart
+        return found
 
     yield start
     for proc in reversed(procs):
