@@ -114,16 +114,19 @@ class Faults:
     def _came_back(self, name: str, after_s: float) -> Healed:
         """Who brought it back: the supervisor when its record has restarted exactly this pid. (Its port
         opens a moment before the supervisor's readiness probe passes and the record says so.)"""
-        pid = self.stack.pid(name)
-
         def recorded() -> bool:
+            # The pid file read again each time: a start that failed its probe (a loaded machine) is
+            # started once more, under another pid, and the record names the one that runs.
+            pid = self.stack.pid(name)
             record = self.stack.supervisor_records().get(name)
-            return record is not None and record.pid == pid and record.state == RUNNING and record.restarts > 0
+            return (record is not None and record.pid == pid and record.state == RUNNING
+                    and record.restarts > 0)
 
         if self.stack.supervisor_pid() is None or not wait_for(recorded, RECORD_WAIT_S):
-            return Healed("itself", after_s, pid)
+            return Healed("itself", after_s, self.stack.pid(name))
         record = self.stack.supervisor_records()[name]
-        return Healed("supervisor", after_s, pid, {"restarts": record.restarts, "last_exit": record.last_exit})
+        return Healed("supervisor", after_s, record.pid,
+                      {"restarts": record.restarts, "last_exit": record.last_exit})
 
     # --- the database ------------------------------------------------------------------------------
     def lock_row(self, user_id: int) -> RowLock:
