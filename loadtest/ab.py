@@ -229,7 +229,19 @@ def _overrides(side: Side, stack: Any, data_dir: Path, config: Path) -> dict[str
         # A tree from before the Redis ACL: its only way to log in is the URL.
         out["CACHEGATE__REDIS__URL"] = (f"redis://{quote(users.gateway_user)}:{quote(users.gateway_password)}"
                                         f"@{side.redis.host}:{side.redis.port}/0")
+    if _has_section(config, "invalidator"):
+        # No invalidator writes to a side's private Redis: with one configured, the side would find its lag
+        # note missing and bypass the routes it covers. The hit path is what is compared.
+        out["CACHEGATE__INVALIDATOR__ENABLED"] = "false"
     return out
+
+
+def _has_section(config: Path, name: str) -> bool:
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and name in data
 
 
 def _knows_redis_users(config: Path) -> bool:

@@ -54,3 +54,10 @@ def test_side_b_may_carry_settings_of_its_own() -> None:
         ab.parse_env(["PATH=/tmp"])
     with pytest.raises(ValueError, match="--vs"):
         resolve(parser().parse_args(["--vs-env", "CACHEGATE__LOGGING__ACCESS_FORMAT=json"]))
+
+
+def test_a_side_runs_without_the_invalidator_its_private_redis_never_hears_from(tmp_path: Path) -> None:
+    with_one, without = tmp_path / "with.yaml", tmp_path / "without.yaml"
+    with_one.write_text("invalidator:\n  enabled: true\n")
+    without.write_text("proxy: {}\n")
+    assert ab._has_section(with_one, "invalidator") and not ab._has_section(without, "invalidator")
