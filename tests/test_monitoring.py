@@ -2,12 +2,10 @@
 query names only metrics the proxy exports, and a real Prometheus runs each query on a real proxy."""
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +13,7 @@ import pytest
 import yaml
 
 from stack.net import free_port
+from tests.support.polling import poll
 from tests.support.world import make_world, world  # noqa: F401  (fixtures, found by their names here)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,11 +152,11 @@ async def test_a_real_prometheus_evaluates_every_dashboard_query_on_a_real_proxy
                 values = [float(r["value"][1]) for r in found.get("data", {}).get("result", [])]
                 return bool(values) and values[0] >= 3
 
-            until = time.monotonic() + 60
-            while not await scraped_enough():
+            async def scraped() -> bool:
                 assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-                assert time.monotonic() < until, "Prometheus did not scrape the proxy"
-                await asyncio.sleep(0.2)
+                return await scraped_enough()
+
+            assert await poll(scraped, 120, interval=0.2), "Prometheus did not scrape the proxy"
             answered = {}
             for expr in queries():
                 found = await query(expr.replace("$__rate_interval", "1m").replace("$route", ".*"))

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Callable
 
 import pytest
 
 from stack.redis import RedisServer
+from tests.support.polling import poll
 from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory, body_of, context
 
 pytestmark = pytest.mark.fault
@@ -24,10 +24,10 @@ def put(item: int = 1):
 
 
 async def _until_half_open(world: StrategyWorld, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while world.store.breaker_state != "half-open" and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    assert world.store.breaker_state == "half-open"
+    async def half_open() -> bool:
+        return world.store.breaker_state == "half-open"
+
+    assert await poll(half_open, limit, interval=0.02), world.store.breaker_state
 
 
 async def test_killed_redis_answers_from_upstream(redis_factory: Callable[..., RedisServer],
@@ -97,10 +97,10 @@ async def test_a_fence_that_missed_redis_lets_the_write_through_and_moves_the_ep
     server.pause()
     try:
         in_flight = asyncio.create_task(writer.handle(put()))
-        deadline = time.monotonic() + 10
-        while backend.versions.get(1) != 2:  # the fence timed out, and the write went on regardless
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        async def committed() -> bool:  # the fence timed out, and the write went on regardless
+            return backend.versions.get(1) == 2
+
+        assert await poll(committed, 30), "the write never reached the backend"
     finally:
         server.resume()
     during = await reader.handle(read())

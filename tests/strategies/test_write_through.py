@@ -8,6 +8,7 @@ import pytest
 
 from proxy.errors import UpstreamTimeout
 from proxy.records import make_entry
+from tests.support.polling import poll
 from tests.support.strategy_world import Backend, StrategyWorld, WorldFactory, body_of, context
 
 RT, WT = "read-through", "write-through"
@@ -49,9 +50,7 @@ async def test_delete_leaves_a_tombstone_that_refuses_a_slow_fill(
     reader, writer = world.strategy(RT), world.strategy(WT)
     backend.gate = asyncio.Event()                   # a read has its row (version 1) but answers slowly
     slow_read = asyncio.create_task(reader.handle(read()))
-    deadline = time.monotonic() + 5
-    while backend.served("GET", "/items/1") == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    assert await poll(_async(lambda: backend.served("GET", "/items/1") > 0), 30), "the read never went up"
     deleted = await writer.handle(write("DELETE"))
     assert deleted.cache_status == "cachegate; fwd=method; fwd-status=200; detail=tombstone"
     backend.gate.set()
@@ -99,10 +98,13 @@ async def test_a_timeout_keeps_the_fence_to_its_lifetime_and_is_still_a_timeout(
     assert (await world.store.lookup("x", ["item-lists"])).generations == (2,)
     during = await reader.handle(read())
     assert during.cache_status == "cachegate; fwd=miss; fwd-status=200; detail=fenced"
-    deadline = time.monotonic() + 10
-    while (reply := await reader.handle(read())).cache_status.endswith("detail=fenced"):
-        assert time.monotonic() < deadline, "the fence never ended"
-        await asyncio.sleep(0.05)
+    async def unfenced() -> bool:
+        nonlocal reply
+        reply = await reader.handle(read())
+        return not reply.cache_status.endswith("detail=fenced")
+
+    reply = during
+    assert await poll(unfenced, 30), "the fence never ended"
     assert reply.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
     assert (await reader.handle(read())).cache_status.startswith("cachegate; hit")
 
@@ -143,10 +145,7 @@ async def test_reads_during_a_write_in_flight_never_get_the_old_entry(
     assert body_of(await reader.handle(read()))["version"] == 1
     backend.write_gate = asyncio.Event()             # the backend commits version 2, then answers slowly
     in_flight = asyncio.create_task(writer.handle(write("PATCH")))
-    deadline = time.monotonic() + 5
-    while backend.versions.get(1) != 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    assert await poll(_async(lambda: backend.versions.get(1) == 2), 30), "the backend never committed"
     during = await reader.handle(read())
     assert body_of(during)["version"] == 2
     assert during.cache_status == "cachegate; fwd=miss; fwd-status=200; detail=fenced"  # read, not stored
@@ -163,10 +162,7 @@ async def test_of_two_writes_in_flight_the_first_answer_stores_nothing(
     await reader.handle(read())
     gate = backend.write_gate = asyncio.Event()
     slow = asyncio.create_task(writer.handle(write("PATCH")))    # commits version 2, answers later
-    deadline = time.monotonic() + 5
-    while backend.versions.get(1) != 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.01)
+    assert await poll(_async(lambda: backend.versions.get(1) == 2), 30), "the backend never committed"
     backend.write_gate = None
     quick = await writer.handle(write("PATCH"))                  # commits version 3 and answers first
     # It cannot tell whether the slow one committed before or after it: a slow one that committed later and
@@ -178,3 +174,10 @@ async def test_of_two_writes_in_flight_the_first_answer_stores_nothing(
     after = await reader.handle(read())
     assert body_of(after)["version"] == 3
     assert after.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
+
+
+def _async(check):
+    """A plain condition as the awaitable one `poll` takes."""
+    async def condition() -> bool:
+        return check()
+    return condition

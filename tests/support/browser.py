@@ -14,12 +14,13 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
+
+from tests.support.polling import poll
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -63,19 +64,21 @@ class Browser:
         return answer.get("result", {})
 
     async def wait_for(self, event: str, after: int, deadline: float = 30.0) -> dict[str, Any]:
-        """The first `event` after the first `after` events seen; fails after `deadline` seconds."""
-        until = time.monotonic() + deadline
-        while True:
-            for found in self.events[after:]:
-                if found["method"] == event:
-                    return found
-            self._event.clear()
-            left = until - time.monotonic()
-            assert left > 0, f"no {event} in {deadline} s"
-            try:
-                await asyncio.wait_for(self._event.wait(), left)
-            except TimeoutError:
-                pass
+        """The first `event` after the first `after` events seen (`deadline` only guards against a hang)."""
+        found: list[dict[str, Any]] = []
+
+        async def seen() -> bool:
+            found[:] = [e for e in self.events[after:] if e["method"] == event][:1]
+            if not found:
+                self._event.clear()
+                try:
+                    await asyncio.wait_for(self._event.wait(), 0.5)   # woken by the next event
+                except TimeoutError:
+                    pass
+            return bool(found)
+
+        assert await poll(seen, deadline, interval=0), f"chromium sent no {event}"
+        return found[0]
 
     async def navigate(self, url: str) -> None:
         seen = len(self.events)
@@ -99,11 +102,11 @@ async def headless_chromium(folder: Path) -> AsyncIterator[Browser]:
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         port_file = folder / "profile" / "DevToolsActivePort"
-        until = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+        async def port_written() -> bool:
             assert proc.poll() is None, (folder / "chromium.log").read_text()[-2000:]
-            assert time.monotonic() < until, "chromium did not open its DevTools port"
-            await asyncio.sleep(0.05)
+            return port_file.exists() and port_file.read_text().count("\n") >= 1
+
+        assert await poll(port_written, 60), "chromium did not open its DevTools port"
         port = int(port_file.read_text().split()[0])
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:

@@ -1,13 +1,12 @@
 """Reading cache records in Redis directly, as the Lua scripts do, and Redis's own clock that fences use."""
 from __future__ import annotations
 
-import asyncio
 import struct
-import time
 
 import redis.asyncio as aioredis
 
 from proxy.records import WRITER, WRITING
+from tests.support.polling import poll
 
 PREFIX = struct.Struct(">BBQQ8s")  # the record prefix, as specified (proxy/records.py, proxy/lua/record.lua)
 
@@ -20,10 +19,10 @@ async def redis_ms(client: aioredis.Redis) -> int:
 
 async def wait_for_redis_time(client: aioredis.Redis, past_ms: int, limit: float = 30.0) -> None:
     """Poll Redis's clock until it is past `past_ms` (a fence's deadline)."""
-    deadline = time.monotonic() + limit
-    while await redis_ms(client) <= past_ms:
-        assert time.monotonic() < deadline, "Redis's clock did not pass the deadline"
-        await asyncio.sleep(0.05)
+    async def past() -> bool:
+        return await redis_ms(client) > past_ms
+
+    assert await poll(past, limit), "Redis's clock did not pass the deadline"
 
 
 def fence_of(raw: bytes | None) -> tuple[int, int, list[tuple[bytes, int]]]:
