@@ -7,10 +7,12 @@ import sys
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 
 from cachegate.config import Config
 from cachegate.errors import ConfigError
@@ -19,6 +21,7 @@ from proxy.accesslog import AccessLog
 from proxy.appkeys import (ACCESS_LOG, CONFIG, DRAINING, GATEWAY, METRICS, READINESS, REDIS, REVOCATIONS,
                            SESSION, STORE)
 from proxy.auth import Authenticator
+from proxy.clusterclient import ClusterLookups, make_cluster_client
 from proxy.handler import Gateway
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
@@ -58,13 +61,15 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     redis = make_redis(config)
     session = make_session(per_upstream=config.proxy.upstream_pool)
     app[REDIS], app[SESSION] = redis, session
-    lookups = make_lookups(config)
+    await start_cluster_client(redis)
+    lookups = make_lookups(config, redis)
     store = app[STORE] = make_store(config, redis, metrics, lookups=lookups)
     metrics.watch("cachegate_cache_epoch", "The key epoch this process last saw in Redis",
                   lambda: store.epoch)
     # A revocation is remembered until every token it voids has expired, leeway included (twice: a token
     # issued while its user was being changed may be stamped a little after the change).
     revocations_redis = make_redis(config)
+    await start_cluster_client(revocations_redis)
     revocations = Revocations(revocations_redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                               lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
     app[REVOCATIONS] = revocations
@@ -118,14 +123,33 @@ def open_access_log(config: Config) -> AccessLog:
     return AccessLog(sys.stdout if path is None else None, path=path, fmt=config.logging.access_format)
 
 
-def make_lookups(config: Config) -> PipelinedLookups | None:
+async def start_cluster_client(redis: aioredis.Redis | RedisCluster) -> None:
+    """A cluster client reads the slot map before the first request (proxy/clusterclient.py says why); a
+    cluster that does not answer yet is read lazily, and the cache bypassed until it does."""
+    if isinstance(redis, RedisCluster):
+        try:
+            await asyncio.wait_for(redis.initialize(), 10.0)
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+            log.warning("the Redis Cluster does not answer yet (%s); bypassing the cache until it does", exc)
+
+
+def make_lookups(config: Config,
+                 redis: aioredis.Redis | RedisCluster) -> PipelinedLookups | ClusterLookups | None:
+    if isinstance(redis, RedisCluster):
+        return ClusterLookups(redis, connect_timeout=config.redis.timeout, username=config.redis.username,
+                              password=config.redis.password())
     if not config.redis.url.startswith("redis://"):
         return None  # TLS and unix sockets: redis-py's client does the lookups too
     return PipelinedLookups(config.redis.url, connect_timeout=config.redis.timeout,
                             username=config.redis.username, password=config.redis.password())
 
 
-def make_redis(config: Config) -> aioredis.Redis:
+def make_redis(config: Config) -> aioredis.Redis | RedisCluster:
+    if config.redis.cluster:
+        # redis-py's own cluster client (proxy/clusterclient.py): REDIS_POOL connections per node.
+        return make_cluster_client(config.redis.cluster_nodes, timeout=config.redis.timeout,
+                                   username=config.redis.username, password=config.redis.password(),
+                                   max_connections=REDIS_POOL)
     # One retry, on a broken connection only: a pooled connection from before a Redis restart fails once
     # (the server that had it is gone) and is made again at once, rather than counting as a failure (the
     # breaker, a missed write, an epoch move: one per pooled connection). A slow Redis costs one short
@@ -141,8 +165,8 @@ def make_redis(config: Config) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-def make_store(config: Config, redis: aioredis.Redis, metrics: Metrics, *,
-               lookups: PipelinedLookups | None = None) -> CacheStore:
+def make_store(config: Config, redis: aioredis.Redis | RedisCluster, metrics: Metrics, *,
+               lookups: PipelinedLookups | ClusterLookups | None = None) -> CacheStore:
     return CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                       breaker_failures=config.redis.breaker_failures,
                       breaker_reset=config.redis.breaker_reset, metrics=metrics, lookups=lookups)

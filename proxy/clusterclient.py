@@ -17,7 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.lookups import PipelinedLookups
@@ -162,7 +162,7 @@ class ClusterLookups:
             raise RedisConnectionError("slot not covered")
         try:
             return await self._node(nodes[0]).set_absent(key, value, px)
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             self._refresh()
             raise
 
@@ -177,7 +177,7 @@ class ClusterLookups:
     async def _read_map(self) -> None:
         try:
             await self._client.nodes_manager.initialize()
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             pass  # no node answered: the next failure asks again
 
     async def aclose(self) -> None:

@@ -29,7 +29,7 @@ from aiohttp import web
 from cachegate.config import Config
 from cachegate.logfiles import reopen_all, setup_logging
 from proxy.admin import create_admin_app
-from proxy.app import REDIS_POOL, create_app, make_redis, make_store
+from proxy.app import REDIS_POOL, create_app, make_redis, make_store, start_cluster_client
 from proxy.appkeys import METRICS, READINESS
 from proxy.control import CACHE_OFF, CACHE_ON, MasterControl, ProcessControl
 from proxy.errors import ConfigError
@@ -212,6 +212,7 @@ async def _serve_master(config: Config, count: int) -> None:
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
     redis, metrics = make_redis(config), Metrics()
+    await start_cluster_client(redis)
     control = MasterControl(config, workers, make_store(config, redis, metrics), metrics)
     _install_signals(control, stop, switches=False)
     admin, admin_listener = await _start_admin(config, control)

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable, Sequence, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisClusterException, RedisError
 
 from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 STORED, FENCED, OPEN = "stored", "fenced", "open"
 FULL, BUSY = "full", "busy"  # fills refused: Redis out of memory (maxmemory), no Redis connection free
-_FAILURES = (RedisError, OSError, TimeoutError)
+# RedisClusterException is not a RedisError: redis-py's cluster client raises it for what it refuses itself.
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 # Fills take at most this many of the pool's connections at once, so the fences and writes of write-through
 # (whose failure moves the epoch) always find one during a burst of fills.
 FILL_SLOTS = 48
@@ -95,7 +96,7 @@ class CacheStore:
         record = lua_prelude() + (_LUA / "record.lua").read_text()
         self._scripts = {name: redis.register_script(record + (_LUA / f"{name}.lua").read_text())
                          for name in ("fill", "tagfill", "index", "write", "mark", "fence", "reopen",
-                                      "invalidate", "drop", "purge", "epoch")}
+                                      "invalidate", "drop", "purge", "epoch", "inspect")}
         self._batch: list[_Waiter] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._missed = 0    # writes that may not have reached Redis...
@@ -414,16 +415,13 @@ class CacheStore:
         """What the store holds for `key` now, read whole: the record, its time left, the current epoch, the
         generation of each of `tags`, and Redis's clock (fence deadlines are in it)."""
         async def run() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.get(self.entry_key(key)).pttl(self.entry_key(key)).get(self._epoch_key).time()
-            for tag in tags:
-                pipe.get(self.generation_key(tag))
-            return await pipe.execute()
-        raw, pttl, epoch, (seconds, micros), *generations = await self._call("inspect", run,
-                                                                             timeout=ADMIN_TIMEOUT)
+            names = [self._epoch_key, *(self.generation_key(tag) for tag in tags)]
+            get = self._redis.mget_nonatomic if self._cluster else self._redis.mget
+            return await asyncio.gather(self._scripts["inspect"](keys=[self.entry_key(key)], args=[]),
+                                        get(names))
+        (raw, pttl, now), (epoch, *generations) = await self._call("inspect", run, timeout=ADMIN_TIMEOUT)
         return Inspected(read_record(raw) if raw is not None else None, pttl / 1000 if pttl >= 0 else None,
-                         int(epoch or 0), seconds * 1000 + micros // 1000,
-                         tuple(int(g or 0) for g in generations))
+                         int(epoch or 0), int(now), tuple(int(g or 0) for g in generations))
 
     async def new_epoch(self) -> int:
         """Move the whole key namespace to a new epoch: every entry stored before becomes a miss."""

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.e2e.test_ops import poll
+from tests.support.world import world_on
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def world(request, make_world):
+    """Each test on the single Redis and on the Redis Cluster."""
+    return await world_on(request.param, request, make_world)
 
 
 async def explain(world, target: str, method: str = "GET", caller: int | None = None) -> dict:

@@ -15,6 +15,7 @@ from stack.mariadb import MariaDBServer
 from stack.net import free_port
 from stack.redis import RedisServer
 from stack.redis_acl import RedisUsers
+from stack.redis_cluster import RedisCluster
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_DB_USER = "cachegate_test"
@@ -111,3 +112,10 @@ class ConfigBuilder:
         return load_config(path, env={}, strategies=strategies)
 
 
+
+
+def on_cluster(cluster: RedisCluster, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Config overrides that put the cache on `cluster` (its nodes as `redis.cluster.nodes`)."""
+    nodes = {"redis": {"cluster": {"nodes": [f"{h}:{p}" for h, p in cluster.startup_nodes],
+                                   "replicas": cluster.replicas}}}
+    return deep_merge(nodes, overrides or {})

@@ -116,3 +116,11 @@ async def make_world(make_config) -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 async def world(make_world) -> World:
     return await make_world()
+
+
+async def world_on(topology: str, request: pytest.FixtureRequest, make_world, **options: Any) -> World:
+    """A World with its cache on the session's single Redis or on the session's Redis Cluster."""
+    if topology == "single":
+        return await make_world(**options)
+    from tests.support.configs import on_cluster
+    return await make_world(on_cluster(request.getfixturevalue("redis_cluster")), **options)
