@@ -19,8 +19,8 @@ from proxy.errors import CacheUnavailable
 from proxy.clusterclient import ClusterLookups, TopologyWatch
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
-from proxy.records import (DROPPED, FORMAT, PREFIX, TOMBSTONE, WRITING, Entry, Lookup, Record, decode,
-                           encode_tail, lua_prelude, read_record)
+from proxy.records import (DROPPED, FORMAT, LEASE, PREFIX, TOMBSTONE, WRITING, Entry, Lookup, Record,
+                           decode, encode_tail, lua_prelude, read_record)
 
 log = logging.getLogger("cachegate.store")
 T = TypeVar("T")
@@ -96,7 +96,7 @@ class CacheStore:
         record = lua_prelude() + (_LUA / "record.lua").read_text()
         self._scripts = {name: redis.register_script(record + (_LUA / f"{name}.lua").read_text())
                          for name in ("fill", "tagfill", "index", "write", "mark", "fence", "reopen",
-                                      "invalidate", "drop", "purge", "epoch", "inspect")}
+                                      "invalidate", "drop", "purge", "epoch", "inspect", "release")}
         self._batch: list[_Waiter] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._missed = 0    # writes that may not have reached Redis...
@@ -144,7 +144,8 @@ class CacheStore:
         self._batch.append((names, future))
         epoch, values = await future
         entry, token, kind = decode(values[0], epoch)
-        return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]), kind == WRITING)
+        return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]), kind == WRITING,
+                      kind == LEASE)
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
@@ -200,15 +201,16 @@ class CacheStore:
     # -- writes ------------------------------------------------------------------------------------------
 
     async def claim(self, key: str, seen: Lookup, *, lifetime: float) -> Lookup:
-        """Before a miss on an empty key goes upstream: the key gets a plain miss record with a token of
-        this fill's own (a lease), unless something is there by now; the Lookup to fill with.
+        """Before a miss on an empty key goes upstream: the key gets a lease, a record with a token of this
+        fill's own, unless something is there by now; the Lookup to fill with (`leased` when what is there
+        is another fill's lease: another process is fetching this key).
 
         A fill is then refused once its record is gone (proxy/lua/fill.lua), whether it expired or Redis
         evicted it: an evicted tombstone or write fence can never let an older read be stored. One SET on
         the lookups' connection, on a miss only; the lease lives `lifetime` seconds (the longest fetch).
         """
         token = os.urandom(8)
-        record = PREFIX.pack(FORMAT, DROPPED, seen.epoch, 0, token)
+        record = PREFIX.pack(FORMAT, LEASE, seen.epoch, 0, token)
         name = self.entry_key(key)
         if self._lookups is not None:
             set_absent = self._lookups.set_absent
@@ -223,7 +225,12 @@ class CacheStore:
         if found is None:
             return Lookup(None, token, seen.epoch, seen.generations)
         entry, token, kind = decode(found, seen.epoch)  # someone was first: fill against what it wrote
-        return Lookup(entry, token, seen.epoch, seen.generations, kind == WRITING)
+        return Lookup(entry, token, seen.epoch, seen.generations, kind == WRITING, kind == LEASE)
+
+    async def release(self, key: str, seen: Lookup) -> None:
+        """A fill that will not store gives its lease back at once (rather than at its expiry), so the
+        processes waiting on it go upstream now; a lease replaced since is left alone."""
+        await self._call("release", self._script("release", [self.entry_key(key)], [seen.token]))
 
     async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = (),
                    upstream_tags: Sequence[str] = ()) -> str:
