@@ -272,8 +272,8 @@ class _Builder:
         replicas = cluster.integer("replicas", 1, low=0, high=5)
         node_timeout = cluster.duration("node_timeout", 1.0)
         if nodes and (len(nodes) % (1 + replicas) or len(nodes) // (1 + replicas) < 3):
-            cluster.fail(f"{len(nodes)} nodes with {replicas} replica(s) per master: a Redis Cluster needs at "
-                         f"least 3 masters, each with the same number of replicas", "nodes")
+            cluster.fail(f"{len(nodes)} nodes with {replicas} replica(s) per master: a Redis Cluster needs "
+                         f"at least 3 masters, each with the same number of replicas", "nodes")
         cluster.done()
         if nodes and s.data.get("url") is None:
             s.used.add("url")

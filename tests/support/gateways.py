@@ -1,5 +1,5 @@
-"""Several real gateway processes over one world: the world's config with a proxy and admin port of each one's
-own (same backends, same Redis or Redis Cluster, same prefix), each `python -m proxy`, killed after the test."""
+"""Several real gateway processes over one world: the world's config with a proxy and admin port of each
+one's own (same backends, same Redis or Redis Cluster, same prefix), each `python -m proxy`, killed after the test."""
 from __future__ import annotations
 
 import asyncio
