@@ -1,11 +1,12 @@
 """The launcher's Redis unit: one redis-server for `redis.url`, or the Redis Cluster of `redis.cluster.nodes`.
 
 One server is today's (`.stack/redis`, `run/redis.pid`). A cluster is a `RedisCluster`
-(stack/redis_cluster.py) under `<data_dir>/redis-cluster/<port>/`, pid files `run/redis-<port>.pid`, logs `logs/redis-<port>.log`,
-each node's cluster bus on its port + 10000: `start()` creates it (nodes / (1 + replicas) masters, the
-replicas linked) or rejoins the nodes that are down, and returns once every node reports `cluster_state:ok`
-and every replica's link is up; `stop()` stops every node by pid, replicas first; `rows()` is one status
-line per node: its role, its master or slots, the cluster's state as it sees it.
+(stack/redis_cluster.py) under `<data_dir>/redis-cluster/<port>/`, pid files `run/redis-<port>.pid`, logs
+`logs/redis-<port>.log`, each node's cluster bus on its port + 10000: `start()` creates it (nodes /
+(1 + replicas) masters, the replicas linked) or rejoins the nodes that are down, and returns once every
+node reports `cluster_state:ok` and every replica's link is up; `stop()` stops every node by pid, replicas
+first; `rows()` is one status line per node: its role, its master or slots, the cluster's state as it
+sees it.
 """
 from __future__ import annotations
 
