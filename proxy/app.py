@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -19,7 +21,7 @@ from cachegate.errors import ConfigError
 from proxy import generation as generations
 from proxy.accesslog import AccessLog
 from proxy.appkeys import (ACCESS_LOG, CONFIG, DRAINING, GATEWAY, METRICS, READINESS, REDIS, REVOCATIONS,
-                           SESSION, STORE)
+                           SESSION, STORE, WORKER_METRICS)
 from proxy.auth import Authenticator
 from proxy.clusterclient import ClusterLookups, make_cluster_client
 from proxy.handler import Gateway
@@ -30,6 +32,7 @@ from proxy.readiness import Readiness
 from proxy.revocations import Revocations
 from proxy.store import CacheStore
 from proxy.upstream import make_session
+from proxy.workermetrics import METRICS_DIR_ENV, WorkerMetrics
 from strategies.registry import REGISTRY
 
 log = logging.getLogger("cachegate.proxy")
@@ -85,11 +88,18 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     flusher = loop.create_task(app[ACCESS_LOG].run())
     checker = loop.create_task(readiness.run())
     follower = loop.create_task(revocations.run())
+    writer = None
+    if os.environ.get(METRICS_DIR_ENV):  # a worker: its figures go to its master's folder, a scrape sums all
+        workers = app[WORKER_METRICS] = WorkerMetrics(Path(os.environ[METRICS_DIR_ENV]), metrics)
+        writer = loop.create_task(workers.run())
     try:
         await _in_step(revocations, config)
         yield
     finally:
         checker.cancel()
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
         await revocations.stop(follower)
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
