@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import redis.asyncio as aioredis
 from multidict import CIMultiDict
@@ -61,6 +61,7 @@ class Revocations:
         self._healthy = True
         self._stopping = False
         self.connected = asyncio.Event()  # set while subscribed and in step with the set
+        self._pubsub: Any = None  # the subscription of the moment (stop() closes its connection)
 
     # -- the users service's answers -------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class Revocations:
         while not self._stopping:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    self._pubsub = pubsub
                     async with asyncio.timeout(self._timeout):
                         await pubsub.subscribe(self.channel)
                     await self._flush_unsent()
@@ -139,6 +141,9 @@ class Revocations:
         too: the read fails, and run() sees it is stopping."""
         self._stopping = True
         follower.cancel()
+        if self._pubsub is not None:
+            # A cluster's pub/sub has a connection of its own, which closing the client leaves open.
+            await self._pubsub.aclose()
         await self._disconnect()
         await asyncio.gather(follower, return_exceptions=True)
 
