@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import urllib.request
 
 import pytest
@@ -14,31 +13,16 @@ from stack import launcher
 from stack.net import free_port, port_open
 from stack.process import pid_alive, wait_until
 from tests.stack.test_launcher import assert_demo_user_reads_itself_through_the_proxy
+from tests.support.configs import cluster_node_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.timeout(600)]
 BACK_S = 30.0
 
 
-def free_below(limit: int, count: int) -> list[int]:
-    """Free ports whose cluster-bus port (+10000) is free too."""
-    found: list[int] = []
-    while len(found) < count:
-        port = free_port()
-        if port + 10000 > limit or port in found:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        found.append(port)
-    return found
-
-
 @pytest.fixture
 def cluster_config(make_config):
     data_dir = make_config.tmp_path / "own-stack"
-    nodes = [f"127.0.0.1:{port}" for port in free_below(65535, 6)]
+    nodes = [f"127.0.0.1:{port}" for port in cluster_node_ports(6)]
     config = make_config.file({
         "redis": {"cluster": {"nodes": nodes, "replicas": 1},
                   "password_file": str(data_dir / "secrets" / "redis-password")},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,22 @@ class ConfigBuilder:
         return load_config(path, env={}, strategies=strategies)
 
 
+
+
+def cluster_node_ports(count: int) -> list[int]:
+    """Free ports for the launcher's Redis Cluster nodes: each one's cluster bus (+10000) free too."""
+    found: list[int] = []
+    while len(found) < count:
+        port = free_port()
+        if port + 10000 > 65535 or port in found:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        found.append(port)
+    return found
 
 
 def on_cluster(cluster: RedisCluster, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
