@@ -132,7 +132,10 @@ def cluster_node_ports(count: int) -> list[int]:
 
 
 def on_cluster(cluster: RedisCluster, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Config overrides that put the cache on `cluster` (its nodes as `redis.cluster.nodes`)."""
-    nodes = {"redis": {"cluster": {"nodes": [f"{h}:{p}" for h, p in cluster.startup_nodes],
-                                   "replicas": cluster.replicas}}}
+    """Config overrides that put the cache on `cluster` (its nodes as `redis.cluster.nodes`). A fill with
+    tags is a few more calls there than on one Redis, so a loaded test machine gets a longer redis.timeout
+    than the shipped 250ms: a timed-out call is a bypass (and may move the epoch), which would make a test
+    that expects a hit see a miss."""
+    nodes = {"redis": {"timeout": "1s", "cluster": {"nodes": [f"{h}:{p}" for h, p in cluster.startup_nodes],
+                                                    "replicas": cluster.replicas}}}
     return deep_merge(nodes, overrides or {})
