@@ -80,7 +80,7 @@ async def test_tombstones_drop_markers_and_fences_are_explained(world):
                                                     headers={"Authorization": auth}))
     try:
         fenced = await poll(lambda: _state(world, "/users/me", uid, "fence"))
-        assert fenced["writes_in_flight"] == 1 and 0 < fenced["fenced_for"] <= 6.5
+        assert fenced["writes_in_flight"] == 1 and 0 < fenced["fenced_for"] <= world.config.cache.write_fence
         assert fenced["served"].startswith("no: a write is in flight")
     finally:
         world.backends.hold_writes.set()

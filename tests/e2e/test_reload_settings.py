@@ -59,7 +59,7 @@ def process_changes(tmp_path: Path) -> dict[str, Any]:
         "redis.url": f"redis://127.0.0.1:{free_port()}/0", "redis.username": "someone-else",
         "redis.password_file": str(other), "redis.timeout": "300ms", "redis.breaker.failures": 7,
         "redis.breaker.reset": "3s", "redis.cluster.replicas": 0, "redis.cluster.node_timeout": "2s",
-        "redis.cluster.nodes": [f"127.0.0.1:{free_port() % 50000 + 1}" for _ in range(3)],
+        "redis.cluster.nodes": [f"127.0.0.1:{free_port()}" for _ in range(6)],
         "mariadb.nodes": [f"127.0.0.2:{free_port()}"], "mariadb.database": "other",
         "mariadb.user": "other", "mariadb.password_file": str(other), "mariadb.pool.min": 1,
         "mariadb.pool.max": 8, "mariadb.connect_timeout": "3s", "mariadb.query_timeout": "3s",
