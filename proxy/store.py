@@ -421,11 +421,18 @@ class CacheStore:
     async def inspect(self, key: str, tags: Sequence[str] = ()) -> Inspected:
         """What the store holds for `key` now, read whole: the record, its time left, the current epoch, the
         generation of each of `tags`, and Redis's clock (fence deadlines are in it)."""
+        async def gets(names: list[str]) -> list:
+            if self._cluster:
+                return await self._redis.mget_nonatomic(names)
+            pipe = self._redis.pipeline(transaction=False)  # GETs, never an MGET: that is the hit path's
+            for name in names:
+                pipe.get(name)
+            return await pipe.execute()
+
         async def run() -> list:
             names = [self._epoch_key, *(self.generation_key(tag) for tag in tags)]
-            get = self._redis.mget_nonatomic if self._cluster else self._redis.mget
             return await asyncio.gather(self._scripts["inspect"](keys=[self.entry_key(key)], args=[]),
-                                        get(names))
+                                        gets(names))
         (raw, pttl, now), (epoch, *generations) = await self._call("inspect", run, timeout=ADMIN_TIMEOUT)
         return Inspected(read_record(raw) if raw is not None else None, pttl / 1000 if pttl >= 0 else None,
                          int(epoch or 0), int(now), tuple(int(g or 0) for g in generations))
