@@ -9,7 +9,7 @@ machine's speed falls on both. What is compared is the proxy's utime + stime per
 A side whose config names a Redis Cluster (`redis.cluster.nodes`, as config.cluster.yaml does) gets a private
 cluster of its own instead (the same number of masters and replicas, free ports), so `--vs
 :config.cluster.yaml` measures the hit path on Redis Cluster against the single Redis in one run; each
-side's hit ratio during the rounds is read from its own /-/metrics.
+side's hit ratio (its warm-up pass included) is read from its own /-/metrics at the end.
 """
 from __future__ import annotations
 

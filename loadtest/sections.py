@@ -223,5 +223,5 @@ def ab(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> None:
         shown = f"{measured:.3f}" if measured is not None else "-"
         add(f"Redis Cluster against the single Redis: the hit path's proxy CPU on the cluster is {shown} × the "
             f"single Redis's (median of the paired rounds; target at most {CLUSTER_CPU_TARGET:g} ×) — "
-            f"{verdict}. Hit ratio during the rounds: cluster {pct(cluster.get('hit_ratio'))}, single "
+            f"{verdict}. Hit ratio of each side's requests (its warm-up pass included): cluster {pct(cluster.get('hit_ratio'))}, single "
             f"{pct(single.get('hit_ratio'))}.\n")
