@@ -282,7 +282,19 @@ class _Builder:
         return cfg
 
     def _redis(self, s: Section) -> RedisConfig:
-        url = s.string("url", REQUIRED)
+        cluster = s.section("cluster")
+        nodes = _redis_nodes(cluster)
+        replicas = cluster.integer("replicas", 1, low=0, high=5)
+        node_timeout = cluster.duration("node_timeout", 1.0)
+        if nodes and (len(nodes) % (1 + replicas) or len(nodes) // (1 + replicas) < 3):
+            cluster.fail(f"{len(nodes)} nodes with {replicas} replica(s) per master: a Redis Cluster needs "
+                         f"at least 3 masters, each with the same number of replicas", "nodes")
+        cluster.done()
+        if nodes and s.data.get("url") is None:
+            s.used.add("url")
+            url = f"redis://{nodes[0][0]}:{nodes[0][1]}/0"
+        else:
+            url = s.string("url", REQUIRED)
         parts = urlsplit(url)
         if parts.username or parts.password:  # the message must not repeat the URL: it holds a password
             s.fail("must not hold credentials; set redis.username and redis.password_file "
@@ -304,7 +316,11 @@ class _Builder:
                           breaker_reset=breaker.duration("reset", 2.0),
                           maxmemory=s.size("maxmemory", 256 * 1024**2),
                           maxmemory_policy=s.string("maxmemory_policy", "volatile-lru"),
+                          cluster_nodes=nodes, cluster_replicas=replicas, cluster_node_timeout=node_timeout,
                           password_env=self.env.get("CACHEGATE_REDIS_PASSWORD") or None)
+        if nodes and (parts.scheme != "redis" or int(parts.path.lstrip("/") or 0) != 0):
+            s.fail("a Redis Cluster has database 0 only, over redis://; leave url out with cluster nodes",
+                   "url")
         if cfg.username is not None and cfg.password_file is None and cfg.password_env is None:
             s.fail(f"{cfg.username} needs a password (set redis.password_file or CACHEGATE_REDIS_PASSWORD)",
                    "username")
@@ -464,6 +480,30 @@ def _database_node(s: Section, where: str, entry: Any, derive: Mapping[str, int]
         ports[role] = given or 0
     node.done()
     return DatabaseNode(host, port, ports["gcomm"], ports["ist"], ports["sst"])
+
+
+def _redis_nodes(s: Section) -> tuple[tuple[str, int], ...]:
+    """`redis.cluster.nodes`: host:port of every node of the Redis Cluster, each on ports of its own."""
+    raw = s.data.get("nodes")
+    s.used.add("nodes")
+    if raw is None:
+        return ()
+    if isinstance(raw, str):  # an environment override: CACHEGATE__REDIS__CLUSTER__NODES=a:7001,a:7002,...
+        raw = [part.strip() for part in raw.split(",")]
+    if isinstance(raw, str) and not raw:
+        return ()
+    if not isinstance(raw, list):
+        s.fail("expected a list of host:port, e.g. [127.0.0.1:7001, 127.0.0.1:7002, ...]", "nodes")
+    found: list[tuple[str, int]] = []
+    for i, entry in enumerate(raw):
+        host, _, number = str(entry).rpartition(":")
+        if not isinstance(entry, str) or not host or not number.isdigit() or not 1 <= int(number) <= 65535:
+            s.fail(f"expected host:port, got {entry!r}", f"nodes[{i}]")
+        node = (host, int(number))
+        if node in found:
+            s.fail(f"{entry} is given twice; every node needs a port of its own", f"nodes[{i}]")
+        found.append(node)
+    return tuple(found)
 
 
 def _as_prefix(v: Any) -> str:

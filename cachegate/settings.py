@@ -89,7 +89,17 @@ class RedisConfig:
     # What the launcher's redis-server (and compose's) is started with; the gateway never reads them.
     maxmemory: int = setting("redis.maxmemory", PROCESS)
     maxmemory_policy: str = setting("redis.maxmemory_policy", PROCESS)
+    # A Redis Cluster instead of the one server (none: `url`): every node (host, port), as the launcher
+    # starts them and the gateway's cluster client finds the others from; `replicas` per master (the
+    # launcher's create: nodes / (1 + replicas) masters), `node_timeout` (cluster-node-timeout).
+    cluster_nodes: tuple[tuple[str, int], ...] = setting("redis.cluster.nodes", PROCESS)
+    cluster_replicas: int = setting("redis.cluster.replicas", PROCESS)
+    cluster_node_timeout: float = setting("redis.cluster.node_timeout", PROCESS)
     password_env: str | None = derived(default=None, repr=False)
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.cluster_nodes)
 
     def password(self) -> str | None:
         """The environment wins over the file (read on call); None: Redis asks for no password."""

@@ -12,6 +12,7 @@ import time
 import redis.asyncio as aioredis
 from aiohttp import web
 from redis.asyncio.retry import Retry
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -22,6 +23,7 @@ from invalidator.changes import Planner, RuleError
 from invalidator.metrics import InvalidatorMetrics
 from invalidator.reader import Source
 from invalidator.service import Invalidator
+from proxy.clusterclient import make_cluster_client, start_cluster_client
 from proxy.revocations import Revocations
 from proxy.store import CacheStore
 
@@ -31,8 +33,13 @@ REDIS_TIMEOUT = 1.0  # seconds, at least, for one Redis call
 NO_BREAKER = 1_000_000_000
 
 
-def make_redis(config: Config) -> aioredis.Redis:
-    """A client with the gateway's Redis user (the invalidator sends only commands the gateway sends)."""
+def make_redis(config: Config) -> aioredis.Redis | RedisCluster:
+    """A client with the gateway's Redis user (the invalidator sends only commands the gateway sends): the
+    gateway's cluster client on a Redis Cluster."""
+    if config.redis.cluster:
+        return make_cluster_client(config.redis.cluster_nodes, timeout=max(config.redis.timeout, REDIS_TIMEOUT),
+                                   username=config.redis.username, password=config.redis.password(),
+                                   max_connections=POOL)
     pool = aioredis.BlockingConnectionPool.from_url(
         config.redis.url, max_connections=POOL, timeout=max(config.redis.timeout, REDIS_TIMEOUT),
         socket_timeout=max(config.redis.timeout, REDIS_TIMEOUT),
@@ -79,6 +86,8 @@ async def serve(config: Config) -> int:
     assert settings is not None
     metrics = InvalidatorMetrics()
     redis, revocations_redis = make_redis(config), make_redis(config)
+    await start_cluster_client(redis)
+    await start_cluster_client(revocations_redis)
     # No breaker, and a longer time-out than the gateway's: nothing waits on the invalidator's calls, it
     # tries each again until it lands, and a breaker open for its reset would hold the note back too.
     store_timeout = max(config.redis.timeout, REDIS_TIMEOUT)

@@ -5,6 +5,11 @@ this tree. Each side is a proxy process started from its own source tree, with i
 of the same running services; the sides are measured alternately (A B B A ...), so that a drift in the
 machine's speed falls on both. What is compared is the proxy's utime + stime per completed request (from
 /proc), with wrk pinned to one core and the measured proxy to the other, exactly as in the main sweep.
+
+A side whose config names a Redis Cluster (`redis.cluster.nodes`, as config.cluster.yaml does) gets a private
+cluster of its own instead (the same number of masters and replicas, free ports), so `--vs
+:config.cluster.yaml` measures the hit path on Redis Cluster against the single Redis in one run; each
+side's hit ratio (its warm-up pass included) is read from its own /-/metrics at the end.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from stack.launcher import redis_users
 from stack.net import free_port, http_ok
 from stack.process import log_tail, spawn, terminate, wait_until
 from stack.redis import RedisServer
+from stack.redis_cluster import RedisCluster
 
 START_TIMEOUT_S = 30.0
 AB_IDS = 2000   # keys read by both sides: enough to spread over Redis, few enough to fill in seconds
@@ -54,11 +60,12 @@ class Side:
     tree: Path
     port: int
     admin_port: int
-    redis: RedisServer
+    redis: RedisServer | RedisCluster
     proc: subprocess.Popen | None = None
     cpu_us: list[float] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
     point_ids: list[str] = field(default_factory=list)
+    hit_ratio: float | None = None
 
     @property
     def url(self) -> str:
@@ -125,6 +132,8 @@ def run_ab(*, anchor: SideSpec, measured: SideSpec, stack_config: Any, bearer: d
                 side.cpu_us.append(point["cpu_us_per_request"]["proxy"])
                 side.rps.append(point["rps"])
                 side.point_ids.append(point["id"])
+        for side in sides:
+            side.hit_ratio = _hit_ratio(side)
     finally:
         measurer.pids = original_pids
         procstat.unpin(pinned)
@@ -144,7 +153,9 @@ def _record(sides: list[Side], rounds: int, seconds: int) -> dict[str, Any]:
             "env": dict(side.spec.env),
             "cpu_us_per_request": side.cpu_us, "rps": side.rps, "points": side.point_ids,
             "median_cpu_us": statistics.median(side.cpu_us) if side.cpu_us else None,
-            "median_rps": statistics.median(side.rps) if side.rps else None})
+            "median_rps": statistics.median(side.rps) if side.rps else None,
+            "redis": ("cluster" if isinstance(side.redis, RedisCluster) else "single"),
+            "hit_ratio": side.hit_ratio})
     medians = [s["median_cpu_us"] for s in out["sides"]]
     out["ratio_of_medians"] = medians[1] / medians[0] if all(medians) else None
     out["paired_ratios"] = paired
@@ -155,9 +166,25 @@ def _record(sides: list[Side], rounds: int, seconds: int) -> dict[str, Any]:
 def _prepare(spec: SideSpec, scratch: Path, stack_config: Any) -> Side:
     tree = REPO if spec.ref is None else _checkout(spec.ref, scratch / f"tree-{spec.label}")
     # The stack's ACL users on every side's Redis: a side is configured exactly as the stack's proxy is.
-    redis = RedisServer(scratch / f"redis-{spec.label}", "127.0.0.1", free_port(),
-                        users=redis_users(stack_config))
+    users = redis_users(stack_config)
+    nodes, replicas = _cluster_of(tree / (spec.config or Path("config.yaml")))
+    redis: RedisServer | RedisCluster
+    if nodes:
+        redis = RedisCluster(scratch / f"redis-{spec.label}", "127.0.0.1", [free_port() for _ in range(nodes)],
+                             replicas=replicas, users=users, bus_ports=[free_port() for _ in range(nodes)])
+    else:
+        redis = RedisServer(scratch / f"redis-{spec.label}", "127.0.0.1", free_port(), users=users)
     return Side(spec, tree, free_port(), free_port(), redis)
+
+
+def _cluster_of(config: Path) -> tuple[int, int]:
+    """(nodes, replicas per master) of the config's Redis Cluster; (0, 0) for a single Redis."""
+    try:
+        data = yaml.safe_load(config.read_text())
+        cluster = (data.get("redis") or {}).get("cluster") or {}
+        return len(cluster.get("nodes") or []), int(cluster.get("replicas", 1))
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return 0, 0
 
 
 def _checkout(ref: str, into: Path) -> Path:
@@ -212,12 +239,14 @@ def _overrides(side: Side, stack: Any, data_dir: Path, config: Path) -> dict[str
     """
     users = side.redis.users
     assert users is not None
+    single = isinstance(side.redis, RedisServer)
+    url = side.redis.url if isinstance(side.redis, RedisServer) else side.redis.urls[0] + "/0"
     out = {
         "CACHEGATE__STACK__DATA_DIR": str(data_dir),
         "CACHEGATE__PROXY__PORT": str(side.port),
         "CACHEGATE__PROXY__WORKERS": "1",
         "CACHEGATE__PROXY__ADMIN__PORT": str(side.admin_port),
-        "CACHEGATE__REDIS__URL": side.redis.url,
+        "CACHEGATE__REDIS__URL": url,
         "CACHEGATE_REDIS_PASSWORD": users.gateway_password,
         "CACHEGATE__AUTH__PUBLIC_KEY": str(stack.auth.public_key),
         "CACHEGATE__AUTH__PRIVATE_KEY": str(stack.auth.private_key),
@@ -225,7 +254,9 @@ def _overrides(side: Side, stack: Any, data_dir: Path, config: Path) -> dict[str
     }
     for name, base in stack.upstreams.items():
         out[f"CACHEGATE__UPSTREAMS__{name.upper()}"] = base
-    if not _knows_redis_users(config):
+    if isinstance(side.redis, RedisCluster):
+        out["CACHEGATE__REDIS__CLUSTER__NODES"] = ",".join(f"{h}:{p}" for h, p in side.redis.startup_nodes)
+    if single and not _knows_redis_users(config):
         # A tree from before the Redis ACL: its only way to log in is the URL.
         out["CACHEGATE__REDIS__URL"] = (f"redis://{quote(users.gateway_user)}:{quote(users.gateway_password)}"
                                         f"@{side.redis.host}:{side.redis.port}/0")
@@ -263,6 +294,23 @@ def _fewer_ids(bearer: dict[str, str], scratch: Path) -> dict[str, str]:
     path = scratch / "ab-ids.txt"
     path.write_text("".join(f"{i}\n" for i in ids))
     return {**bearer, "ids": str(path)}
+
+
+def _hit_ratio(side: Side) -> float | None:
+    """Requests served from the cache over every request the side counted (its /-/metrics)."""
+    try:
+        with urllib.request.urlopen(f"{side.url}/-/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    hits = total = 0.0
+    for line in text.splitlines():
+        if line.startswith("cachegate_cache_requests_total{"):
+            value = float(line.rsplit(" ", 1)[1])
+            total += value
+            if any(f'outcome="{o}"' in line for o in ("hit", "stale", "stale_error", "revalidated")):
+                hits += value
+    return hits / total if total else None
 
 
 def _cache_status(side: Side, bearer: dict[str, str], user_id: str) -> str:

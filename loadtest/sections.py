@@ -180,6 +180,9 @@ def reproduce(add, run: dict[str, Any], points: list[dict[str, Any]]) -> None:
     add("```\n</details>")
 
 
+CLUSTER_CPU_TARGET = 1.3  # issue 11: the hit path on Redis Cluster costs at most this much more proxy CPU
+
+
 def ab(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> None:
     """The A/B comparison of the hit path's proxy CPU per request: both sides, every round, the ratio."""
     record = run.get("ab")
@@ -220,3 +223,14 @@ def ab(add, run: dict[str, Any], report_path: Path, results_dir: Path) -> None:
     else:
         add(f"B / A (median of the paired rounds): {ratio:.3f}; ratio of the medians: "
             f"{record['ratio_of_medians']:.3f}.\n")
+    kinds = [side.get("redis") for side in (a, b)]
+    if sorted(map(str, kinds)) == ["cluster", "single"]:
+        cluster, single = (a, b) if kinds[0] == "cluster" else (b, a)
+        paired = [c / s for c, s in zip(cluster["cpu_us_per_request"], single["cpu_us_per_request"]) if s]
+        measured = sorted(paired)[len(paired) // 2] if paired else None
+        verdict = "met" if measured is not None and measured <= CLUSTER_CPU_TARGET else "**missed**"
+        shown = f"{measured:.3f}" if measured is not None else "-"
+        add(f"Redis Cluster against the single Redis: the hit path's proxy CPU on the cluster is {shown} × the "
+            f"single Redis's (median of the paired rounds; target at most {CLUSTER_CPU_TARGET:g} ×) — "
+            f"{verdict}. Hit ratio of each side's requests (its warm-up pass included): cluster {pct(cluster.get('hit_ratio'))}, single "
+            f"{pct(single.get('hit_ratio'))}.\n")

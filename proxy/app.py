@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import AsyncIterator
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -17,8 +20,9 @@ from cachegate.errors import ConfigError
 from proxy import generation as generations
 from proxy.accesslog import AccessLog
 from proxy.appkeys import (ACCESS_LOG, CONFIG, DRAINING, GATEWAY, METRICS, READINESS, REDIS, REVOCATIONS,
-                           SESSION, STORE)
+                           SESSION, STORE, WORKER_METRICS)
 from proxy.auth import Authenticator
+from proxy.clusterclient import ClusterLookups, make_cluster_client, start_cluster_client
 from proxy.generation import invalidated_routes
 from proxy.handler import Gateway
 from proxy.lagwatch import LagWatch
@@ -29,6 +33,7 @@ from proxy.readiness import Readiness
 from proxy.revocations import Revocations
 from proxy.store import CacheStore
 from proxy.upstream import make_session
+from proxy.workermetrics import METRICS_DIR_ENV, WorkerMetrics
 from strategies.registry import REGISTRY
 
 log = logging.getLogger("cachegate.proxy")
@@ -60,13 +65,15 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     redis = make_redis(config)
     session = make_session(per_upstream=config.proxy.upstream_pool)
     app[REDIS], app[SESSION] = redis, session
-    lookups = make_lookups(config)
+    await start_cluster_client(redis)
+    lookups = make_lookups(config, redis)
     store = app[STORE] = make_store(config, redis, metrics, lookups=lookups)
     metrics.watch("cachegate_cache_epoch", "The key epoch this process last saw in Redis",
                   lambda: store.epoch)
     # A revocation is remembered until every token it voids has expired, leeway included (twice: a token
     # issued while its user was being changed may be stamped a little after the change).
     revocations_redis = make_redis(config)
+    await start_cluster_client(revocations_redis)
     revocations = Revocations(revocations_redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                               lifetime=config.auth.token_ttl + 2 * config.auth.leeway)
     app[REVOCATIONS] = revocations
@@ -83,6 +90,10 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
     checker = loop.create_task(readiness.run())
     follower = loop.create_task(revocations.run())
     watcher = _watch_invalidator(config, store, gateway, metrics)
+    writer = None
+    if os.environ.get(METRICS_DIR_ENV):  # a worker: its figures go to its master's folder, a scrape sums all
+        workers = app[WORKER_METRICS] = WorkerMetrics(Path(os.environ[METRICS_DIR_ENV]), metrics)
+        writer = loop.create_task(workers.run())
     try:
         await _in_step(revocations, config)
         yield
@@ -90,6 +101,9 @@ async def _clients(app: web.Application) -> AsyncIterator[None]:
         checker.cancel()
         if watcher is not None:
             watcher.cancel()
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
         await revocations.stop(follower)
         flusher.cancel()
         for task in list(app[DRAINING]):  # at shutdown a retired generation's fetches are cancelled too
@@ -144,14 +158,23 @@ def open_access_log(config: Config) -> AccessLog:
     return AccessLog(sys.stdout if path is None else None, path=path, fmt=config.logging.access_format)
 
 
-def make_lookups(config: Config) -> PipelinedLookups | None:
+def make_lookups(config: Config,
+                 redis: aioredis.Redis | RedisCluster) -> PipelinedLookups | ClusterLookups | None:
+    if isinstance(redis, RedisCluster):
+        return ClusterLookups(redis, connect_timeout=config.redis.timeout, username=config.redis.username,
+                              password=config.redis.password())
     if not config.redis.url.startswith("redis://"):
         return None  # TLS and unix sockets: redis-py's client does the lookups too
     return PipelinedLookups(config.redis.url, connect_timeout=config.redis.timeout,
                             username=config.redis.username, password=config.redis.password())
 
 
-def make_redis(config: Config) -> aioredis.Redis:
+def make_redis(config: Config) -> aioredis.Redis | RedisCluster:
+    if config.redis.cluster:
+        # redis-py's own cluster client (proxy/clusterclient.py): REDIS_POOL connections per node.
+        return make_cluster_client(config.redis.cluster_nodes, timeout=config.redis.timeout,
+                                   username=config.redis.username, password=config.redis.password(),
+                                   max_connections=REDIS_POOL)
     # One retry, on a broken connection only: a pooled connection from before a Redis restart fails once
     # (the server that had it is gone) and is made again at once, rather than counting as a failure (the
     # breaker, a missed write, an epoch move: one per pooled connection). A slow Redis costs one short
@@ -167,8 +190,8 @@ def make_redis(config: Config) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-def make_store(config: Config, redis: aioredis.Redis, metrics: Metrics, *,
-               lookups: PipelinedLookups | None = None) -> CacheStore:
+def make_store(config: Config, redis: aioredis.Redis | RedisCluster, metrics: Metrics, *,
+               lookups: PipelinedLookups | ClusterLookups | None = None) -> CacheStore:
     return CacheStore(redis, prefix=config.cache.prefix, timeout=config.redis.timeout,
                       breaker_failures=config.redis.breaker_failures,
                       breaker_reset=config.redis.breaker_reset, metrics=metrics, lookups=lookups)

@@ -12,6 +12,7 @@ from proxy.metrics import Metrics
 from proxy.readiness import Readiness
 from proxy.revocations import Revocations
 from proxy.store import CacheStore
+from proxy.workermetrics import WorkerMetrics
 
 CONFIG = web.AppKey("config", Config)  # the config the process started with (its process settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -23,3 +24,4 @@ GATEWAY = web.AppKey("gateway", Gateway)
 READINESS = web.AppKey("readiness", Readiness)
 DRAINING = web.AppKey("draining", set)  # retired generations whose fetches are still finishing
 REVOCATIONS = web.AppKey("revocations", Revocations)
+WORKER_METRICS = web.AppKey("worker_metrics", WorkerMetrics)  # a worker's: /-/metrics sums every worker

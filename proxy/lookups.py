@@ -95,6 +95,19 @@ class PipelinedLookups:
             protocol = await self._connect()
         return await self._send(protocol, _command(b"MGET", *(k.encode() for k in keys)))
 
+    fetch = mget  # the store's name for a batch of lookups (ClusterLookups.fetch on a cluster)
+
+    async def get_each(self, keys: list[str]) -> list:
+        """GET of each key, written back to back in one write: the replies in order, a reply error (MOVED
+        from a cluster node) in its key's place. A lost connection fails them all."""
+        protocol = self._protocol
+        if protocol is None or protocol.lost is not None:
+            protocol = await self._connect()
+        futures = [self._send(protocol, b"", write=False) for _ in keys]
+        assert protocol.transport is not None
+        protocol.transport.write(b"".join([_command(b"GET", k.encode()) for k in keys]))
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     async def set_absent(self, key: str, value: bytes, px: int) -> bytes | None:
         """SET key value NX PX px GET: None when it was set, else what the key holds (left as it is)."""
         protocol = self._protocol
@@ -108,13 +121,14 @@ class PipelinedLookups:
             self._protocol.transport.close()
         self._protocol = None
 
-    def _send(self, protocol: _Protocol, command: bytes) -> asyncio.Future:
+    def _send(self, protocol: _Protocol, command: bytes, *, write: bool = True) -> asyncio.Future:
         if protocol.lost is not None:  # lost between the check and now: never wait on a dead connection
             raise protocol.lost
         future = asyncio.get_running_loop().create_future()
         protocol.waiting.append(future)
-        assert protocol.transport is not None
-        protocol.transport.write(command)
+        if write:
+            assert protocol.transport is not None
+            protocol.transport.write(command)
         return future
 
     async def _connect(self) -> _Protocol:

@@ -98,7 +98,8 @@ class Metrics:
         self.requests = PlainCounter("cachegate_requests", "Requests answered, by route, strategy, method "
                                      "and status", ("route", "strategy", "method", "status"))
         # outcome: hit, stale (served while one request refreshes), stale_error (served because the upstream
-        # failed), revalidated (304 from the cache), coalesced (waited for another request's fill), miss,
+        # failed), revalidated (304 from the cache), coalesced (waited for another request's fill; reason
+        # "lease": another process's, answered from the entry it stored), miss,
         # bypass (why in `reason`), write (a write-through; what it did to the cache in `reason`), error
         # (refused before the cache: the error code in `reason`).
         self.cache_requests = PlainCounter("cachegate_cache_requests",

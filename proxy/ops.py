@@ -5,7 +5,7 @@ import asyncio
 
 from aiohttp import web
 
-from proxy.appkeys import GATEWAY, METRICS, READINESS, STORE
+from proxy.appkeys import GATEWAY, METRICS, READINESS, STORE, WORKER_METRICS
 from proxy.readiness import Checks
 
 READY_FIRST_WAIT = 2.0  # seconds a probe waits for the first round after start-up
@@ -56,5 +56,6 @@ async def check_dependencies(app: web.Application) -> Checks:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
-    body = request.app[METRICS].render()
+    workers = request.app.get(WORKER_METRICS)
+    body = workers.render() if workers is not None else request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})

@@ -62,6 +62,11 @@ class Readiness:
                 log.exception("readiness check failed")
                 checks = {"checks": f"failed ({type(exc).__name__})"}
             self._record(checks)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancel that arrived during the round and was lost inside a client (seen with redis-py's
+                # cluster client while a node was down) still ends the loop.
+                raise asyncio.CancelledError
             await asyncio.sleep(self._interval())  # read each time: a reload may change it
 
     def _record(self, checks: Checks) -> None:

@@ -15,10 +15,12 @@ from typing import Iterable
 # Record layout: a fixed prefix the Lua scripts read and rewrite, then the entry itself (the "tail"): its
 # meta, header lines, the tags it is indexed under (for `explain`; a hit skips them) and the raw body. No
 # JSON of the body: a hit is one slice, not a parse.
-# A write fence ("writing", see proxy/lua/record.lua) lists after its prefix the writes in flight.
+# A write fence ("writing", see proxy/lua/record.lua) lists after its prefix the writes in flight. A lease
+# is the record a miss on an empty key writes before it goes upstream: its token is what the fill compares,
+# and another gateway process that finds it waits for that fill instead of fetching too.
 # Format 2 added the tags; a record of another format is a miss (and is replaced by the next fill).
-FORMAT, ENTRY, TOMBSTONE, DROPPED, WRITING = 2, 1, 2, 3, 4
-KINDS = {ENTRY: "entry", TOMBSTONE: "tombstone", DROPPED: "dropped", WRITING: "fence"}
+FORMAT, ENTRY, TOMBSTONE, DROPPED, WRITING, LEASE = 2, 1, 2, 3, 4, 5
+KINDS = {ENTRY: "entry", TOMBSTONE: "tombstone", DROPPED: "dropped", WRITING: "fence", LEASE: "lease"}
 PREFIX = struct.Struct(">BBQQ8s")  # format, kind, epoch, floor (highest version seen), token
 META = struct.Struct(">QHdddIH")   # version, status, stored_at, fresh_until, stale_until, header, tag bytes
 WRITER = struct.Struct(">8sQ")      # in a write fence: writer id, deadline (ms of Redis time)
@@ -48,6 +50,7 @@ class Lookup:
     epoch: int
     generations: tuple[int, ...]  # of the tags asked for, in order
     fenced: bool = False         # the key held a write fence: reopen it before going upstream to fill
+    leased: bool = False         # the key held another fill's lease: that fill is under way
 
     @property
     def state(self) -> tuple[int, bytes, tuple[int, ...]]:
@@ -126,5 +129,5 @@ def read_record(raw: bytes) -> Record | None:
 
 def lua_prelude() -> str:
     """The constants every script reads, from this module's layout."""
-    return (f"local FORMAT, ENTRY, TOMBSTONE, DROPPED, WRITING = {FORMAT}, {ENTRY}, {TOMBSTONE}, {DROPPED}, "
-            f"{WRITING}\nlocal PREFIX_SIZE, WRITER_SIZE = {PREFIX.size}, {WRITER.size}\n")
+    return (f"local FORMAT, ENTRY, TOMBSTONE, DROPPED, WRITING, LEASE = {FORMAT}, {ENTRY}, {TOMBSTONE}, "
+            f"{DROPPED}, {WRITING}, {LEASE}\nlocal PREFIX_SIZE, WRITER_SIZE = {PREFIX.size}, {WRITER.size}\n")

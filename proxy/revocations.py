@@ -6,17 +6,22 @@ own dict at once, then in Redis (`<prefix>:revoked`, members `<sub>:<below>` sco
 forgotten, token_ttl + 2 x leeway later, when every token they void has expired) and on the channel
 `<prefix>:revocations`. Every process subscribes, and reads the whole set again after each (re)connect and
 every RESYNC seconds, so a lost message costs at most that long. Per request the check is one dict lookup.
+
+On a Redis Cluster the same code runs on redis-py's cluster client: the record and its announcement are one
+Lua script on the set's slot (a PUBLISH reaches every node's subscribers, so one script serves both
+topologies; sharded pub/sub would tie the channel to the set's master and its failover), and the
+subscription is redis-py's cluster pub/sub, on the node of the channel's slot, made again when it fails.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import redis.asyncio as aioredis
 from multidict import CIMultiDict
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from cachegate.tokens import REVOCATION_HEADER, parse_revocation
 
@@ -24,7 +29,11 @@ log = logging.getLogger("cachegate.revocations")
 
 RESYNC = 5.0   # seconds between full reads of the set: the bound for a message lost on a live connection
 RETRY = 0.5    # seconds between attempts to subscribe again after Redis went away
-_FAILURES = (RedisError, OSError, TimeoutError)
+# The set's member, trimmed of what has expired (no TTL: an evicting Redis never drops the set), announced.
+_RECORD = """redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+return redis.call('PUBLISH', ARGV[4], ARGV[5])"""
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 
 
 class Revocations:
@@ -36,6 +45,7 @@ class Revocations:
                  resync: float = RESYNC, retry: float = RETRY,
                  clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
+        self._record = redis.register_script(_RECORD)
         self.key = f"{prefix}:revoked"
         self.channel = f"{prefix}:revocations"
         self._lifetime = lifetime
@@ -51,6 +61,7 @@ class Revocations:
         self._healthy = True
         self._stopping = False
         self.connected = asyncio.Event()  # set while subscribed and in step with the set
+        self._pubsub: Any = None  # the subscription of the moment (stop() closes its connection)
 
     # -- the users service's answers -------------------------------------------------------------------------
 
@@ -85,12 +96,8 @@ class Revocations:
     async def _send(self, sub: str, below: int, until: float) -> None:
         member = f"{sub}:{below}"
         async with asyncio.timeout(self._timeout):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(self.key, {member: until})
-                # Trimmed here, and no TTL: an evicting Redis (volatile-lru) never drops the set.
-                pipe.zremrangebyscore(self.key, "-inf", self._clock())
-                pipe.publish(self.channel, f"{member}:{until:.3f}")
-                await pipe.execute()
+            await self._record(keys=[self.key], args=[until, member, self._clock(), self.channel,
+                                                      f"{member}:{until:.3f}"])
 
     def _apply(self, sub: str, below: int, until: float) -> None:
         if until <= self._clock():
@@ -108,6 +115,7 @@ class Revocations:
         while not self._stopping:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    self._pubsub = pubsub
                     async with asyncio.timeout(self._timeout):
                         await pubsub.subscribe(self.channel)
                     await self._flush_unsent()
@@ -129,7 +137,7 @@ class Revocations:
                 self._unhealthy(exc)
                 # The client is this module's own: its idle connections died with the server, and the next
                 # attempt must not spend itself on one of them.
-                await self._redis.connection_pool.disconnect()
+                await self._disconnect()
             if not self._stopping:
                 await asyncio.sleep(self._retry)  # between reconnect attempts, not a synchronisation
 
@@ -138,8 +146,18 @@ class Revocations:
         too: the read fails, and run() sees it is stopping."""
         self._stopping = True
         follower.cancel()
-        await self._redis.connection_pool.disconnect()
+        if self._pubsub is not None:
+            # A cluster's pub/sub has a connection of its own, which closing the client leaves open.
+            await self._pubsub.aclose()
+        await self._disconnect()
         await asyncio.gather(follower, return_exceptions=True)
+
+    async def _disconnect(self) -> None:
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect()
+        else:  # a cluster client: its nodes' connections close, and the slot map is read again on next use
+            await self._redis.aclose()
 
     async def resync(self) -> None:
         """Merge the whole set into the dict, and forget what has expired."""

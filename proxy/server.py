@@ -18,6 +18,7 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,12 +30,13 @@ from aiohttp import web
 from cachegate.config import Config
 from cachegate.logfiles import reopen_all, setup_logging
 from proxy.admin import create_admin_app
-from proxy.app import REDIS_POOL, create_app, make_redis, make_store
+from proxy.app import REDIS_POOL, create_app, make_redis, make_store, start_cluster_client
 from proxy.appkeys import METRICS, READINESS
 from proxy.control import CACHE_OFF, CACHE_ON, MasterControl, ProcessControl
 from proxy.errors import ConfigError
 from proxy.listener import AnswerHook, Bounds, Listener, bind, raise_file_limit
 from proxy.metrics import Metrics
+from proxy.workermetrics import METRICS_DIR_ENV
 
 log = logging.getLogger("cachegate.proxy")
 WORKER_ENV = "CACHEGATE_PROXY_WORKER"
@@ -205,13 +207,20 @@ async def _serve_master(config: Config, count: int) -> None:
     stop = asyncio.Event()
     argv = [sys.executable, "-m", "proxy", "--config", str(Path(config.path).resolve())]
 
+    # Each worker's metrics, for the scrape that reaches any one of them (proxy/workermetrics.py).
+    figures = config.stack.data_dir / "run" / f"proxy-{os.getpid()}-metrics"
+    shutil.rmtree(figures, ignore_errors=True)
+    figures.mkdir(parents=True)
+
     def spawn(cache_enabled: bool) -> subprocess.Popen:
         # A worker started later (after a crash) follows the cache switch as it is now, not as in the file.
-        env = {**os.environ, WORKER_ENV: "1", "CACHEGATE_CACHE": "on" if cache_enabled else "off"}
+        env = {**os.environ, WORKER_ENV: "1", "CACHEGATE_CACHE": "on" if cache_enabled else "off",
+               METRICS_DIR_ENV: str(figures)}
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
     redis, metrics = make_redis(config), Metrics()
+    await start_cluster_client(redis)
     control = MasterControl(config, workers, make_store(config, redis, metrics), metrics)
     _install_signals(control, stop, switches=False)
     admin, admin_listener = await _start_admin(config, control)
@@ -221,6 +230,7 @@ async def _serve_master(config: Config, count: int) -> None:
         for i, proc in enumerate(workers):
             if proc.poll() is not None:
                 log.error("worker %d exited with %s; starting another", proc.pid, proc.returncode)
+                (figures / f"{proc.pid}.prom").unlink(missing_ok=True)  # a dead worker's counts go with it
                 workers[i] = spawn(control.cache_enabled)
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
@@ -236,6 +246,7 @@ async def _serve_master(config: Config, count: int) -> None:
             proc.kill()
     await _stop(admin, admin_listener)
     await redis.aclose()
+    shutil.rmtree(figures, ignore_errors=True)
 
 
 async def _logged(coro, what: str) -> None:

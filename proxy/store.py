@@ -1,4 +1,4 @@
-"""The Redis cache store: batched lookups, versioned Lua writes, fences, epochs (records: proxy/records.py)."""
+"""The Redis cache store, on one Redis or a Redis Cluster: batched lookups, one-slot Lua scripts, epochs."""
 from __future__ import annotations
 
 import asyncio
@@ -10,22 +10,25 @@ from pathlib import Path
 from typing import Awaitable, Callable, Sequence, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, OutOfMemoryError, RedisError
+from redis.exceptions import NoScriptError, OutOfMemoryError, RedisClusterException, RedisError
 
 from proxy.breaker import CircuitBreaker
 from proxy.errors import CacheUnavailable
+from proxy.clusterclient import ClusterLookups, TopologyWatch
 from proxy.lookups import PipelinedLookups
 from proxy.metrics import Metrics
-from proxy.records import (DROPPED, FORMAT, PREFIX, TOMBSTONE, WRITING, Entry, Lookup, Record, decode,
-                           encode_tail, lua_prelude, read_record)
+from proxy.records import (DROPPED, FORMAT, LEASE, PREFIX, TOMBSTONE, WRITING, Entry, Lookup, Record,
+                           decode, encode_tail, lua_prelude, read_record)
 
 log = logging.getLogger("cachegate.store")
 T = TypeVar("T")
 
 STORED, FENCED, OPEN = "stored", "fenced", "open"
 FULL, BUSY = "full", "busy"  # fills refused: Redis out of memory (maxmemory), no Redis connection free
-_FAILURES = (RedisError, OSError, TimeoutError)
+# RedisClusterException is not a RedisError: redis-py's cluster client raises it for what it refuses itself.
+_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 # Fills take at most this many of the pool's connections at once, so the fences and writes of write-through
 # (whose failure moves the epoch) always find one during a burst of fills.
 FILL_SLOTS = 48
@@ -34,7 +37,7 @@ _LUA = Path(__file__).with_name("lua")
 PURGE_FENCE = 30.0  # seconds an admin purge keeps refusing fills that started before it
 ADMIN_TIMEOUT = 10.0  # seconds one Redis call of an admin purge or inspection may take (a page of keys)
 SCAN_COUNT = 500     # keys per SCAN page and per pipeline of purges
-_Found = tuple[int, list["bytes | None"]]  # (epoch, values): what a batched MGET hands each lookup
+_Found = tuple[int, list["bytes | None"]]  # (epoch, values): what a batched lookup hands each one
 _Waiter = tuple[tuple[str, ...], "asyncio.Future[_Found]"]
 
 
@@ -64,19 +67,28 @@ class CacheFull(CacheUnavailable):
 class CacheStore:
     """Every Redis call of the cache. Any failure, timeout or open breaker raises CacheUnavailable.
 
-    The client must return bytes (no decode_responses). Lookups issued in the same event-loop tick go out
-    as one MGET together with the epoch key. Writes that may have missed Redis are remembered, and the
-    first call that reaches Redis again moves the key namespace to a new epoch before anything else runs.
+    The client (redis-py's, for one Redis or a Redis Cluster: one code path) must return bytes (no
+    decode_responses). Every key of an entity shares its hash tag (`{prefix}:e:{KEY}`), every key of a tag
+    its own (`{prefix}:g:{TAG}` ...), so each Lua script touches one hash slot. Lookups issued in the same
+    event-loop tick go out as one round trip (per node, in parallel, on a cluster) together with the epoch
+    key; an entry is served only when the epoch stamped in it is the one read with it. Writes that may have
+    missed Redis are remembered (on a cluster, a change of the slots' masters counts as one: a promoted
+    replica may lack the last writes of its master), and the first call that reaches Redis again moves the
+    key namespace to a new epoch before anything else runs (docs/architecture.md, "Redis Cluster").
     """
 
     def __init__(self, redis: aioredis.Redis, *, prefix: str, timeout: float, breaker_failures: int,
-                 breaker_reset: float, metrics: Metrics, lookups: PipelinedLookups | None = None,
+                 breaker_reset: float, metrics: Metrics,
+                 lookups: PipelinedLookups | ClusterLookups | None = None,
                  retries_writes: bool = False) -> None:
         self._redis = redis
         # The invalidator applies each change until it lands (its actions are idempotent): a write that failed
         # is not a write lost, so it needs no epoch move (which would empty the whole cache).
         self._retries_writes = retries_writes
-        self._lookups = lookups  # the hit path's lean MGET connection; redis-py's client when None
+        self._lookups = lookups  # the hit path's lean connection(s); redis-py's client when None
+        self._cluster = isinstance(redis, RedisCluster)
+        # On a cluster, whether the slots' masters changed since the last call (a failover): see _call.
+        self._topology = TopologyWatch(redis) if isinstance(redis, RedisCluster) else None
         self._prefix = prefix
         self._timeout = timeout
         self._metrics = metrics
@@ -87,8 +99,8 @@ class CacheStore:
         # The layout's numbers (proxy/records.py) and the helpers every script shares, then its own part.
         record = lua_prelude() + (_LUA / "record.lua").read_text()
         self._scripts = {name: redis.register_script(record + (_LUA / f"{name}.lua").read_text())
-                         for name in ("fill", "write", "mark", "fence", "reopen", "invalidate", "purge",
-                                      "retire")}
+                         for name in ("fill", "tagfill", "index", "write", "mark", "fence", "reopen",
+                                      "invalidate", "drop", "purge", "epoch", "inspect", "release", "retire")}
         self._batch: list[_Waiter] = []
         self._senders: set[asyncio.Task[None]] = set()
         self._missed = 0    # writes that may not have reached Redis...
@@ -99,26 +111,30 @@ class CacheStore:
         self._full_at = 0.0  # loop time of the last write refused for want of memory
         self._fill_slots = asyncio.Semaphore(FILL_SLOTS)
         self.epoch = 0  # the key epoch the last call that read or moved it saw (the status page shows it)
-        self._retire_loaded = False
 
     @property
     def breaker_state(self) -> str:
         return self._breaker.state
 
+    # The name in braces is the key's hash tag: a cluster puts every key of one entity (or of one tag) in
+    # one slot, and a single Redis ignores the braces. A `}` inside a name only shortens its tag.
     def entry_key(self, key: str) -> str:
-        return f"{self._prefix}:e:{key}"
+        return f"{self._prefix}:e:{{{key}}}"
 
     def generation_key(self, tag: str) -> str:
-        return f"{self._prefix}:g:{tag}"
+        return f"{self._prefix}:g:{{{tag}}}"
 
     def index_key(self, tag: str) -> str:
-        return f"{self._prefix}:t:{tag}"
+        return f"{self._prefix}:t:{{{tag}}}"
 
     def writers_key(self, tag: str) -> str:
-        return f"{self._prefix}:w:{tag}"
+        return f"{self._prefix}:w:{{{tag}}}"
 
     def recent_key(self, tag: str) -> str:
-        return f"{self._prefix}:r:{tag}"
+        return f"{self._prefix}:r:{{{tag}}}"
+
+    def _tag_keys(self, tag: str) -> list[str]:
+        return [self.generation_key(tag), self.index_key(tag), self.writers_key(tag), self.recent_key(tag)]
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -132,7 +148,8 @@ class CacheStore:
         self._batch.append((names, future))
         epoch, values = await future
         entry, token, kind = decode(values[0], epoch)
-        return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]), kind == WRITING)
+        return Lookup(entry, token, epoch, tuple(int(v or 0) for v in values[1:]), kind == WRITING,
+                      kind == LEASE)
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
@@ -145,19 +162,39 @@ class CacheStore:
         failure: BaseException = CacheUnavailable("lookup abandoned")
         try:
             keys = [self._epoch_key, *names]
-            mget = self._lookups.mget if self._lookups is not None else self._redis.mget
-            values = await self._call("mget", lambda: mget(keys))
+            if self._lookups is not None:
+                fetch = self._lookups.fetch
+            else:
+                fetch = self._redis.mget_nonatomic if self._cluster else self._redis.mget
+            values = await self._call("mget", lambda: fetch(keys))
+            if self._cluster:
+                values = self._partial(values)
             epoch = self.epoch = int(values[0] or 0)
             found = dict(zip(names, values[1:]))
             for wanted, future in batch:
                 if not future.done():
-                    future.set_result((epoch, [found[name] for name in wanted]))
+                    got = [found[name] for name in wanted]
+                    if self._cluster and any(isinstance(v, BaseException) for v in got):
+                        future.set_exception(CacheUnavailable("lookup failed on its node"))
+                    else:
+                        future.set_result((epoch, got))
         except Exception as exc:  # handed to every waiter, none of whom may hang
             failure = exc
         finally:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(failure)
+
+    def _partial(self, values: list) -> list:
+        """A cluster batch some of whose nodes failed: those keys' lookups fail (they bypass), the others
+        go on; without the epoch nothing may be served. Counted, never against the breaker: one master down
+        must not send every key upstream."""
+        failed = next((v for v in values if isinstance(v, BaseException)), None)
+        if failed is not None:
+            self._metrics.redis_errors.labels("node-mget").inc()
+            if isinstance(values[0], BaseException):
+                raise CacheUnavailable(f"Redis mget failed: the epoch's node ({values[0]})")
+        return values
 
     async def ping(self) -> bool:
         try:
@@ -168,15 +205,16 @@ class CacheStore:
     # -- writes ------------------------------------------------------------------------------------------
 
     async def claim(self, key: str, seen: Lookup, *, lifetime: float) -> Lookup:
-        """Before a miss on an empty key goes upstream: the key gets a plain miss record with a token of
-        this fill's own (a lease), unless something is there by now; the Lookup to fill with.
+        """Before a miss on an empty key goes upstream: the key gets a lease, a record with a token of this
+        fill's own, unless something is there by now; the Lookup to fill with (`leased` when what is there
+        is another fill's lease: another process is fetching this key).
 
         A fill is then refused once its record is gone (proxy/lua/fill.lua), whether it expired or Redis
         evicted it: an evicted tombstone or write fence can never let an older read be stored. One SET on
         the lookups' connection, on a miss only; the lease lives `lifetime` seconds (the longest fetch).
         """
         token = os.urandom(8)
-        record = PREFIX.pack(FORMAT, DROPPED, seen.epoch, 0, token)
+        record = PREFIX.pack(FORMAT, LEASE, seen.epoch, 0, token)
         name = self.entry_key(key)
         if self._lookups is not None:
             set_absent = self._lookups.set_absent
@@ -191,7 +229,12 @@ class CacheStore:
         if found is None:
             return Lookup(None, token, seen.epoch, seen.generations)
         entry, token, kind = decode(found, seen.epoch)  # someone was first: fill against what it wrote
-        return Lookup(entry, token, seen.epoch, seen.generations, kind == WRITING)
+        return Lookup(entry, token, seen.epoch, seen.generations, kind == WRITING, kind == LEASE)
+
+    async def release(self, key: str, seen: Lookup) -> None:
+        """A fill that will not store gives its lease back at once (rather than at its expiry), so the
+        processes waiting on it go upstream now; a lease replaced since is left alone."""
+        await self._call("release", self._script("release", [self.entry_key(key)], [seen.token]))
 
     async def fill(self, key: str, entry: Entry, *, seen: Lookup, tags: Sequence[str] = (),
                    upstream_tags: Sequence[str] = ()) -> str:
@@ -199,24 +242,34 @@ class CacheStore:
         when Redis is out of memory, 'busy' when the fills in flight hold their share of connections). The
         entry is indexed under the rule's `tags` (whose generations `seen` holds) and the `upstream_tags`
         its answer named (refused only while one of them is fenced or was invalidated recently)."""
-        named = [*tags, *upstream_tags]
-        keys = [self.entry_key(key), self._epoch_key, *(self.generation_key(t) for t in named),
-                *(self.index_key(t) for t in named), *(self.writers_key(t) for t in named),
-                *(self.recent_key(t) for t in upstream_tags)]
-        args = [seen.epoch, seen.token, os.urandom(8), entry.version,
-                _ms(entry.stale_until - entry.stored_at), encode_tail(entry), len(tags), len(upstream_tags),
-                *seen.generations]
+        if seen.epoch != self.epoch:
+            return self._judge("epoch")  # the epoch moved since (an entry stamped with it is never served)
+        name, ttl = self.entry_key(key), _ms(entry.stale_until - entry.stored_at)
+        checks = [(self._tag_keys(tag), [name, g, ttl]) for tag, g in zip(tags, seen.generations)]
+        checks += [(self._tag_keys(tag), [name, "", ttl]) for tag in upstream_tags]
+        args = [seen.epoch, seen.token, os.urandom(8), entry.version, ttl, encode_tail(entry)]
         try:
             async with asyncio.timeout(self._timeout):
                 await self._fill_slots.acquire()
         except TimeoutError:
             return self._judge(BUSY)  # the proxy's own congestion: no Redis call made, nothing to count
         try:
-            return self._judge(await self._call("fill", lambda: self._scripts["fill"](keys=keys, args=args)))
+            # Each tag first, on its own slot (proxy/lua/tagfill.lua: refused while fenced, else the key is
+            # indexed), then the entry on its slot: an invalidation in between changes the entry's token.
+            if checks:
+                found = await asyncio.gather(*(self._call("fill", self._script("tagfill", keys, tag_args))
+                                               for keys, tag_args in checks))
+                if any(outcome != b"ok" for outcome in found):
+                    return self._judge("fenced")
+            return self._judge(await self._call("fill", self._script("fill", [name], args)))
         except CacheFull:
             return self._judge(FULL)
         finally:
             self._fill_slots.release()
+
+    def _script(self, name: str, keys: list, args: list) -> Callable[[], Awaitable]:
+        script = self._scripts[name]
+        return lambda: script(keys=keys, args=args)
 
     async def reopen(self, key: str, seen: Lookup) -> tuple[str, Lookup]:
         """After a lookup found a write fence, before going upstream: ('open', a Lookup to fill with) once
@@ -242,19 +295,19 @@ class CacheStore:
                 raise result
 
     async def _fence_key(self, key: str, writer: bytes, lifetime: float, linger: float) -> None:
-        keys = [self.entry_key(key), self._epoch_key]
-        args = [writer, _ms(lifetime), os.urandom(8), _ms(linger)]
-        await self._call("fence", lambda: self._scripts["fence"](keys=keys, args=args), writes=True)
+        args = [writer, _ms(lifetime), os.urandom(8), _ms(linger), self.epoch]
+        await self._call("fence", self._script("fence", [self.entry_key(key)], args), writes=True)
 
     async def write(self, key: str, entry: Entry, *, tags: Sequence[str] = (), writer: bytes = b"",
                     linger: float = PURGE_FENCE) -> str:
         """Store the entity a write returned and end that write's fence: 'stored', 'older'/'deleted' when
         the key saw newer, 'fenced' while another write to it is in flight (the key stays a miss)."""
-        keys = [self.entry_key(key), self._epoch_key, *(self.index_key(t) for t in tags)]
-        args = [os.urandom(8), entry.version, _ms(entry.stale_until - entry.stored_at), encode_tail(entry),
-                writer, _ms(linger)]
-        return self._judge(await self._call("write", lambda: self._scripts["write"](keys=keys, args=args),
-                                            writes=True))
+        name, ttl = self.entry_key(key), _ms(entry.stale_until - entry.stored_at)
+        # The tags' indexes first (each on its own slot), so an invalidation never misses the entry.
+        await asyncio.gather(*(self._call("write", self._script("index", [self.index_key(t)], [name, ttl]),
+                                          writes=True) for t in tags))
+        args = [os.urandom(8), entry.version, ttl, encode_tail(entry), writer, _ms(linger), self.epoch]
+        return self._judge(await self._call("write", self._script("write", [name], args), writes=True))
 
     async def tombstone(self, key: str, version: int, *, ttl: float, writer: bytes = b"") -> str:
         """After a DELETE: nothing older than `version` may be stored under `key` for `ttl` seconds.
@@ -272,9 +325,8 @@ class CacheStore:
         return await self._mark(key, DROPPED, version, fence, writer, hold=hold)
 
     async def _mark(self, key: str, kind: int, version: int, ttl: float, writer: bytes, *, hold: bool) -> str:
-        keys = [self.entry_key(key), self._epoch_key]
-        args = [kind, os.urandom(8), version, _ms(ttl), writer, "1" if hold else "0"]
-        outcome = await self._call("mark", lambda: self._scripts["mark"](keys=keys, args=args), writes=True)
+        args = [kind, os.urandom(8), version, _ms(ttl), writer, "1" if hold else "0", self.epoch]
+        outcome = await self._call("mark", self._script("mark", [self.entry_key(key)], args), writes=True)
         return outcome.decode()
 
     async def retire(self, key: str, version: int, *, deleted: bool, ttl: float) -> str:
@@ -282,33 +334,15 @@ class CacheStore:
         served or stored under `key` any more ('stored', 'fenced' when a write fence stays); an entry or a
         marker as new or newer is left alone ('current'), an empty key too ('absent'). `deleted`: the row is
         gone, a tombstone at `version`; else a drop marker. Markers live `ttl` seconds (lua/retire.lua)."""
-        keys = [self.entry_key(key), self._epoch_key]
-        args = [TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl)]
-        found = await self._call("retire", lambda: self._scripts["retire"](keys=keys, args=args), writes=True)
-        return found.decode()
+        return (await self.retire_many([(key, version, deleted)], ttl=ttl))[0]
 
     async def retire_many(self, changes: Sequence[tuple[str, int, bool]], *, ttl: float) -> list[str]:
-        """`retire` for many keys (key, version, deleted) in one round trip: a pipeline of the script, each
-        call touching its own key and the epoch only. The outcomes, in order."""
-        script = self._scripts["retire"]
-
-        async def run() -> list[bytes]:
-            if not self._retire_loaded:
-                # Loaded first, then EVALSHA in one pipeline (a pipeline of Script calls would ask SCRIPT
-                # EXISTS, which the gateway's ACL does not grant); again after a Redis that lost it.
-                await self._redis.script_load(script.script)
-                self._retire_loaded = True
-            pipe = self._redis.pipeline(transaction=False)
-            for key, version, deleted in changes:
-                pipe.evalsha(script.sha, 2, self.entry_key(key), self._epoch_key,
-                             TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl))
-            try:
-                return await pipe.execute()
-            except NoScriptError:
-                self._retire_loaded = False
-                raise
-        found = await self._call("retire", run, writes=True)
-        return [outcome.decode() for outcome in found]
+        """`retire` for many keys (key, version, deleted) in one round trip per node, each call touching its
+        own key only (one slot). The outcomes, in order."""
+        calls = [([self.entry_key(key)], [TOMBSTONE if deleted else DROPPED, os.urandom(8), version, _ms(ttl),
+                                          self.epoch])
+                 for key, version, deleted in changes]
+        return [outcome.decode() for outcome in await self._each("retire", calls, timeout=None)]
 
     async def read_note(self, name: str, *, timeout: float | None = None) -> bytes | None:
         """A small value of the process that keeps it (the invalidator's position), under the prefix."""
@@ -330,12 +364,16 @@ class CacheStore:
 
     async def _invalidate(self, tag: str, writer: bytes, mode: str, lifetime: float, linger: float,
                           recent: float, *, timeout: float | None = None) -> tuple[int, int]:
-        """(the tag's new generation, the entries dropped)."""
-        keys = [self.generation_key(tag), self.index_key(tag), self.writers_key(tag), self.recent_key(tag)]
-        args = [writer, mode, _ms(lifetime), _ms(linger), os.urandom(8), _ms(recent) if recent > 0 else 0]
-        found = await self._call("invalidate", lambda: self._scripts["invalidate"](keys=keys, args=args),
+        """(the tag's new generation, the entries dropped): the tag's script on its slot, then a drop of each
+        entry it indexed, pipelined (on a cluster: per node, in parallel). The generation moves first, so
+        fills under way are refused; a drop that fails is a missed write (the epoch moves)."""
+        args = [writer, mode, _ms(lifetime), _ms(recent) if recent > 0 else 0]
+        found = await self._call("invalidate", self._script("invalidate", self._tag_keys(tag), args),
                                  writes=True, timeout=timeout)
-        return int(found[0]), int(found[1])
+        members = [m.decode() for m in found[1:]]
+        dropped = await self._each("drop", [([m], [os.urandom(8), _ms(linger)]) for m in members],
+                                   timeout=timeout) if members else []
+        return int(found[0]), sum(int(n) for n in dropped)
 
     # -- admin purges: each a drop with a fence, each says how many entries it removed -----------------------
 
@@ -354,7 +392,8 @@ class CacheStore:
     async def purge_prefix(self, prefix: str) -> int:
         """Drop every key that starts with `prefix`, found by SCAN (redis-py's cluster client scans every
         primary), purged like purge_key in batches of SCAN_COUNT."""
-        found = self._redis.scan_iter(match=self.entry_key(_glob_escape(prefix)) + "*", count=SCAN_COUNT)
+        match = f"{self._prefix}:e:{{{_glob_escape(prefix)}*"
+        found = self._redis.scan_iter(match=match, count=SCAN_COUNT)
 
         async def page() -> list[bytes]:
             keys: list[bytes] = []
@@ -371,36 +410,63 @@ class CacheStore:
         return removed
 
     async def _purge_keys(self, keys: Sequence[str]) -> int:
-        script = self._scripts["purge"]
+        calls = [([key], [os.urandom(8), _ms(PURGE_FENCE), self.epoch]) for key in keys]
+        return sum(int(n) for n in await self._each("purge", calls, timeout=ADMIN_TIMEOUT))
 
-        async def run() -> list[int]:
-            # Loaded first, then EVALSHA in one pipeline: a pipeline of Script calls would ask SCRIPT EXISTS,
-            # a command the gateway's ACL does not grant.
-            await self._redis.script_load(script.script)
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.evalsha(script.sha, 2, key, self._epoch_key, os.urandom(8), _ms(PURGE_FENCE))
-            return await pipe.execute()
-        return sum(int(n) for n in await self._call("purge", run, writes=True, timeout=ADMIN_TIMEOUT))
+    async def _each(self, name: str, calls: list[tuple[list, list]], *, timeout: float | None) -> list:
+        """One script over many keys of many slots: EVALSHA in one pipeline (redis-py's cluster pipeline
+        sends each node its part, in parallel). A pipeline of Script calls would ask SCRIPT EXISTS, which
+        the gateway's ACL does not grant: a NOSCRIPT (Redis restarted, a new node) loads it and runs again."""
+        script = self._scripts[name]
+        if self._cluster:
+            # redis-py's cluster pipeline refuses EVALSHA: the calls go concurrently, a bounded number at
+            # a time (each on its node's pool), which costs a round trip per node and chunk.
+            async def each() -> list:
+                found: list = []
+                for at in range(0, len(calls), FILL_SLOTS):
+                    found += await asyncio.gather(*(script(keys=keys, args=args)
+                                                    for keys, args in calls[at:at + FILL_SLOTS]))
+                return found
+            return await self._call(name, each, writes=True, timeout=timeout)
+
+        async def run() -> list:
+            for attempt in range(2):
+                pipe = self._redis.pipeline(transaction=False)
+                for keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                found = await pipe.execute(raise_on_error=False)
+                if attempt == 0 and any(isinstance(r, NoScriptError) for r in found):
+                    await self._redis.script_load(script.script)
+                    continue
+                failed = next((r for r in found if isinstance(r, BaseException)), None)
+                if failed is not None:
+                    raise failed
+                return found
+            raise AssertionError("unreachable")
+        return await self._call(name, run, writes=True, timeout=timeout)
 
     async def inspect(self, key: str, tags: Sequence[str] = ()) -> Inspected:
         """What the store holds for `key` now, read whole: the record, its time left, the current epoch, the
         generation of each of `tags`, and Redis's clock (fence deadlines are in it)."""
-        async def run() -> list:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.get(self.entry_key(key)).pttl(self.entry_key(key)).get(self._epoch_key).time()
-            for tag in tags:
-                pipe.get(self.generation_key(tag))
+        async def gets(names: list[str]) -> list:
+            if self._cluster:
+                return await self._redis.mget_nonatomic(names)
+            pipe = self._redis.pipeline(transaction=False)  # GETs, never an MGET: that is the hit path's
+            for name in names:
+                pipe.get(name)
             return await pipe.execute()
-        raw, pttl, epoch, (seconds, micros), *generations = await self._call("inspect", run,
-                                                                             timeout=ADMIN_TIMEOUT)
+
+        async def run() -> list:
+            names = [self._epoch_key, *(self.generation_key(tag) for tag in tags)]
+            return await asyncio.gather(self._scripts["inspect"](keys=[self.entry_key(key)], args=[]),
+                                        gets(names))
+        (raw, pttl, now), (epoch, *generations) = await self._call("inspect", run, timeout=ADMIN_TIMEOUT)
         return Inspected(read_record(raw) if raw is not None else None, pttl / 1000 if pttl >= 0 else None,
-                         int(epoch or 0), seconds * 1000 + micros // 1000,
-                         tuple(int(g or 0) for g in generations))
+                         int(epoch or 0), int(now), tuple(int(g or 0) for g in generations))
 
     async def new_epoch(self) -> int:
         """Move the whole key namespace to a new epoch: every entry stored before becomes a miss."""
-        epoch = self.epoch = int(await self._call("epoch", lambda: self._redis.incr(self._epoch_key),
+        epoch = self.epoch = int(await self._call("epoch", self._script("epoch", [self._epoch_key], []),
                                                   writes=True))
         self._metrics.epoch_bumps.inc()
         return epoch
@@ -426,6 +492,8 @@ class CacheStore:
         started = loop.time()
         try:
             async with asyncio.timeout(timeout or self._timeout):
+                if self._topology is not None and self._topology.changed():
+                    self._missed += 1  # a failover: the promoted replica may lack its master's last writes
                 if self._missed != self._settled:
                     await self._settle_epoch()
                 result = await make()
@@ -467,6 +535,8 @@ class CacheStore:
             raise CacheUnavailable(f"Redis {op} failed ({type(exc).__name__})") from exc
         finally:
             self._metrics.redis_call(op, loop.time() - started)
+            if self._topology is not None and self._topology.changed():
+                self._missed += 1
         self._breaker.success()
         if not self._healthy:
             self._healthy = True
@@ -482,7 +552,7 @@ class CacheStore:
             missed = self._missed
             if missed == self._settled:
                 return
-            epoch = self.epoch = await self._redis.incr(self._epoch_key)
+            epoch = self.epoch = int(await self._scripts["epoch"](keys=[self._epoch_key], args=[]))
             count, self._settled = missed - self._settled, missed
             self._metrics.epoch_bumps.inc()
             log.warning("cache epoch moved to %s: %d write(s) may have missed Redis", epoch, count)

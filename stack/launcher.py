@@ -21,13 +21,13 @@ from backends.migrate import migrate
 from backends.seed import credentials_path, seed
 from cachegate.config import Config
 from cachegate.errors import ConfigError
+from stack.cache_unit import RedisUnit, cluster_ports
 from stack.database import DatabaseUnit, NodeRow
 from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.managed import ManagedProcess
 from stack.net import http_ok, loopback, port_open
 from stack.ports import taken
 from stack.process import StackError, wait_until
-from stack.redis import RedisServer
 from stack.redis_acl import RedisUsers
 from stack.restarts import RUNNING, Record
 from stack.supervision import SupervisorFiles, SupervisorProcess
@@ -89,15 +89,14 @@ def redis_users(config: Config) -> RedisUsers:
         raise StackError(f"redis: {exc}") from None
 
 
-def redis_server(config: Config) -> RedisServer:
-    data, logs, run = _dirs(config)
+def redis_server(config: Config) -> RedisUnit:
+    """Redis: the one server of redis.url, or the Redis Cluster of redis.cluster.nodes."""
+    _dirs(config)
     try:
         users: RedisUsers | None = redis_users(config)
     except StackError:
         users = None  # not made yet: status and down need none, and start() says it cannot
-    return RedisServer(data / "redis", config.redis.host, config.redis.port, users=users,
-                       pid_path=run / "redis.pid", log_path=logs / "redis.log",
-                       maxmemory=config.redis.maxmemory, maxmemory_policy=config.redis.maxmemory_policy)
+    return RedisUnit(config, users)
 
 
 def mariadb_server(config: Config) -> DatabaseUnit:
@@ -151,8 +150,8 @@ def runs_invalidator(config: Config) -> bool:
 def addresses(config: Config) -> dict[str, list[tuple[str, int]]]:
     """Every (host, port) each process of the stack listens on, by name."""
     db = config.mariadb
-    found = {"redis": [(config.redis.host, config.redis.port)],
-             "mariadb": [(db.host, db.port)]}
+    redis = cluster_ports(config) if config.redis.cluster else [(config.redis.host, config.redis.port)]
+    found = {"redis": redis, "mariadb": [(db.host, db.port)]}
     if db.cluster:   # every node's SQL port and the ports it talks to its peers on
         found["mariadb"] = [(node.host, port) for node in db.nodes
                             for port in (node.port, node.gcomm_port, node.ist_port, node.sst_port)]
@@ -180,7 +179,7 @@ def slots(config: Config) -> list[Slot]:
     found = []
     for name, host, unit in units(config):
         hook: Callable[[Say], None] | None = None
-        if isinstance(unit, RedisServer):
+        if isinstance(unit, RedisUnit):
             hook = partial(_check_redis_login, config, unit)
         elif isinstance(unit, DatabaseUnit):
             hook = partial(_database_started, config, unit)
@@ -284,9 +283,10 @@ def _details(records: dict[str, Record], name: str) -> str:
     return records[name].describe() if name in records else ""
 
 
-def _check_redis_login(config: Config, unit: RedisServer, say: Say) -> None:
+def _check_redis_login(config: Config, unit: RedisUnit, say: Say) -> None:
     if not unit.ping():
-        raise StackError(f"redis: the redis-server on {unit.host}:{unit.port} (pid {unit.pid}) refuses "
+        host = config.redis.cluster_nodes[0][0] if config.redis.cluster else config.redis.host
+        raise StackError(f"redis: the redis-server on {host}:{unit.port} (pid {unit.pid}) refuses "
                          f"the credentials in {redis_admin_password_file(config).parent}; stop it "
                          "(`cachegate down`) and run `cachegate up` again")
 
@@ -371,7 +371,7 @@ def down(config: Config, *, say: Say = print) -> None:
     say(f"{'supervisor':<8} stopped (pid {pid})" if pid else f"{'supervisor':<8} was not running")
     for name, host, unit in reversed(units(config)):
         pid = unit.pid
-        pids = unit.pids if isinstance(unit, DatabaseUnit) else [pid]  # every node of a cluster
+        pids = unit.pids if isinstance(unit, (DatabaseUnit, RedisUnit)) else [pid]  # every node of a cluster
         unit.stop()
         say(f"{name:<8} stopped (pid {', '.join(map(str, pids))})" if pid else f"{name:<8} was not running")
     keeper.forget()
@@ -385,7 +385,7 @@ def status(config: Config) -> list[Row | NodeRow]:
     records = keeper.records()
     rows: list[Row | NodeRow] = []
     for name, host, unit in units(config):
-        if isinstance(unit, DatabaseUnit) and unit.cluster is not None:
+        if isinstance(unit, (DatabaseUnit, RedisUnit)) and unit.cluster is not None:
             rows += unit.rows()
         else:
             rows.append(Row(name, unit.pid, host, unit.port, _details(records, name)))

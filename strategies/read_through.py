@@ -18,14 +18,19 @@ from strategies.httpcache import (NEGATIVE_STATUSES, NOT_MODIFIED_HEADERS, SAFE_
                                   etag_matches, stored_headers, unconditional, version_of)
 
 MAX_REMEMBERED_FAILURES = 10_000
+# While another process holds the lease of a cold key, this process looks again for its entry: first after
+# LEASE_POLL seconds, the wait doubling up to LEASE_POLL_MAX, within cache.fill_wait. One request per key and
+# process polls (the others wait on its flight), so a wait costs a lookup each time, shared with the tick's.
+LEASE_POLL, LEASE_POLL_MAX = 0.005, 0.05
 METHOD = Outcome.bypass("method", fwd="method", detail="")
 NO_KEY = Outcome.bypass("no-key")
 
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    response: UpstreamResponse
+    response: UpstreamResponse | None  # None when another process's fill answered (`entry`)
     fill: Outcome               # stored, or not_stored and why (also the detail of the answer's Cache-Status)
+    entry: Entry | None = None  # what another process's fill stored while this one waited on its lease
 
     @property
     def stored(self) -> bool:
@@ -113,6 +118,9 @@ class ReadThrough(Strategy):
                 fetched = await asyncio.shield(
                     self.flights.start(key, seen.state, lambda states: self._fill(ctx, seen, states)))
             else:
+                if fetched.entry is not None:
+                    return self._leased(ctx, fetched.entry)
+                assert fetched.response is not None
                 ctx.outcome = Outcome("coalesced", fwd="miss", fwd_status=fetched.response.status,
                                       collapsed=True)
                 return self._answer(ctx, fetched, own=False)
@@ -123,12 +131,22 @@ class ReadThrough(Strategy):
             ctx.outcome = Outcome("miss", fwd="miss")
             fetched = await asyncio.shield(
                 self.flights.start(key, seen.state, lambda states: self._fill(ctx, seen, states)))
+        if fetched.entry is not None:
+            return self._leased(ctx, fetched.entry)
+        assert fetched.response is not None
         ctx.outcome = Outcome("miss", ctx.outcome.reason, fwd="miss", fwd_status=fetched.response.status,
                               stored=fetched.stored, detail=None if fetched.stored else fetched.fill.reason)
         return self._answer(ctx, fetched)
 
+    def _leased(self, ctx: Context, entry: Entry) -> Reply:
+        """Answered by the entry another gateway process's fill stored while this one waited on its lease."""
+        now = time.time()
+        outcome = Outcome("coalesced", "lease", hit=True, ttl=entry.fresh_until - now, collapsed=True)
+        return self._serve(ctx, entry, now, outcome)
+
     def _answer(self, ctx: Context, fetched: Fetched, *, own: bool = True) -> Reply:
         response = fetched.response
+        assert response is not None
         if response.status == 200 and etag_matches(ctx.request.headers.get("If-None-Match"),
                                                    response.headers.get("ETag")):
             validators = [(n, response.headers[n]) for n in NOT_MODIFIED_HEADERS if n in response.headers]
@@ -139,22 +157,34 @@ class ReadThrough(Strategy):
         """One fetch and fill (a request's own, or a refresh in the background); counts what it stored.
         `states` gets the records this fetch writes itself, so that lookups which see them may share it."""
         fetched = await self._fetch(ctx, seen, states)
-        self._count_fill(ctx.route_name, fetched.fill)
+        if fetched.entry is None:
+            self._count_fill(ctx.route_name, fetched.fill)
         return fetched
 
     async def _fetch(self, ctx: Context, seen: Lookup, states: set) -> Fetched:
         """GET the full entity (no validators, so never a 304) and store it if the rules allow."""
         key, route = ctx.key, ctx.route
         assert key is not None and route.ttl is not None and route.negative_ttl is not None
-        refused = None
-        if not seen.token:  # an empty key: take a lease on it first, which a marker written since voids
-            try:
-                seen = await self.store.claim(key, seen, lifetime=self.settings.write_fence)
-                states.add(seen.state)
-            except CacheFull:
-                refused = FULL
-            except CacheUnavailable:
-                refused = UNAVAILABLE
+        refused, own = None, False
+        for waited in (False, True):
+            if not seen.token:  # an empty key: take a lease on it first, which a marker written since voids
+                try:
+                    seen = await self.store.claim(key, seen, lifetime=self.settings.write_fence)
+                    own = not seen.token or not seen.leased
+                    states.add(seen.state)
+                except CacheFull:
+                    refused = FULL
+                except CacheUnavailable:
+                    refused = UNAVAILABLE
+            if not seen.leased or waited or refused is not None:
+                break
+            # Another gateway process holds the key's lease: wait for its fill (once, within fill_wait); if
+            # none comes, go upstream ourselves and fill against what the key holds then.
+            entry, seen = await self._wait_for_fill(key, route.tags, seen)
+            states.add(seen.state)  # what this fetch fills against from now on
+            if entry is not None:
+                return Fetched(None, Outcome("not_stored", "lease"), entry)
+        own = own and not seen.leased
         if seen.fenced and refused is None:
             # A write is or was in flight: fill only with what is read after it has ended.
             try:
@@ -170,6 +200,8 @@ class ReadThrough(Strategy):
             response = await self.send(ctx, request)
         except UpstreamError as exc:
             self._remember(key, exc.status)
+            if own:
+                await self._release(key, seen)
             raise
         if response.status >= 500:
             self._remember(key, response.status)
@@ -178,6 +210,8 @@ class ReadThrough(Strategy):
         decision = decide(response.status, response.headers, ttl=route.ttl, negative_ttl=route.negative_ttl)
         if not decision.store or refused is not None:
             why = decision.reason if not decision.store else refused
+            if own:
+                await self._release(key, seen)
             return Fetched(response, Outcome("not_stored", why))
         negative = response.status in NEGATIVE_STATUSES  # a 404 gets no grace: it must not outlive a create
         named = tuple(t for t in response.tags if t not in route.tags)  # the upstream's Cache-Tag
@@ -191,7 +225,34 @@ class ReadThrough(Strategy):
             outcome = UNAVAILABLE
         if outcome == STORED:
             return Fetched(response, Outcome(STORED))
+        if own:
+            await self._release(key, seen)
         return Fetched(response, Outcome("not_stored", outcome))
+
+    async def _wait_for_fill(self, key: str, tags: tuple[str, ...],
+                             seen: Lookup) -> tuple[Entry | None, Lookup]:
+        """Look again until the lease `seen` found turns into a servable entry (returned), or ends without
+        one, or cache.fill_wait passes (None and what was seen last)."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.settings.fill_wait, LEASE_POLL
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(delay, left))  # the lease holder's fetch is under way elsewhere
+            delay = min(2 * delay, LEASE_POLL_MAX)
+            try:
+                now = await self.store.lookup(key, tags)
+            except CacheUnavailable:
+                return None, seen
+            if now.entry is not None and time.time() < now.entry.fresh_until:
+                return now.entry, now
+            if now.token != seen.token:
+                return None, now   # the lease ended without a fresh entry (given back, replaced, dropped)
+        return None, seen
+
+    async def _release(self, key: str, seen: Lookup) -> None:
+        try:
+            await self.store.release(key, seen)
+        except CacheUnavailable:
+            pass  # it expires by itself; the waiting processes go upstream after fill_wait
 
     def _remember(self, key: str, status: int) -> None:
         if len(self._failures) >= MAX_REMEMBERED_FAILURES:

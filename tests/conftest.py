@@ -11,8 +11,9 @@ from stack.keys import ensure_jwt_keys, ensure_secret
 from stack.mariadb import MariaDBServer
 from stack.net import free_port
 from stack.redis import RedisServer
+from stack.redis_cluster import RedisCluster
 from tests.support.configs import TEST_CDC_USER, ConfigBuilder, TestSecrets
-from tests.support.redisclients import gateway_denials
+from tests.support.redisclients import cluster_denials, gateway_denials
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +26,32 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory,
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory,
+                  test_secrets: TestSecrets) -> Iterator[RedisCluster]:
+    """One Redis Cluster for the whole session (3 masters, 3 replicas, free ports): the store's and the
+    strategies' contract tests run on it as on the single Redis. A test that kills a node starts it again
+    (`start()` rejoins it) before it ends."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("rcluster"), "127.0.0.1", [free_port() for _ in range(6)],
+                           replicas=1, users=test_secrets.redis_users,
+                           bus_ports=[free_port() for _ in range(6)])
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(autouse=True)
 def _gateway_user_was_never_refused(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After each test that used the session Redis: its ACL LOG holds no refusal of the gateway's user."""
+    """After each test that used the session Redis (or cluster): no refusal of the gateway's user logged."""
     yield
+    denied: list[str] = []
     if "redis_server" in request.fixturenames:
-        denied = gateway_denials(request.getfixturevalue("redis_server"))
-        assert not denied, f"the gateway's Redis user was refused: {denied} (see stack/redis_acl.py)"
+        denied += gateway_denials(request.getfixturevalue("redis_server"))
+    if "redis_cluster" in request.fixturenames:
+        denied += cluster_denials(request.getfixturevalue("redis_cluster"))
+    assert not denied, f"the gateway's Redis user was refused: {denied} (see stack/redis_acl.py)"
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
--- Invalidate a tag: bump its generation first (so fills already under way are refused), then drop every
--- entry indexed under it (each becomes a marker that keeps its version floor; a write fence or a tombstone
--- on one of those keys stays as it is), and the index itself. Returns {new generation, entries dropped}.
+-- Invalidate a tag: bump its generation first (so fills already under way are refused), then hand back
+-- every entry key indexed under it and delete the index; the store drops those entries next
+-- (proxy/lua/drop.lua, one script per key: on a Redis Cluster they live on every master). Returns
+-- {new generation, entry key...}.
 -- On behalf of a write (writer given), the tag's writers (a sorted set: writer id -> deadline ms) say
 -- whether fills under the tag must wait: 'fence' adds this write before it goes upstream, 'release' ends
 -- it after the answer (this bump refuses the fills that looked during it), 'hold' leaves it to its
@@ -9,8 +10,7 @@
 -- Fills that carry the tag only because their upstream named it compare no generation: for them the tag
 -- is marked recently invalidated for `recent` ms, as long as a fill already upstream may take to return.
 -- KEYS: generation, index (a sorted set of entry keys), writers, recently-invalidated marker
--- ARGV: writer ('' for none), mode ('fence', 'release' or 'hold'), lifetime ms, linger ms (of the markers
---       the drops leave), new token, recent ms (0: no marker)
+-- ARGV: writer ('' for none), mode ('fence', 'release' or 'hold'), lifetime ms, recent ms (0: no marker)
 local now = clock_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)  -- expired writes: this bump covers them
 if ARGV[1] ~= '' and ARGV[2] == 'fence' then
@@ -18,14 +18,11 @@ if ARGV[1] ~= '' and ARGV[2] == 'fence' then
 elseif ARGV[1] ~= '' and ARGV[2] == 'release' then
   redis.call('ZREM', KEYS[3], ARGV[1])
 end
-if tonumber(ARGV[6]) > 0 and redis.call('PTTL', KEYS[4]) < tonumber(ARGV[6]) then
-  redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
+if tonumber(ARGV[4]) > 0 and redis.call('PTTL', KEYS[4]) < tonumber(ARGV[4]) then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
 end
-local generation = redis.call('INCR', KEYS[1])
+local found = {redis.call('INCR', KEYS[1])}
 local members = redis.call('ZRANGE', KEYS[2], 0, -1)
-local dropped = 0
-for i = 1, #members do
-  dropped = dropped + drop_entry(members[i], ARGV[5], ARGV[4])
-end
+for i = 1, #members do found[i + 1] = members[i] end
 redis.call('DEL', KEYS[2])
-return {generation, dropped}
+return found

@@ -3,10 +3,10 @@
 -- fill that started before it is refused, and it keeps the highest version the key has seen. On behalf of
 -- a write (writer given), that write's fence ends, unless `hold` keeps it to its deadline (the outcome is
 -- unknown: the backend may still commit). While another write is in flight the key stays fenced.
--- KEYS: entry, epoch
--- ARGV: kind, new token, version (0: none), ttl ms, writer ('' for none), hold ('1' or '0')
+-- KEYS: entry (the one key it touches: one hash slot)
+-- ARGV: kind, new token, version (0: none), ttl ms, writer ('' for none), hold ('1' or '0'), epoch
 local now = clock_ms()
-local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+local epoch = tonumber(ARGV[7])
 local leaving = ARGV[6] == '1' and '' or ARGV[5]
 local _, floor, _, _, writers = read_record(redis.call('GET', KEYS[1]), now, leaving)
 if tonumber(ARGV[3]) > floor then floor = tonumber(ARGV[3]) end

@@ -49,13 +49,22 @@ local function tag_fenced(writers, generation, now)
 end
 
 -- Replace an entry by a drop marker that keeps its floor and epoch, under a new token (so a fill that
--- looked at the entry is refused); anything else (a fence, a tombstone, a marker) is left as it is.
--- Returns 1 when an entry was there.
+-- looked at the entry is refused); any other record (a fence, a tombstone, a marker, a fill's lease) keeps
+-- what it is and its time left but gets the new token too, so a fill that looked before, or took that
+-- lease, is refused: on a Redis Cluster a tag's index and the entries it names live on different slots,
+-- and a fill indexes its key before it stores (proxy/lua/tagfill.lua), so an invalidation that finds the
+-- key in the index while the fill is still under way must refuse that fill here. Returns 1 when an entry
+-- was there.
 local function drop_entry(key, token, ttl)
   local raw = redis.call('GET', key)
   if not raw or #raw < PREFIX_SIZE then return 0 end
   local fmt, kind, epoch, floor = struct.unpack(PREFIX, raw)
-  if kind ~= ENTRY then return 0 end
+  if fmt ~= FORMAT then return 0 end
+  if kind ~= ENTRY then
+    redis.call('SET', key, string.sub(raw, 1, PREFIX_SIZE - 8) .. token .. string.sub(raw, PREFIX_SIZE + 1),
+               'KEEPTTL')
+    return 0
+  end
   redis.call('SET', key, struct.pack(PREFIX, FORMAT, DROPPED, epoch, floor, token), 'PX', ttl)
-  return fmt == FORMAT and 1 or 0
+  return 1
 end

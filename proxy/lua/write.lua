@@ -2,11 +2,13 @@
 -- or a delete of this one: versions never go back. The write's own fence ends; while another write is in
 -- flight the key stays fenced (that one may commit later, or may have committed before and still die),
 -- keeping this version as its floor.
--- KEYS: entry, epoch, index of each tag...
+-- The key's tag indexes are written before, one script per tag (proxy/lua/index.lua): this touches the
+-- entry's own key only (one hash slot).
+-- KEYS: entry
 -- ARGV: new token, version, ttl ms, tail (the encoded entry after its prefix), writer ('' for none),
---       linger ms (of a fence or marker left instead of the entry)
+--       linger ms (of a fence or marker left instead of the entry), epoch (the store's latest)
 local now = clock_ms()
-local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+local epoch = tonumber(ARGV[7])
 local kind, floor, _, _, writers = read_record(redis.call('GET', KEYS[1]), now, ARGV[5])
 local version = tonumber(ARGV[2])
 if #writers > 0 then
@@ -25,8 +27,4 @@ if refused then
 end
 local record = struct.pack(PREFIX, FORMAT, ENTRY, epoch, version, ARGV[1]) .. ARGV[4]
 redis.call('SET', KEYS[1], record, 'PX', ARGV[3])
-for i = 3, #KEYS do  -- tag indexes, as in fill.lua: scored by expiry, trimmed as they grow, no TTL
-  redis.call('ZADD', KEYS[i], now + tonumber(ARGV[3]), KEYS[1])
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-end
 return 'stored'

@@ -43,16 +43,18 @@ def test_the_cluster_config_is_three_nodes_with_their_galera_ports_derived():
 
 
 def test_the_cluster_config_is_config_yaml_but_for_the_cluster():
-    """Only its own data folder (and the secrets in it) and the database's nodes may differ."""
+    """Only its own data folder (and the secrets in it), the database's and Redis's nodes and the number of
+    gateway workers may differ."""
     plain = (REPO / "config.yaml").read_text().splitlines()
     cluster = (REPO / "config.cluster.yaml").read_text().splitlines()
     changed = [line[2:] for line in difflib.ndiff(plain, cluster) if line[:2] in ("- ", "+ ")]
     allowed = [line for line in changed
-               if line.startswith("# ") or ".stack" in line or line.startswith("  nodes: [")]
+               if line.startswith("# ") or ".stack" in line or line.startswith("  nodes: [")
+               or line.startswith("    nodes: [") or line.startswith("  workers: ")]
     assert changed == allowed
     a, b = yaml.safe_load("\n".join(plain)), yaml.safe_load("\n".join(cluster))
     for data in (a, b):
-        del data["mariadb"]["nodes"]
+        del data["mariadb"]["nodes"], data["redis"]["cluster"]["nodes"], data["proxy"]["workers"]
     assert yaml.safe_dump(a).replace(".stack/", ".stack-cluster/").replace(
         "data_dir: .stack\n", "data_dir: .stack-cluster\n") == yaml.safe_dump(b)
 

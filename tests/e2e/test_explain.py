@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.e2e.test_ops import poll
+from tests.support.world import world_on
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def world(request, make_world):
+    """Each test on the single Redis and on the Redis Cluster."""
+    return await world_on(request.param, request, make_world)
 
 
 async def explain(world, target: str, method: str = "GET", caller: int | None = None) -> dict:
@@ -71,7 +80,7 @@ async def test_tombstones_drop_markers_and_fences_are_explained(world):
                                                     headers={"Authorization": auth}))
     try:
         fenced = await poll(lambda: _state(world, "/users/me", uid, "fence"))
-        assert fenced["writes_in_flight"] == 1 and 0 < fenced["fenced_for"] <= 6.5
+        assert fenced["writes_in_flight"] == 1 and 0 < fenced["fenced_for"] <= world.config.cache.write_fence
         assert fenced["served"].startswith("no: a write is in flight")
     finally:
         world.backends.hold_writes.set()

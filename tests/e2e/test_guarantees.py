@@ -1,10 +1,20 @@
-"""The guarantees of DESIGN.md, each shown end to end: real proxy, real Redis, real services over MariaDB."""
+"""The guarantees of DESIGN.md, each shown end to end: real proxy, real Redis, real services over MariaDB.
+
+Every test runs twice: with the cache on the session's single Redis, and on the session's Redis Cluster.
+"""
 from __future__ import annotations
 
 import asyncio
 import random
 
 import pytest
+
+from tests.support.world import world_on
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def world(request, make_world):
+    return await world_on(request.param, request, make_world)
 
 
 def etag_version(resp) -> int:

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.e2e.test_explain import explain
 from tests.e2e.test_ops import poll
+from tests.support.world import world_on
+
+
+@pytest.fixture(params=["single", "cluster"])
+async def world(request, make_world):
+    """Each test on the single Redis and on the Redis Cluster (a purge by prefix scans every master)."""
+    return await world_on(request.param, request, make_world)
 
 
 async def purge(world, **what) -> dict:

@@ -25,6 +25,7 @@ from proxy.app import create_app
 from proxy.revocations import RETRY
 from stack.net import free_port, http_ok
 from stack.process import wait_until
+from tests.support.world import world_on
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +41,11 @@ def second_config(path: Path) -> Path:
     return other
 
 
-@pytest.fixture
-async def two_gateways(make_world):
-    world = await make_world(as_file=True)
+@pytest.fixture(params=["single", "cluster"])
+async def two_gateways(make_world, request):
+    """This process's gateway and another gateway process, sharing the session's Redis or Redis Cluster
+    (there the record is a script on the set's slot and the channel is followed by cluster pub/sub)."""
+    world = await world_on(request.param, request, make_world, as_file=True)
     config_b = load_config(second_config(world.config.path), env={})
     proc = subprocess.Popen([sys.executable, "-m", "cachegate", "proxy", "--workers", "1",
                              "--config", str(config_b.path)], start_new_session=True,

@@ -108,6 +108,7 @@ async def test_cache_on_moves_the_epoch_once_however_many_workers(two_workers, r
         async with aiohttp.ClientSession() as http:
             async with http.post(admin + "/-/admin/cache", json={"enabled": False}, headers=token) as resp:
                 assert resp.status == 200
+            await observer.set(epoch_key, 100)  # counted from here: one move is 101
             before = int(await observer.get(epoch_key) or 0)
             async with http.post(admin + "/-/admin/cache", json={"enabled": True}, headers=token) as resp:
                 assert resp.status == 200
@@ -176,3 +177,32 @@ async def test_sigusr1_to_the_master_reopens_every_workers_access_log(two_worker
     size = rotated.stat().st_size
     await both_write(access)
     assert rotated.stat().st_size == size  # no worker writes to the moved file any more
+
+
+def requests_total(text: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("cachegate_requests_total{"))
+
+
+async def test_a_scrape_sees_the_requests_of_every_worker(two_workers):
+    """With workers, whichever worker a scrape reaches answers for all of them: the sum of
+    cachegate_requests_total is every request sent (each on a new connection, so both workers get some),
+    and promtool accepts the merged page."""
+    world, base, _ = two_workers
+    sent = 120
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        for i in range(sent):
+            async with session.get(f"{base}/users/{i + 1}") as resp:  # no token: a 401, counted once
+                assert resp.status == 401
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            async with session.get(f"{base}/-/metrics") as resp:
+                text = await resp.text()
+            if requests_total(text) == sent or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.1)
+    assert requests_total(text) == sent
+    assert len(list(world.config.stack.data_dir.glob("run/proxy-*-metrics/*.prom"))) == 2
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                             timeout=60)
+    assert checked.returncode == 0 and not checked.stderr.strip(), checked.stdout + checked.stderr

@@ -62,10 +62,10 @@ def targets(draw, ids: list[str]) -> str:
 
 async def stored_entries(world, redis) -> dict[str, tuple[int, bytes]]:
     """Every servable entry under this test's prefix: key -> (status, body)."""
-    store, prefix = world.app[STORE], f"{world.config.cache.prefix}:e:"
+    store, prefix = world.app[STORE], f"{world.config.cache.prefix}:e:{{"
     found = {}
     async for raw in redis.scan_iter(match=prefix + "*"):
-        key = raw.decode()[len(prefix):]
+        key = raw.decode()[len(prefix):-1]  # the key in its hash tag's braces
         entry = (await store.lookup(key)).entry
         if entry is not None:
             found[key] = (entry.status, entry.body)

@@ -13,6 +13,7 @@ import pytest
 
 from backends.seed import credentials_path
 from stack.net import free_port
+from tests.support.configs import deep_merge, on_cluster
 from tests.support.holdingrelay import HoldingRelay
 from tests.support.invalidatorproc import sql, trusted
 from tests.support.polling import poll
@@ -36,10 +37,14 @@ def bound(config) -> float:
     return config.invalidator.lag_bound + config.invalidator.check_interval
 
 
-@pytest.mark.parametrize("change", ["delete", "token_version"])
+@pytest.mark.parametrize(("change", "topology"),
+                         [("delete", "single"), ("token_version", "single"), ("token_version", "cluster")])
 async def test_a_token_revoked_in_sql_is_refused_even_on_a_cached_route(real_stack, invalidator_process,
-                                                                        change):
-    stack = await real_stack(ON, users=10)
+                                                                        request, change, topology):
+    """On a Redis Cluster the revocation goes out through the cluster's pub/sub."""
+    overrides = ON if topology == "single" else deep_merge(on_cluster(request.getfixturevalue("redis_cluster")),
+                                                            ON)
+    stack = await real_stack(overrides, users=10)
     invalidator = invalidator_process(stack.config)
     await invalidator.start()
     me = caller_of(stack.authorization)

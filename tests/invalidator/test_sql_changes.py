@@ -10,8 +10,12 @@ import time
 import aiohttp
 import pytest
 
+from proxy.metrics import Metrics
+from proxy.store import CacheStore
+from tests.support.configs import deep_merge, on_cluster
 from tests.support.invalidatorproc import sql, store_for
 from tests.support.polling import poll
+from tests.support.redisclients import cluster_gateway_client
 
 pytestmark = [pytest.mark.slow]
 ON = {"invalidator": {"enabled": True}}
@@ -39,8 +43,20 @@ async def _cached(http, stack, path: str) -> dict:
     return found
 
 
-async def test_sql_update_and_delete_stop_being_served(real_stack, invalidator_process, redis_server):
-    stack = await real_stack(ON, users=20)
+async def _store_of(request, topology: str, config) -> CacheStore:
+    if topology == "single":
+        return store_for(config, request.getfixturevalue("redis_server"))
+    client = await cluster_gateway_client(request.getfixturevalue("redis_cluster"))
+    return CacheStore(client, prefix=config.cache.prefix, timeout=2.0, breaker_failures=100,
+                      breaker_reset=0.1, metrics=Metrics())
+
+
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+async def test_sql_update_and_delete_stop_being_served(real_stack, invalidator_process, request, topology):
+    """On a single Redis and on a Redis Cluster (the invalidator's actions, note and position on it too)."""
+    overrides = ON if topology == "single" else deep_merge(on_cluster(request.getfixturevalue("redis_cluster")),
+                                                            ON)
+    stack = await real_stack(overrides, users=20)
     invalidator = invalidator_process(stack.config)
     await invalidator.start()
     user = stack.ids[5]
@@ -60,7 +76,7 @@ async def test_sql_update_and_delete_stop_being_served(real_stack, invalidator_p
         took = time.monotonic() - committed
         assert seen["version"] == before["version"] + 1
         # What the invalidator left: a drop marker at the new version, so no older fill can land.
-        store = store_for(stack.config, redis_server)
+        store = await _store_of(request, topology, stack.config)
         print(f"\nSQL UPDATE no longer served after {took * 1000:.1f} ms (bound {bound(stack.config):g} s)")
 
         committed = time.monotonic()

@@ -61,3 +61,32 @@ def test_a_side_runs_without_the_invalidator_its_private_redis_never_hears_from(
     with_one.write_text("invalidator:\n  enabled: true\n")
     without.write_text("proxy: {}\n")
     assert ab._has_section(with_one, "invalidator") and not ab._has_section(without, "invalidator")
+
+
+def test_a_side_on_config_cluster_yaml_gets_a_redis_cluster_of_its_own(tmp_path: Path, make_config) -> None:
+    stack = make_config()
+    from stack.keys import ensure_secret
+    from stack.launcher import redis_admin_password_file
+    ensure_secret(redis_admin_password_file(stack))  # as `cachegate up` makes it
+    side = ab._prepare(ab.SideSpec("A", None, Path("config.cluster.yaml")), tmp_path, stack)
+    assert isinstance(side.redis, ab.RedisCluster)
+    assert (side.redis.masters, side.redis.replicas, len(side.redis.nodes)) == (3, 1, 6)
+    env = ab._overrides(side, stack, tmp_path, REPO / "config.cluster.yaml")
+    assert env["CACHEGATE__REDIS__CLUSTER__NODES"].count(",") == 5
+    assert env["CACHEGATE__PROXY__WORKERS"] == "1"   # one process is what is measured
+    single = ab._prepare(ab.SideSpec("B", None, None), tmp_path, stack)
+    assert isinstance(single.redis, ab.RedisServer)
+    assert "CACHEGATE__REDIS__CLUSTER__NODES" not in ab._overrides(single, stack, tmp_path, REPO / "config.yaml")
+
+
+def test_the_report_says_the_cluster_against_the_single_redis_ratio_and_the_target(tmp_path: Path) -> None:
+    from loadtest import sections
+    cluster, single = _side("A", [400.0, 300.0, 330.0], tmp_path), _side("B", [300.0, 280.0, 300.0], tmp_path)
+    record = ab._record([cluster, single], rounds=3, seconds=1)
+    record["sides"][0]["redis"], record["sides"][0]["hit_ratio"] = "cluster", 0.999
+    record.update(anchor=":config.cluster.yaml", target=None)
+    lines: list[str] = []
+    sections.ab(lines.append, {"ab": record}, tmp_path / "performance.md", tmp_path)
+    text = "\n".join(lines)
+    assert "the hit path's proxy CPU on the cluster is 1.100 × the single Redis's" in text
+    assert "target at most 1.3 ×) — met" in text and "cluster 99.9 %" in text

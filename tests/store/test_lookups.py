@@ -10,6 +10,7 @@ from redis.exceptions import ResponseError
 from proxy.lookups import PipelinedLookups
 from tests.support.redisclients import admin_client
 
+pytestmark = pytest.mark.single_redis  # the lean connection itself (a cluster has one per node: test_cluster)
 
 def lookups_for(server, url: str | None = None, **options) -> PipelinedLookups:
     """As the proxy makes them: the gateway's user, whose ACL must allow what the connection sends."""

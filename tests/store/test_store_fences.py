@@ -6,6 +6,7 @@ import random
 
 import pytest
 import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from proxy.metrics import Metrics
 from proxy.records import DROPPED, TOMBSTONE, WRITING, new_writer
@@ -182,12 +183,15 @@ async def test_a_tag_write_that_dies_counts_as_its_invalidation_when_it_expires(
 
 async def test_fences_are_kept_in_each_keys_and_tags_own_keys(store: CacheStore,
                                                               redis_admin: aioredis.Redis) -> None:
-    """Ready for Redis Cluster: no global key besides the epoch is written by a fence."""
+    """Ready for Redis Cluster: no global key is written by a fence (not even the epoch), and each key's or
+    tag's keys share one hash tag, so each script touches one slot."""
     await fence(store, "trip:1", "trip-members:1", tags=("trip-lists",))
-    prefix = store.entry_key("").removesuffix(":e:")
+    prefix = store.entry_key("").removesuffix(":e:{}")
     names = sorted([k.decode() async for k in redis_admin.scan_iter(match=f"{prefix}:*")])
-    assert names == sorted([f"{prefix}:e:trip:1", f"{prefix}:e:trip-members:1", f"{prefix}:g:trip-lists",
-                            f"{prefix}:w:trip-lists"])
+    assert names == sorted([f"{prefix}:e:{{trip:1}}", f"{prefix}:e:{{trip-members:1}}",
+                            f"{prefix}:g:{{trip-lists}}", f"{prefix}:w:{{trip-lists}}"])
+    assert key_slot(store.generation_key("trip-lists").encode()) == key_slot(b"trip-lists")
+    assert key_slot(store.entry_key("trip:1").encode()) == key_slot(b"trip:1")
 
 
 @pytest.mark.parametrize("fenced", [True, False], ids=["fenced", "unfenced-control"])

@@ -79,7 +79,7 @@ async def test_an_evicting_redis_never_takes_the_gateways_own_keys(own_redis):
     outcomes = {await fill(store, f"user:{i}") for i in range(3000)}  # ~6 MB through a 2 MB headroom
     assert outcomes == {"stored"}
     assert int((await admin.info("stats"))["evicted_keys"]) > 1000
-    for key in ("m:epoch", "m:g:lists", "m:t:lists", "m:w:other"):
+    for key in ("m:epoch", "m:g:{lists}", "m:t:{lists}", "m:w:{other}"):
         assert await admin.exists(key), key
         assert await admin.pttl(key) == -1, key  # no TTL: no volatile-* policy may evict it
     assert await store.lookup("user:2999") is not None

@@ -124,14 +124,45 @@ async def test_an_entry_of_an_older_epoch_is_a_miss_and_its_fills_are_refused(st
                                                                               metrics: Metrics) -> None:
     seen = await store.lookup("user:1")
     await store.write("user:2", entity(1))
-    assert await store.new_epoch() == 1
+    moved = await store.new_epoch()
+    assert moved > seen.epoch
     assert (await store.lookup("user:2")).entry is None
     assert await store.fill("user:1", entity(1), seen=seen) == "epoch"
     fresh = await store.lookup("user:2")
-    assert fresh.epoch == 1
+    assert fresh.epoch == moved
     assert await store.fill("user:2", entity(1), seen=fresh) == "stored"
     assert (await store.lookup("user:2")).entry.version == 1
     assert sample(metrics, "cachegate_epoch_bumps_total") == 1
+
+
+async def test_a_fill_that_looked_before_another_process_moved_the_epoch_is_never_served(
+        make_store, redis_client) -> None:
+    """The fill compares no epoch in Redis (on a cluster the epoch is on another slot): its entry carries the
+    epoch its lookup saw, and a lookup serves it only if that is the epoch it reads with it."""
+    one = make_store(redis_client)
+    other = make_store(redis_client, prefix=one.entry_key("").split(":e:")[0])
+    seen = await one.lookup("user:1")
+    await other.new_epoch()                       # another gateway process: `one` has not seen it yet
+    assert await one.fill("user:1", entity(1), seen=seen) == "stored"
+    assert (await one.lookup("user:1")).entry is None
+    assert (await other.lookup("user:1")).entry is None
+    again = await one.lookup("user:1")
+    assert await one.fill("user:1", entity(2), seen=again) == "stored"
+    assert (await other.lookup("user:1")).entry.version == 2
+
+
+async def test_an_epoch_never_comes_back_when_its_key_is_lost(store: CacheStore, redis_admin) -> None:
+    """A cluster master without a replica comes back empty: the epoch key is gone while entries of earlier
+    epochs live on other masters. Counting from 1 again would revive them; the next epoch is Redis's clock."""
+    seen = await store.lookup("user:1")
+    await store.new_epoch()
+    first = await store.lookup("user:1")
+    assert await store.fill("user:1", entity(1), seen=first) == "stored"
+    await redis_admin.delete(store.entry_key("").split(":e:")[0] + ":epoch")
+    assert (await store.lookup("user:1")).entry is None   # epoch 0 now: not the entry's
+    for _ in range(3):
+        assert await store.new_epoch() > first.epoch > seen.epoch
+        assert (await store.lookup("user:1")).entry is None
 
 
 async def test_a_tag_index_forgets_entries_that_expired(store: CacheStore,

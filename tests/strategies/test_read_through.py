@@ -10,7 +10,6 @@ import pytest
 
 from proxy.errors import UpstreamError
 from strategies.read_through import ReadThrough
-from tests.support.redisclients import admin_client
 from tests.support.strategy_world import Backend, StrategyWorld, body_of, context, header
 
 RT = "read-through"
@@ -225,7 +224,7 @@ async def test_an_unreachable_upstream_on_a_miss_raises_the_upstream_error(world
 
 
 async def test_a_marker_evicted_while_a_miss_is_upstream_voids_its_fill(
-        world: StrategyWorld, backend: Backend, redis_server) -> None:
+        world: StrategyWorld, backend: Backend, redis_admin) -> None:
     """Regression (issue 9 part 3): a fill found its empty key empty and stored, though a tombstone written
     meanwhile had been evicted by a full Redis: the deleted entity was served again until its TTL."""
     strategy = world.strategy(RT)
@@ -233,11 +232,7 @@ async def test_a_marker_evicted_while_a_miss_is_upstream_voids_its_fill(
     miss = asyncio.create_task(strategy.handle(get()))
     await _wait_for(lambda: backend.served("GET", "/items/1") == 1)  # it read the entity, not yet answered
     await world.store.tombstone("item:1", 2, ttl=30.0)               # a DELETE settles meanwhile...
-    admin = admin_client(redis_server)
-    try:
-        await admin.delete(world.store.entry_key("item:1"))          # ...and Redis evicts its tombstone
-    finally:
-        await admin.aclose()
+    await redis_admin.delete(world.store.entry_key("item:1"))        # ...and Redis evicts its tombstone
     backend.gate.set()
     reply = await miss
     assert reply.status == 200 and reply.cache_status.endswith("detail=gone"), reply.cache_status

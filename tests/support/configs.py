@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import random
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from stack.mariadb import MariaDBServer
 from stack.net import free_port
 from stack.redis import RedisServer
 from stack.redis_acl import RedisUsers
+from stack.redis_cluster import RedisCluster
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_DB_USER = "cachegate_test"
@@ -120,3 +122,29 @@ class ConfigBuilder:
         return load_config(path, env={}, strategies=strategies)
 
 
+
+
+def cluster_node_ports(count: int) -> list[int]:
+    """Free ports for the launcher's Redis Cluster nodes: each one's cluster bus (+10000) free too."""
+    found: list[int] = []
+    while len(found) < count:
+        port = free_port()
+        if port + 10000 > 65535 or port in found:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        found.append(port)
+    return found
+
+
+def on_cluster(cluster: RedisCluster, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Config overrides that put the cache on `cluster` (its nodes as `redis.cluster.nodes`). A fill with
+    tags is a few more calls there than on one Redis, so a loaded test machine gets a longer redis.timeout
+    than the shipped 250ms: a timed-out call is a bypass (and may move the epoch), which would make a test
+    that expects a hit see a miss."""
+    nodes = {"redis": {"timeout": "1s", "cluster": {"nodes": [f"{h}:{p}" for h, p in cluster.startup_nodes],
+                                                    "replicas": cluster.replicas}}}
+    return deep_merge(nodes, overrides or {})

@@ -21,6 +21,7 @@ from stack import launcher
 from stack.database import DatabaseUnit
 from stack.net import free_port
 from stack.process import StackError, wait_until
+from tests.support.configs import cluster_node_ports
 
 REPO = Path(__file__).resolve().parents[2]
 NODES = 3
@@ -35,6 +36,7 @@ def cluster_config_file(root: Path) -> Path:
     data["proxy"]["admin"].update(port=free_port(), token_file=str(secrets / "admin-token"))
     data["redis"].update(url=f"redis://127.0.0.1:{free_port()}/0",
                          password_file=str(secrets / "redis-password"))
+    data["redis"]["cluster"]["nodes"] = [f"127.0.0.1:{port}" for port in cluster_node_ports(6)]
     data["mariadb"].update(password_file=str(secrets / "db-password"), pool={"min": 1, "max": 8},
                            nodes=[{"host": "127.0.0.1", "port": free_port(), "gcomm_port": free_port(),
                                    "ist_port": free_port(), "sst_port": free_port()} for _ in range(NODES)])

@@ -8,8 +8,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import RedisCluster as ClusterClient
+
+from proxy.clusterclient import GatewayCluster, make_cluster_client
 from stack.redis import RedisServer
 from stack.redis_acl import ADMIN_USER
+from stack.redis_cluster import RedisCluster
 
 NO_RETRY = Retry(NoBackoff(), 0)
 
@@ -54,3 +59,24 @@ def gateway_denials(server: RedisServer) -> list[str]:
         client.close()
     return [f"{e['reason']} {e['object']}" for e in entries
             if e["username"] == server.users.gateway_user and e["reason"] != "auth"]
+
+
+async def cluster_gateway_client(cluster: RedisCluster, *, timeout: float = 2.0) -> GatewayCluster:
+    """The cluster client as the proxy makes it (proxy/clusterclient.py), logged in as the gateway's user,
+    started (the slot map read) as the proxy starts it."""
+    users = cluster.users
+    client = make_cluster_client(cluster.startup_nodes, timeout=timeout, username=users.gateway_user,
+                                 password=users.gateway_password, max_connections=64)
+    await client.initialize()
+    return client
+
+
+def cluster_admin_client(cluster: RedisCluster, **options: Any) -> ClusterClient:
+    """redis-py's cluster client with every right: SCAN over every master, DEL, INFO."""
+    return ClusterClient(startup_nodes=[ClusterNode(h, p) for h, p in cluster.startup_nodes],
+                         username=ADMIN_USER, password=cluster.users.admin_password, **options)
+
+
+def cluster_denials(cluster: RedisCluster) -> list[str]:
+    """gateway_denials on every running node of the cluster."""
+    return [f"{node.port}: {d}" for node in cluster.nodes for d in gateway_denials(node)]

@@ -33,6 +33,8 @@ class Backends:
     max_delay: float = 0.0   # a random delay up to this, per request
     delay: float = 0.0       # a fixed delay, per request
     hold_writes: asyncio.Event | None = None  # answers to writes wait for it, after the handler committed
+    hold_reads: asyncio.Event | None = None   # the next `reads_to_hold` GETs wait for it, before the handler
+    reads_to_hold: int = 0
     servers: dict[str, TestServer] = field(default_factory=dict)
 
     def served(self, method: str, path: str) -> int:
@@ -45,6 +47,9 @@ class Backends:
             self.targets[(request.method, request.raw_path)] += 1
             if self.max_delay or self.delay:
                 await asyncio.sleep(self.delay + random.uniform(0, self.max_delay))
+            if self.hold_reads is not None and self.reads_to_hold > 0 and request.method == "GET":
+                self.reads_to_hold -= 1
+                await asyncio.wait_for(self.hold_reads.wait(), 60)
             response = await handler(request)
             if self.hold_writes is not None and request.method not in ("GET", "HEAD"):
                 await asyncio.wait_for(self.hold_writes.wait(), 60)
@@ -116,3 +121,11 @@ async def make_world(make_config) -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 async def world(make_world) -> World:
     return await make_world()
+
+
+async def world_on(topology: str, request: pytest.FixtureRequest, make_world, **options: Any) -> World:
+    """A World with its cache on the session's single Redis or on the session's Redis Cluster."""
+    if topology == "single":
+        return await make_world(**options)
+    from tests.support.configs import on_cluster
+    return await make_world(on_cluster(request.getfixturevalue("redis_cluster")), **options)
