@@ -103,7 +103,10 @@ async def test_a_master_killed_under_load_bypasses_then_resumes_and_serves_nothi
                         last = max(last, version)
                 await asyncio.sleep(random.uniform(0, 0.01))
 
-        tasks = [asyncio.create_task(writer(uid, auth)) for uid, auth in users]
+        # Half the users are written to all along (a read of theirs mostly finds a write in flight, the
+        # more so on a loaded machine, where a PATCH takes longer than the pause between two): the other
+        # half are only read, so that hits before, and again after, the failover do not depend on speed.
+        tasks = [asyncio.create_task(writer(uid, auth)) for uid, auth in users[:4]]
         tasks += [asyncio.create_task(reader(uid, auth)) for uid, auth in users for _ in range(2)]
         await wait_for(lambda: _async(sum(s == "cachegate; hit" or s.startswith("cachegate; hit;")
                                           for _, _, s in statuses) > 20), 30, "no hits before the kill")
@@ -128,11 +131,12 @@ async def test_a_master_killed_under_load_bypasses_then_resumes_and_serves_nothi
         users_base = world.config.upstreams["users"]
         for uid, auth in users:
             async with http.get(f"{users_base}/users/{uid}", headers={"Authorization": auth}) as resp:
-                assert etag(resp) == acked[uid]
+                current = etag(resp)
+            assert current == (acked[uid] or 1), uid  # a user only read is still at its first version
             for base in bases:
                 for _ in range(2):
                     async with http.get(f"{base}/users/{uid}", headers={"Authorization": auth}) as resp:
-                        assert resp.status == 200 and etag(resp) == acked[uid], (uid, base)
+                        assert resp.status == 200 and etag(resp) == current, (uid, base)
     assert not violations, violations
     assert [s for s in statuses if s[1] >= 500] == []
     assert any(p == "failover" and "fwd=bypass" in s for p, _, s in statuses)  # bypassed, never failed
