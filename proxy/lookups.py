@@ -26,11 +26,25 @@ def _command(*parts: bytes) -> bytes:
     return b"".join(out)
 
 
+def _error(reply: hiredis.ReplyError) -> Exception:
+    text = str(reply)  # redis-py's names for the one error the store tells apart
+    return OutOfMemoryError(text) if text.startswith("OOM ") else ResponseError(text)
+
+
+class _Many:
+    """The waiter of `count` replies in a row (get_each): one future for them all, each reply error in its
+    place, so that a batch of a hundred GETs costs one future, not a hundred."""
+    __slots__ = ("future", "replies", "count")
+
+    def __init__(self, future: asyncio.Future, count: int) -> None:
+        self.future, self.replies, self.count = future, [], count
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future] = deque()
+        self.waiting: deque[asyncio.Future | _Many] = deque()
         self.lost: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -48,14 +62,21 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            future = self.waiting.popleft()
-            if not future.done():
+            waiter = self.waiting[0]
+            if isinstance(waiter, _Many):
+                waiter.replies.append(_error(reply) if isinstance(reply, hiredis.ReplyError) else reply)
+                if len(waiter.replies) < waiter.count:
+                    continue
+                self.waiting.popleft()
+                if not waiter.future.done():
+                    waiter.future.set_result(waiter.replies)
+                continue
+            self.waiting.popleft()
+            if not waiter.done():
                 if isinstance(reply, hiredis.ReplyError):
-                    text = str(reply)  # redis-py's names for the one error the store tells apart
-                    future.set_exception(OutOfMemoryError(text) if text.startswith("OOM ") else
-                                         ResponseError(text))
+                    waiter.set_exception(_error(reply))
                 else:
-                    future.set_result(reply)
+                    waiter.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to Redis lost ({exc or 'closed'})"))
@@ -63,7 +84,8 @@ class _Protocol(asyncio.Protocol):
     def _fail(self, exc: Exception) -> None:
         self.lost = exc
         while self.waiting:
-            future = self.waiting.popleft()
+            waiter = self.waiting.popleft()
+            future = waiter.future if isinstance(waiter, _Many) else waiter
             if not future.done():
                 future.set_exception(exc)
 
@@ -103,10 +125,16 @@ class PipelinedLookups:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connect()
-        futures = [self._send(protocol, b"", write=False) for _ in keys]
+        if protocol.lost is not None:
+            raise protocol.lost
+        if not keys:
+            return []
+        future = asyncio.get_running_loop().create_future()
+        protocol.waiting.append(_Many(future, len(keys)))
         assert protocol.transport is not None
-        protocol.transport.write(b"".join([_command(b"GET", k.encode()) for k in keys]))
-        return list(await asyncio.gather(*futures, return_exceptions=True))
+        protocol.transport.write(b"".join([b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k)
+                                           for k in (key.encode() for key in keys)]))
+        return await future
 
     async def set_absent(self, key: str, value: bytes, px: int) -> bytes | None:
         """SET key value NX PX px GET: None when it was set, else what the key holds (left as it is)."""

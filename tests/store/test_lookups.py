@@ -95,3 +95,18 @@ async def test_without_the_password_or_with_a_wrong_one_no_lookup_is_answered(re
         await anonymous.aclose()
         await wrong.aclose()
         await redis_admin.delete("lk:secret")
+
+
+async def test_get_each_answers_in_order_with_an_error_in_its_keys_place(lookups, redis_admin):
+    """A cluster node's batch (ClusterLookups): one write, one waiter, each reply error where its key was."""
+    await redis_admin.mset({"ge:1": "one", "ge:3": "three"})
+    await redis_admin.rpush("ge:list", "x")  # GET on a list: WRONGTYPE, as MOVED would be a reply error
+    found = await lookups.get_each(["ge:1", "ge:2", "ge:list", "ge:3"])
+    assert found[0] == b"one" and found[1] is None and found[3] == b"three"
+    assert isinstance(found[2], ResponseError) and "WRONGTYPE" in str(found[2])
+    assert await lookups.get_each([]) == []
+    # A batch abandoned by its caller: its replies are read and dropped, the next batch gets its own.
+    abandoned = asyncio.ensure_future(lookups.get_each([f"ge:{i % 4}" for i in range(200)]))
+    await asyncio.sleep(0)  # written, its replies on their way
+    abandoned.cancel()
+    assert await lookups.get_each(["ge:3", "ge:1"]) == [b"three", b"one"]
