@@ -114,7 +114,8 @@ def test_the_proxy_refuses_to_start_an_admin_listener_off_loopback_without_a_tok
 
     def change(data) -> None:
         data["proxy"].update(port=port)
-        data["proxy"]["admin"].update(host="0.0.0.0", port=admin_port, token_file=str(tmp_path / "admin-token"))
+        data["proxy"]["admin"].update(host="0.0.0.0", port=admin_port,
+                                      token_file=str(tmp_path / "admin-token"))
         data["redis"]["password_file"] = str(tmp_path / "redis-password")
 
     path = write_config(tmp_path, change)

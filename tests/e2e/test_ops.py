@@ -128,7 +128,8 @@ async def test_admin_purge_key_and_tag(world):
 ADMIN_CALLS = [("GET", "/-/admin/state", None), ("GET", "/-/admin/explain?target=/users/1", None),
                ("POST", "/-/admin/reload", None), ("POST", "/-/admin/cache", {"enabled": False}),
                ("POST", "/-/admin/purge", {"key": "user:1"}), ("POST", "/-/admin/purge", {"url": "/users/1"}),
-               ("POST", "/-/admin/purge", {"tag": "user-lists"}), ("POST", "/-/admin/purge", {"prefix": "user"}),
+               ("POST", "/-/admin/purge", {"tag": "user-lists"}),
+               ("POST", "/-/admin/purge", {"prefix": "user"}),
                ("POST", "/-/admin/status/logout", None), ("GET", "/-/admin/nowhere", None)]
 
 
