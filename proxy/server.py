@@ -49,6 +49,10 @@ LINGER = 2.0
 # listening sockets, the loop, the logs and the files the process reads.
 _OTHER_FILES = 2 + ADMIN_CONNECTIONS + 64
 _HOOK_LOG = logging.getLogger("cachegate.listener.answers")  # aiohttp's access logger slot; never logs
+# What a master relays to its workers. Each ends a process that has no handler for it yet, so a worker starts
+# with them blocked (the mask is inherited through exec) and unblocks them once its handlers are in place: a
+# switch, reload or reopen sent while it starts waits for it instead of killing it.
+RELAYED = frozenset({signal.SIGHUP, signal.SIGUSR1, CACHE_OFF, CACHE_ON})
 
 
 def serve(config: Config, workers: int | None = None) -> None:
@@ -193,6 +197,7 @@ async def _serve_worker(config: Config, *, shared_port: bool) -> None:
     runner, app, listener = await _start_api(config, shared_port=shared_port)
     # Its master moves the epoch, once.
     _install_signals(ProcessControl(app, moves_epoch=False), stop, hurry=hurry)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)  # held since the master started us: handled now
     log.info("proxy worker serving http://%s:%d", config.proxy.host, config.proxy.port)
     await stop.wait()
     await _drain(app, config, hurry)
@@ -208,7 +213,11 @@ async def _serve_master(config: Config, count: int) -> None:
     def spawn(cache_enabled: bool) -> subprocess.Popen:
         # A worker started later (after a crash) follows the cache switch as it is now, not as in the file.
         env = {**os.environ, WORKER_ENV: "1", "CACHEGATE_CACHE": "on" if cache_enabled else "off"}
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)  # the child inherits the mask (RELAYED)
+        try:
+            return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
     redis, metrics = make_redis(config), Metrics()
