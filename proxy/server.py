@@ -3,7 +3,8 @@
 With one worker the process serves the API and the admin listener itself. With more, the master serves only
 the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 reopen the log files (what
 logrotate sends), and between master and workers only, SIGRTMIN+1 cache off and SIGRTMIN+2 cache on
-(proxy/control.py: the master checks a new config before any worker sees it, and moves the key epoch once).
+(proxy/control.py: the master checks a new config before any worker sees it, and moves the key epoch once;
+the switch itself is in a file the master writes before it signals, since pending signals come unordered).
 Purges go straight to Redis from the master. Workers run `python -m proxy`, as the launcher does.
 
 Every listener accepts through proxy/listener.py (header deadline, connection limit); the soft file limit
@@ -21,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import uvloop
@@ -31,7 +33,8 @@ from cachegate.logfiles import reopen_all, setup_logging
 from proxy.admin import create_admin_app
 from proxy.app import REDIS_POOL, create_app, make_redis, make_store
 from proxy.appkeys import METRICS, READINESS
-from proxy.control import CACHE_OFF, CACHE_ON, MasterControl, ProcessControl
+from proxy.control import (CACHE_OFF, CACHE_ON, SWITCH_ENV, MasterControl, ProcessControl, read_switch,
+                           write_switch)
 from proxy.errors import ConfigError
 from proxy.listener import AnswerHook, Bounds, Listener, bind, raise_file_limit
 from proxy.metrics import Metrics
@@ -172,8 +175,11 @@ def _install_signals(control: ProcessControl | MasterControl, stop: asyncio.Even
     loop.add_signal_handler(signal.SIGHUP, spawn, control.reload, "reload")
     loop.add_signal_handler(signal.SIGUSR1, reopen)
     if switches:
-        loop.add_signal_handler(CACHE_OFF, spawn, lambda: control.set_cache(False), "cache off")
-        loop.add_signal_handler(CACHE_ON, spawn, lambda: control.set_cache(True), "cache on")
+        def switched(signalled: bool) -> None:
+            enabled = read_switch(os.environ.get(SWITCH_ENV), signalled)
+            spawn(lambda: control.set_cache(enabled), "cache on" if enabled else "cache off")
+        loop.add_signal_handler(CACHE_OFF, switched, False)
+        loop.add_signal_handler(CACHE_ON, switched, True)
     loop.add_signal_handler(signal.SIGTERM, stopping)
     loop.add_signal_handler(signal.SIGINT, stopping)
 
@@ -210,9 +216,15 @@ async def _serve_master(config: Config, count: int) -> None:
     stop = asyncio.Event()
     argv = [sys.executable, "-m", "proxy", "--config", str(Path(config.path).resolve())]
 
+    handle, name = tempfile.mkstemp(prefix="cachegate-switch-")
+    os.close(handle)
+    switch_file = Path(name)
+    write_switch(switch_file, config.cache.enabled)
+
     def spawn(cache_enabled: bool) -> subprocess.Popen:
         # A worker started later (after a crash) follows the cache switch as it is now, not as in the file.
-        env = {**os.environ, WORKER_ENV: "1", "CACHEGATE_CACHE": "on" if cache_enabled else "off"}
+        env = {**os.environ, WORKER_ENV: "1", "CACHEGATE_CACHE": "on" if cache_enabled else "off",
+               SWITCH_ENV: str(switch_file)}
         held = signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)  # the child inherits the mask (RELAYED)
         try:
             return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
@@ -221,7 +233,8 @@ async def _serve_master(config: Config, count: int) -> None:
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
     redis, metrics = make_redis(config), Metrics()
-    control = MasterControl(config, workers, make_store(config, redis, metrics), metrics)
+    control = MasterControl(config, workers, make_store(config, redis, metrics), metrics,
+                            switch_file=switch_file)
     _install_signals(control, stop, switches=False)
     admin, admin_listener = await _start_admin(config, control)
     log.info("proxy master: %d workers on http://%s:%d, admin on http://%s:%d", count, config.proxy.host,
@@ -245,6 +258,7 @@ async def _serve_master(config: Config, count: int) -> None:
             proc.kill()
     await _stop(admin, admin_listener)
     await redis.aclose()
+    switch_file.unlink(missing_ok=True)
 
 
 async def _logged(coro, what: str) -> None:

@@ -78,9 +78,6 @@ async def request_on_new_connection(port: int, method: str, path: str, candidate
                 answer[name.strip().lower()] = value.strip()
         await asyncio.wait_for(reader.readexactly(int(answer.get("content-length", "0"))), 30)
         pid = await asyncio.to_thread(serving_pid, port, client_port, list(candidates))
-        if pid is None:
-            import subprocess
-            print("DBG", client_port, f"{client_port:04X}", _server_socket(port, client_port), subprocess.run(["bash", "-c", f"grep -i ':{client_port:04X}' /proc/net/tcp; for p in {' '.join(map(str, candidates))}; do echo $p; ls -l /proc/$p/fd | grep socket | wc -l; cat /proc/$p/status | grep -E 'State|PPid'; tr '\\0' ' ' < /proc/$p/cmdline; echo; done; ls -l /proc/[0-9]*/fd 2>/dev/null | grep -c x; for q in /proc/[0-9]*; do ls -l $q/fd 2>/dev/null | grep -q 'socket:.{_server_socket(port, client_port)}.' && echo OWNER $q && tr '\\0' ' ' < $q/cmdline && grep PPid $q/status; done"], capture_output=True, text=True).stdout)
     finally:
         writer.close()
     return status, answer, pid
