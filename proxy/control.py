@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 from aiohttp import web
 
@@ -29,6 +30,25 @@ from strategies.registry import REGISTRY
 log = logging.getLogger("cachegate.proxy")
 # The master's cache switch for its workers: real-time signals, so that SIGUSR1 stays what logrotate sends.
 CACHE_OFF, CACHE_ON = signal.SIGRTMIN + 1, signal.SIGRTMIN + 2
+# Signals pending together are handled in no given order (uvloop runs them last first): so the signal only
+# says "the switch moved", and the master writes where it stands now to this file (its path in the workers'
+# environment) before it signals; a worker applies what the file says.
+SWITCH_ENV = "CACHEGATE_SWITCH_FILE"
+
+
+def write_switch(path: Path, enabled: bool) -> None:
+    """Replace the switch file at once: a worker never reads half of it."""
+    part = path.with_name(path.name + ".new")
+    part.write_text("on" if enabled else "off")
+    os.replace(part, path)
+
+
+def read_switch(path: str | None, signalled: bool) -> bool:
+    """The master's switch as it stands now; what the signal meant when there is no file to read."""
+    try:
+        return Path(path).read_text() == "on" if path else signalled
+    except OSError:
+        return signalled
 
 
 class _Control(ABC):
@@ -186,11 +206,12 @@ class MasterControl(_Control):
     """A master relaying to its workers: it checks, moves the epoch once, then signals every live worker."""
 
     def __init__(self, config: Config, workers: list[subprocess.Popen], store: CacheStore,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, *, switch_file: Path | None = None) -> None:
         super().__init__(store, moves_epoch=True)
         self._config, self.workers, self._metrics = config, workers, metrics
         self.generation, self._cache_enabled = 1, config.cache.enabled
         self._router = Router(config.routes)
+        self._switch_file = switch_file  # where the workers read the switch (SWITCH_ENV)
 
     @property
     def config(self) -> Config:
@@ -217,6 +238,8 @@ class MasterControl(_Control):
 
     def _switch(self, enabled: bool) -> None:
         self._cache_enabled = enabled
+        if self._switch_file is not None:
+            write_switch(self._switch_file, enabled)  # before the signal: a worker reads it on receipt
         self.relay(CACHE_ON if enabled else CACHE_OFF)
 
     def relay(self, sig: int) -> None:

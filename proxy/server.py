@@ -3,7 +3,8 @@
 With one worker the process serves the API and the admin listener itself. With more, the master serves only
 the admin listener and relays to its workers by signal: SIGHUP reload, SIGUSR1 reopen the log files (what
 logrotate sends), and between master and workers only, SIGRTMIN+1 cache off and SIGRTMIN+2 cache on
-(proxy/control.py: the master checks a new config before any worker sees it, and moves the key epoch once).
+(proxy/control.py: the master checks a new config before any worker sees it, and moves the key epoch once;
+the switch itself is in a file the master writes before it signals, since pending signals come unordered).
 Purges go straight to Redis from the master. Workers run `python -m proxy`, as the launcher does.
 
 Every listener accepts through proxy/listener.py (header deadline, connection limit); the soft file limit
@@ -22,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import uvloop
@@ -32,7 +34,8 @@ from cachegate.logfiles import reopen_all, setup_logging
 from proxy.admin import create_admin_app
 from proxy.app import REDIS_POOL, create_app, make_redis, make_store, start_cluster_client
 from proxy.appkeys import METRICS, READINESS
-from proxy.control import CACHE_OFF, CACHE_ON, MasterControl, ProcessControl
+from proxy.control import (CACHE_OFF, CACHE_ON, SWITCH_ENV, MasterControl, ProcessControl, read_switch,
+                           write_switch)
 from proxy.errors import ConfigError
 from proxy.listener import AnswerHook, Bounds, Listener, bind, raise_file_limit
 from proxy.metrics import Metrics
@@ -51,6 +54,10 @@ LINGER = 2.0
 # listening sockets, the loop, the logs and the files the process reads.
 _OTHER_FILES = 2 + ADMIN_CONNECTIONS + 64
 _HOOK_LOG = logging.getLogger("cachegate.listener.answers")  # aiohttp's access logger slot; never logs
+# What a master relays to its workers. Each ends a process that has no handler for it yet, so a worker starts
+# with them blocked (the mask is inherited through exec) and unblocks them once its handlers are in place: a
+# switch, reload or reopen sent while it starts waits for it instead of killing it.
+RELAYED = frozenset({signal.SIGHUP, signal.SIGUSR1, CACHE_OFF, CACHE_ON})
 
 
 def serve(config: Config, workers: int | None = None) -> None:
@@ -170,8 +177,11 @@ def _install_signals(control: ProcessControl | MasterControl, stop: asyncio.Even
     loop.add_signal_handler(signal.SIGHUP, spawn, control.reload, "reload")
     loop.add_signal_handler(signal.SIGUSR1, reopen)
     if switches:
-        loop.add_signal_handler(CACHE_OFF, spawn, lambda: control.set_cache(False), "cache off")
-        loop.add_signal_handler(CACHE_ON, spawn, lambda: control.set_cache(True), "cache on")
+        def switched(signalled: bool) -> None:
+            enabled = read_switch(os.environ.get(SWITCH_ENV), signalled)
+            spawn(lambda: control.set_cache(enabled), "cache on" if enabled else "cache off")
+        loop.add_signal_handler(CACHE_OFF, switched, False)
+        loop.add_signal_handler(CACHE_ON, switched, True)
     loop.add_signal_handler(signal.SIGTERM, stopping)
     loop.add_signal_handler(signal.SIGINT, stopping)
 
@@ -195,6 +205,7 @@ async def _serve_worker(config: Config, *, shared_port: bool) -> None:
     runner, app, listener = await _start_api(config, shared_port=shared_port)
     # Its master moves the epoch, once.
     _install_signals(ProcessControl(app, moves_epoch=False), stop, hurry=hurry)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, RELAYED)  # held since the master started us: handled now
     log.info("proxy worker serving http://%s:%d", config.proxy.host, config.proxy.port)
     await stop.wait()
     await _drain(app, config, hurry)
@@ -211,17 +222,26 @@ async def _serve_master(config: Config, count: int) -> None:
     figures = config.stack.data_dir / "run" / f"proxy-{os.getpid()}-metrics"
     shutil.rmtree(figures, ignore_errors=True)
     figures.mkdir(parents=True)
+    handle, name = tempfile.mkstemp(prefix="cachegate-switch-")
+    os.close(handle)
+    switch_file = Path(name)
+    write_switch(switch_file, config.cache.enabled)
 
     def spawn(cache_enabled: bool) -> subprocess.Popen:
         # A worker started later (after a crash) follows the cache switch as it is now, not as in the file.
         env = {**os.environ, WORKER_ENV: "1", "CACHEGATE_CACHE": "on" if cache_enabled else "off",
-               METRICS_DIR_ENV: str(figures)}
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+               METRICS_DIR_ENV: str(figures), SWITCH_ENV: str(switch_file)}
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)  # the child inherits the mask (RELAYED)
+        try:
+            return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     workers = [spawn(config.cache.enabled) for _ in range(count)]
     redis, metrics = make_redis(config), Metrics()
     await start_cluster_client(redis)
-    control = MasterControl(config, workers, make_store(config, redis, metrics), metrics)
+    control = MasterControl(config, workers, make_store(config, redis, metrics), metrics,
+                            switch_file=switch_file)
     _install_signals(control, stop, switches=False)
     admin, admin_listener = await _start_admin(config, control)
     log.info("proxy master: %d workers on http://%s:%d, admin on http://%s:%d", count, config.proxy.host,
@@ -247,6 +267,7 @@ async def _serve_master(config: Config, count: int) -> None:
     await _stop(admin, admin_listener)
     await redis.aclose()
     shutil.rmtree(figures, ignore_errors=True)
+    switch_file.unlink(missing_ok=True)
 
 
 async def _logged(coro, what: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import copy
+import json
 import os
 import re
 import shutil
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+import jsonschema
 import pytest
 import yaml
 
@@ -216,6 +219,38 @@ def _compose_command() -> list[str] | None:
         if probe.returncode == 0:
             return command
     return None
+
+
+COMPOSE_SPEC = REPO / "tests" / "support" / "compose-spec.json"  # its source: compose-spec.README.md there
+
+
+def compose_spec_errors(document: Any) -> list[str]:
+    """Where and why `document` breaks the Compose Specification's JSON schema (nothing: it is valid)."""
+    schema = json.loads(COMPOSE_SPEC.read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
+            for error in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))]
+
+
+def test_compose_yaml_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    """The schema docker compose itself validates with, and no Docker needed."""
+    assert compose_spec_errors(compose) == []
+
+
+@pytest.mark.parametrize("break_it, where", [
+    (lambda c: c["services"]["proxy"].update(restart_policy="always"), "services/proxy"),
+    (lambda c: c["services"]["redis"].update(ports="6379"), "services/redis/ports"),
+    (lambda c: c["services"]["proxy"]["healthcheck"].update(every="5s"), "services/proxy/healthcheck"),
+    (lambda c: c["services"]["proxy"]["depends_on"]["users"].update(condition="service_ready"),
+     "services/proxy/depends_on"),
+    (lambda c: c.update(servics={}), "(top)"),
+], ids=["unknown-service-key", "ports-not-a-list", "unknown-healthcheck-key", "unknown-condition",
+        "unknown-top-level-key"])
+def test_the_compose_schema_refuses_a_broken_file(compose: dict[str, Any], break_it, where: str) -> None:
+    broken = copy.deepcopy(compose)
+    break_it(broken)
+    errors = compose_spec_errors(broken)
+    assert errors and all(e.startswith(where) for e in errors), errors
 
 
 def test_docker_compose_accepts_the_file() -> None:

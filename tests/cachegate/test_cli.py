@@ -105,6 +105,33 @@ def test_the_proxy_refuses_to_start_when_its_token_file_is_missing(tmp_path: Pat
     assert not port_open("127.0.0.1", port) and not port_open("127.0.0.1", admin_port)
 
 
+@pytest.mark.parametrize("token", [None, "", "too-short"], ids=["missing", "empty", "short"])
+def test_the_proxy_refuses_to_start_an_admin_listener_off_loopback_without_a_token(tmp_path: Path,
+                                                                                  token: str | None) -> None:
+    """On 0.0.0.0 every host that reaches the port is a caller: no usable token, no listener (exit 2 before
+    any port is bound, naming the key and why)."""
+    port, admin_port = free_port(), free_port()
+
+    def change(data) -> None:
+        data["proxy"].update(port=port)
+        data["proxy"]["admin"].update(host="0.0.0.0", port=admin_port,
+                                      token_file=str(tmp_path / "admin-token"))
+        data["redis"]["password_file"] = str(tmp_path / "redis-password")
+
+    path = write_config(tmp_path, change)
+    (tmp_path / "redis-password").write_text("a-redis-password\n")
+    if token is not None:
+        (tmp_path / "admin-token").write_text(token + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CACHEGATE")}
+    result = subprocess.run([sys.executable, "-m", "cachegate", "proxy", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2, result.stderr
+    why = {None: "cannot read", "": "is empty", "too-short": "the admin token is too short"}[token]
+    assert "proxy.admin.token_file: " in result.stderr and why in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not port_open("127.0.0.1", port) and not port_open("127.0.0.1", admin_port)
+
+
 def test_admin_verbs_say_why_when_no_listener_answers(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     admin_port = free_port()

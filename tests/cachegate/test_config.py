@@ -234,6 +234,19 @@ def test_no_admin_token_configured_is_refused_naming_the_key():
     assert "too short (8 characters, at least 16)" in refused(data, env={"CACHEGATE_ADMIN_TOKEN": "12345678"})
 
 
+@pytest.mark.parametrize("admin_host", ["127.0.0.1", "0.0.0.0", "::", "192.0.2.10", "gateway.internal"])
+def test_an_admin_listener_without_a_token_is_refused_wherever_it_binds(admin_host):
+    """Above all off loopback, where any host that reaches the port could switch the cache off."""
+    data = shipped()
+    data["proxy"]["admin"]["host"] = admin_host
+    del data["proxy"]["admin"]["token_file"]
+    message = refused(data)
+    assert message.startswith("<config>: proxy.admin.token_file: no admin token configured"), message
+    assert "CACHEGATE_ADMIN_TOKEN" in message
+    config = load_config(data, env={"CACHEGATE_ADMIN_TOKEN": "t" * 32}, base_dir=REPO, strategies=REGISTRY)
+    assert (config.proxy.admin_host, config.proxy.admin_token()) == (admin_host, "t" * 32)
+
+
 def test_the_admin_token_file_is_read_on_use_and_the_environment_wins(tmp_path):
     data = shipped()
     data["proxy"]["admin"]["token_file"] = str(tmp_path / "admin-token")

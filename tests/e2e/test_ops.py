@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import time
 
@@ -124,30 +125,65 @@ async def test_admin_purge_key_and_tag(world):
     assert bad.status == 400
 
 
-ADMIN_CALLS = [("GET", "/-/admin/state", None), ("POST", "/-/admin/reload", None),
-               ("POST", "/-/admin/cache", {"enabled": False}), ("POST", "/-/admin/purge", {"key": "user:1"}),
-               ("POST", "/-/admin/purge", {"tag": "user-lists"}), ("GET", "/-/admin/nowhere", None)]
+ADMIN_CALLS = [("GET", "/-/admin/state", None), ("GET", "/-/admin/explain?target=/users/1", None),
+               ("POST", "/-/admin/reload", None), ("POST", "/-/admin/cache", {"enabled": False}),
+               ("POST", "/-/admin/purge", {"key": "user:1"}), ("POST", "/-/admin/purge", {"url": "/users/1"}),
+               ("POST", "/-/admin/purge", {"tag": "user-lists"}),
+               ("POST", "/-/admin/purge", {"prefix": "user"}),
+               ("POST", "/-/admin/status/logout", None), ("GET", "/-/admin/nowhere", None)]
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-of-some-length", "Bearer ", "Basic eDp5",
-                                           "bearer {token}", "Bearer {token}x", "Bearer  {token}"])
-async def test_every_admin_call_without_the_token_is_401_and_changes_nothing(world, authorization):
-    """Regression (issue 7): without a configured token, any local process could turn the cache off."""
+async def _redis_state(redis) -> dict:
+    """Every key of the cache's Redis with its value (strings) or members (hashes, sets, sorted sets)."""
+    read = {"string": redis.get, "hash": redis.hgetall, "set": redis.smembers,
+            "zset": lambda k: redis.zrange(k, 0, -1, withscores=True)}
+    state = {}
+    async for key in redis.scan_iter(count=500):
+        kind = (await redis.type(key)).decode()
+        state[key] = (kind, await read[kind](key) if kind in read else None)
+    return state
+
+
+@pytest.mark.parametrize("authorization", [
+    None, "Bearer wrong-token-of-some-length", "Bearer ", "", "Basic eDp5", "Basic {basic}", "Token {token}",
+    "{token}", "bearer {token}", "Bearer {token}x", "Bearer {short}", "Bearer  {token}"])
+async def test_every_admin_call_without_the_token_is_401_and_changes_nothing(make_world, redis_factory,
+                                                                           authorization):
+    """Regression (issue 7): without a configured token, any local process could turn the cache off. A wrong
+    token, none, or the right one under another scheme is refused on every call, reads and changes alike,
+    with a JSON error, and nothing changes: not the switch, the generation, or one key in Redis."""
+    redis = redis_factory()  # its own: every key in it is this test's
+    world = await make_world({"redis": {"url": redis.url}})
     uid, auth = await world.user("nina")
-    await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
-    headers = {} if authorization is None else \
-        {"Authorization": authorization.format(token=world.config.proxy.admin_token())}
-    async with aiohttp.ClientSession() as anyone:  # not world.admin: that one sends the token
-        for method, path, body in ADMIN_CALLS:
-            async with anyone.request(method, f"http://127.0.0.1:{world.config.proxy.admin_port}{path}",
-                                      json=body, headers=headers) as resp:
-                assert resp.status == 401, (method, path)
-                assert (await resp.json())["error"]["code"] == "unauthorized"
-                assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    search = "/users/search?last_name=Tester"
+    for path in (f"/users/{uid}", search):  # a user entry (key user:N) and a tagged search (user-lists)
+        await world.proxy.get(path, headers={"Authorization": auth})
+        hit = await world.proxy.get(path, headers={"Authorization": auth})
+        assert hit.headers["Cache-Status"].startswith("cachegate; hit"), path
+    token = world.config.proxy.admin_token()
+    observer = admin_client(redis)
+    try:
+        before = await _redis_state(observer)
+        headers = {} if authorization is None else {"Authorization": authorization.format(
+            token=token, short=token[:-1], basic=base64.b64encode(f"admin:{token}".encode()).decode())}
+        async with aiohttp.ClientSession() as anyone:  # not world.admin: that one sends the token
+            for method, path, body in ADMIN_CALLS:
+                path = path.replace("/users/1", f"/users/{uid}").replace("user:1", f"user:{uid}")
+                async with anyone.request(method, f"http://127.0.0.1:{world.config.proxy.admin_port}{path}",
+                                          json=body, headers=headers, allow_redirects=False) as resp:
+                    assert resp.status == 401, (method, path)
+                    assert resp.content_type == "application/json", (method, path)
+                    error = (await resp.json())["error"]
+                    assert error["code"] == "unauthorized" and error["message"], (method, path)
+                    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        assert await _redis_state(observer) == before  # nothing purged, no epoch moved
+    finally:
+        await observer.aclose()
     state = await (await world.admin.get("/-/admin/state")).json()
-    assert state["cache_enabled"] is True and state["generation"] == 1
-    hit = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
-    assert hit.headers["Cache-Status"].startswith("cachegate; hit")  # neither switched off nor purged
+    assert state["cache_enabled"] is True and state["generation"] == 1  # neither switched off nor reloaded
+    for path in (f"/users/{uid}", search):
+        hit = await world.proxy.get(path, headers={"Authorization": auth})
+        assert hit.headers["Cache-Status"].startswith("cachegate; hit"), path  # nothing purged
 
 
 async def test_the_admin_token_lets_every_call_through(world):

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.polling import poll
+from tests.support.redisclients import admin_client
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -75,26 +78,48 @@ async def test_a_reload_cannot_seem_to_change_a_credential(make_world, tmp_path,
 
 @pytest.mark.slow
 async def test_reload_under_load_fails_no_request(make_world):
+    """Six reloads while 16 clients read, each flipping the rule between read-through and passthrough: no
+    request fails, and each new generation is seen serving before the next reload."""
     world = await make_world(as_file=True)
     uid, auth = await world.user("pia")
-    statuses: list[int] = []
+    answers: list[tuple[int, str]] = []
     stop = asyncio.Event()
+    cached = dict(user_read_rule(yaml.safe_load(world.config.path.read_text())))
 
     async def client() -> None:
         while not stop.is_set():
             resp = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
             await resp.read()
-            statuses.append(resp.status)
+            answers.append((resp.status, resp.headers["Cache-Status"]))
+
+    def policy(data: dict, passthrough: bool) -> None:
+        rule = user_read_rule(data)
+        rule.clear()
+        rule.update(cached)
+        if passthrough:
+            for k in ("key", "ttl", "negative_ttl"):
+                rule.pop(k, None)
+            rule["strategy"] = "passthrough"
 
     clients = [asyncio.create_task(client()) for _ in range(16)]
-    for n in range(6):
-        edit(world.config, lambda d, n=n: user_read_rule(d).__setitem__("ttl", f"{60 + n}s"))
-        assert (await world.admin.post("/-/admin/reload")).status == 200
-        await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.gather(*clients)
-    assert len(statuses) > 50
-    assert set(statuses) == {200}
+    try:
+        for n in range(6):
+            passthrough = n % 2 == 0
+            edit(world.config, lambda d, p=passthrough: policy(d, p))
+            served_before = len(answers)
+            resp = await world.admin.post("/-/admin/reload")
+            assert resp.status == 200 and (await resp.json())["generation"] == n + 2
+
+            async def new_policy_served() -> bool:  # and the clients kept reading across the reload
+                after = answers[served_before:]
+                return len(after) >= 10 and any(("detail=passthrough" in said) == passthrough
+                                                for _, said in after)
+            assert await poll(new_policy_served, 30), f"generation {n + 2} never served 10 requests"
+    finally:
+        stop.set()
+        await asyncio.gather(*clients)
+    assert len(answers) > 50
+    assert {status for status, _ in answers} == {200}
 
 
 def test_bad_config_is_refused_at_start(tmp_path):
@@ -111,16 +136,35 @@ def test_bad_config_is_refused_at_start(tmp_path):
         assert "Traceback" not in done.stderr
 
 
-async def test_a_reload_does_not_fail_a_request_waiting_on_a_fetch(make_world):
+async def test_a_reload_does_not_fail_a_request_waiting_on_a_fetch(make_world, redis_factory):
     """Regression: the retired generation's fetches were cancelled at reload, and the requests waiting on
     them failed (seen as a flaky reload-under-load test)."""
-    world = await make_world(as_file=True)
+    redis = redis_factory()  # its own: its MGETs are these two requests' lookups
+    # fill_wait: a waiter goes upstream itself only after 20 s, long after the fetch's 3 s
+    world = await make_world({"redis": {"url": redis.url}, "cache": {"fill_wait": "20s"}}, as_file=True)
     uid, auth = await world.user("rhea")
-    world.backends.delay = 0.4
-    pending = asyncio.ensure_future(world.proxy.get(f"/users/{uid}", headers={"Authorization": auth}))
-    waiter = asyncio.ensure_future(world.proxy.get(f"/users/{uid}", headers={"Authorization": auth}))
-    await asyncio.sleep(0.1)  # both are waiting on the one fetch now in flight
-    assert (await world.admin.post("/-/admin/reload")).status == 200
-    first, second = await pending, await waiter
+    observer = admin_client(redis)
+    try:
+        lookups = await _mgets(observer)
+        world.backends.delay = 3.0  # the one fetch stays in flight until after the reload
+        pending = asyncio.ensure_future(world.proxy.get(f"/users/{uid}", headers={"Authorization": auth}))
+
+        async def fetch_in_flight() -> bool:
+            return world.backends.served("GET", f"/users/{uid}") == 1
+        assert await poll(fetch_in_flight, 30), "the first read never reached the service"
+        waiter = asyncio.ensure_future(world.proxy.get(f"/users/{uid}", headers={"Authorization": auth}))
+
+        async def both_looked_up() -> bool:  # the second found the key empty: it waits on the fetch
+            return await _mgets(observer) >= lookups + 2
+        assert await poll(both_looked_up, 30), "the second read never looked the key up"
+        assert (await world.admin.post("/-/admin/reload")).status == 200
+        assert not pending.done() and not waiter.done()  # the reload came while both waited
+        first, second = await pending, await waiter
+    finally:
+        await observer.aclose()
     assert (first.status, second.status) == (200, 200)
-    assert world.backends.served("GET", f"/users/{uid}") == 1
+    assert world.backends.served("GET", f"/users/{uid}") == 1  # the second shared the first one's fetch
+
+
+async def _mgets(redis) -> int:
+    return (await redis.info("commandstats")).get("cmdstat_mget", {}).get("calls", 0)

@@ -16,6 +16,7 @@ from stack.admin_client import AdminError, admin_call
 from stack.net import http_ok
 from stack.process import wait_until
 from tests.support.redisclients import admin_client
+from tests.support.servedby import request_on_new_connection
 
 pytestmark = pytest.mark.slow
 
@@ -46,15 +47,40 @@ async def two_workers(make_world):
         proc.wait(timeout=20)
 
 
+async def round_of(port: int, workers: list[int], path: str, headers: dict[str, str] | None = None,
+                   method: str = "GET", json: dict | None = None,
+                   count: int = 30) -> list[tuple[int | None, int, str]]:
+    """(serving worker pid, status, Cache-Status) of `count` requests, each on a new connection so that the
+    kernel spreads them over the workers."""
+    seen = []
+    for _ in range(count):
+        status, answer, pid = await request_on_new_connection(port, method, path, workers, headers=headers,
+                                                              json=json)
+        seen.append((pid, status, answer["cache-status"]))
+    return seen
+
+
+def every_worker_said(seen: list[tuple[int | None, int, str]], workers: list[int], check) -> bool:
+    """Each worker served some of `seen`, and every answer passes `check(status, cache_status)`."""
+    return {pid for pid, _, _ in seen} == set(workers) and all(check(st, cs) for _, st, cs in seen)
+
+
+async def workers_of(admin: str, token: dict[str, str]) -> list[int]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(admin + "/-/admin/state", headers=token) as resp:
+            workers = (await resp.json())["workers"]
+    assert len(workers) == 2
+    return workers
+
+
 async def test_workers_share_the_port_and_follow_the_master(two_workers):
     world, base, admin = two_workers
+    port = world.config.proxy.port
     token = {"Authorization": f"Bearer {world.config.proxy.admin_token()}"}
     async with aiohttp.ClientSession() as http:
         async with http.get(admin + "/-/admin/state") as resp:
             assert resp.status == 401  # the master's listener asks for the token too
-        async with http.get(admin + "/-/admin/state", headers=token) as resp:
-            state = await resp.json()
-        assert len(state["workers"]) == 2
+        workers = await workers_of(admin, token)
         async with http.post(base + "/users", json={
                 "login": "wendy", "password": "correct-horse-battery", "first_name": "Wendy",
                 "last_name": "W",
@@ -64,44 +90,38 @@ async def test_workers_share_the_port_and_follow_the_master(two_workers):
         async with http.post(base + "/auth/token", json=credentials) as r:
             auth = {"Authorization": "Bearer " + (await r.json())["access_token"]}
 
-        async def statuses() -> set[str]:
-            seen = set()
-            for _ in range(30):  # new connections, so the kernel spreads them over both workers
-                async with aiohttp.ClientSession() as one:
-                    async with one.get(f"{base}/users/{uid}", headers=auth) as resp:
-                        assert resp.status == 200
-                        seen.add(resp.headers["Cache-Status"])
-            return seen
+        async def every_worker(check) -> bool:
+            return every_worker_said(await round_of(port, workers, f"/users/{uid}", auth), workers, check)
 
-        assert any("hit" in s for s in await statuses())
+        # Both workers serve the port, and they share one cache: each of them answers hits.
+        await until(lambda: every_worker(lambda st, cs: st == 200), "both workers serving")
         async with http.post(admin + "/-/admin/cache", json={"enabled": False}, headers=token) as resp:
             assert resp.status == 200
         # Signals are delivered asynchronously: poll until both workers answer with the cache off.
-        await until(lambda: statuses_are(statuses, {"cachegate; fwd=bypass; detail=CACHE-OFF"}))
+        await until(lambda: every_worker(lambda st, cs: st == 200 and cs == CACHE_OFF), "both workers off")
         async with http.post(admin + "/-/admin/cache", json={"enabled": True}, headers=token) as resp:
             assert resp.status == 200
-        await until(lambda: cache_is_on(statuses))
+        await until(lambda: every_worker(lambda st, cs: st == 200 and cs != CACHE_OFF), "both workers on")
+        await until(lambda: every_worker(lambda st, cs: st == 200 and cs.startswith("cachegate; hit")),
+                    "both workers hitting the one cache")
 
 
-async def until(probe, deadline: float = 10.0) -> None:
+CACHE_OFF = "cachegate; fwd=bypass; detail=CACHE-OFF"
+
+
+async def until(probe, what: str, deadline: float = 20.0) -> None:
+    """Poll `probe()` until it is true; `what` names the condition when it never is (a hang guard)."""
     stop = asyncio.get_running_loop().time() + deadline
     while not await probe():
-        assert asyncio.get_running_loop().time() < stop, "condition not reached in time"
+        assert asyncio.get_running_loop().time() < stop, f"never reached: {what}"
         await asyncio.sleep(0.05)
-
-
-async def statuses_are(statuses, expected: set[str]) -> bool:
-    return await statuses() == expected
-
-
-async def cache_is_on(statuses) -> bool:
-    return "cachegate; fwd=bypass; detail=CACHE-OFF" not in await statuses()
 
 
 async def test_cache_on_moves_the_epoch_once_however_many_workers(two_workers, redis_server):
     """Regression: the master moved the epoch, then each worker moved it again (N+1 moves for one switch)."""
     world, base, admin = two_workers
     token = {"Authorization": f"Bearer {world.config.proxy.admin_token()}"}
+    workers = await workers_of(admin, token)
     observer = admin_client(redis_server)
     epoch_key = f"{world.config.cache.prefix}:epoch"
     try:
@@ -114,20 +134,19 @@ async def test_cache_on_moves_the_epoch_once_however_many_workers(two_workers, r
                 assert resp.status == 200
 
             async def every_worker_is_on() -> bool:
-                for _ in range(30):  # new connections, spread over both workers
-                    async with aiohttp.ClientSession() as one:
-                        wrong = {"login": "x", "password": "y"}
-                        async with one.post(f"{base}/auth/token", json=wrong) as resp:
-                            status = resp.headers["Cache-Status"]
-                            if status != "cachegate; fwd=bypass; detail=passthrough":
-                                assert status == "cachegate; fwd=bypass; detail=CACHE-OFF", status
-                                return False
-                return True
+                seen = await round_of(world.config.proxy.port, workers, "/auth/token", method="POST",
+                                      json={"login": "x", "password": "y"})
+                for _, _, status in seen:
+                    assert status in (PASSTHROUGH, CACHE_OFF), status
+                return every_worker_said(seen, workers, lambda st, cs: cs == PASSTHROUGH)
 
-            await until(every_worker_is_on)
+            await until(every_worker_is_on, "both workers with the cache on")
         assert int(await observer.get(epoch_key) or 0) == before + 1
     finally:
         await observer.aclose()
+
+
+PASSTHROUGH = "cachegate; fwd=bypass; detail=passthrough"
 
 
 async def test_the_master_refuses_a_process_setting_as_one_process_does(two_workers):
@@ -153,30 +172,46 @@ async def test_the_master_refuses_a_process_setting_as_one_process_does(two_work
 
 async def test_sigusr1_to_the_master_reopens_every_workers_access_log(two_workers):
     """logrotate signals the pid in the pid file, the master's: it passes SIGUSR1 on to every worker."""
-    world, base, _ = two_workers
+    world, base, admin = two_workers
+    token = {"Authorization": f"Bearer {world.config.proxy.admin_token()}"}
+    workers = await workers_of(admin, token)
     access = world.config.logging.access_file("proxy")
-    master = admin_call(world.config, "GET", "/-/admin/state")["pid"]
-
-    def writers(path) -> set[str]:  # request ids start with a random prefix of the process that made them
-        found = path.read_text().splitlines() if path.exists() else []
-        return {line.split()[2].split("-")[0] for line in found if " access " in line}
-
-    async def both_write(path) -> bool:
-        for _ in range(20):  # new connections, spread over both workers
-            async with aiohttp.ClientSession() as one:
-                async with one.get(f"{base}/nowhere") as resp:
-                    assert resp.status == 404
-        await asyncio.sleep(0.2)
-        return len(writers(path)) == 2
-
-    await until(lambda: both_write(access), deadline=20)
     rotated = access.with_name(access.name + ".1")
+    master = admin_call(world.config, "GET", "/-/admin/state")["pid"]
+    rounds = iter(range(1_000_000))
+
+    def ids_in(path) -> set[str]:
+        found = path.read_text().splitlines() if path.exists() else []
+        return {line.split()[2] for line in found if " access " in line}
+
+    async def logged_round() -> dict[str, tuple[int | None, str]]:
+        """20 requests on new connections, each with an id of its own: id -> (serving pid, file it is in),
+        once every line is written (the lines are buffered, and written once a second)."""
+        served: dict[str, int | None] = {}
+        for _ in range(20):
+            rid = f"sigusr1-{next(rounds)}"
+            status, _, served[rid] = await request_on_new_connection(
+                world.config.proxy.port, "GET", "/nowhere", workers, headers={"X-Request-Id": rid})
+            assert status == 404
+        where: dict[str, tuple[int | None, str]] = {}
+
+        async def all_written() -> bool:
+            new, old = ids_in(access), ids_in(rotated)
+            where.update({rid: (pid, "new" if rid in new else "rotated") for rid, pid in served.items()
+                          if rid in new or rid in old})
+            return len(where) == len(served)
+        await until(all_written, "every access line written", deadline=20)
+        return where
+
+    async def every_worker_writes_the_new_file() -> bool:
+        where = await logged_round()
+        return ({pid for pid, _ in where.values()} == set(workers)
+                and {place for _, place in where.values()} == {"new"})
+
+    await until(every_worker_writes_the_new_file, "both workers writing the access log", deadline=30)
     access.rename(rotated)
     os.kill(master, signal.SIGUSR1)
-    await until(lambda: both_write(access), deadline=20)
-    size = rotated.stat().st_size
-    await both_write(access)
-    assert rotated.stat().st_size == size  # no worker writes to the moved file any more
+    await until(every_worker_writes_the_new_file, "both workers writing the reopened file", deadline=30)
 
 
 def requests_total(text: str) -> float:

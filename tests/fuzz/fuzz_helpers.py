@@ -3,7 +3,9 @@
 Every generated request goes to the live proxy with one of several callers (the seeded user, another
 user, no token, garbage, an expired token). The checks are schemathesis' own (no 5xx, documented status,
 content type, headers and body schema, valid data accepted, invalid data refused) plus the error shape
-of docs/architecture.md on every 4xx, documented or not.
+of docs/architecture.md on every 4xx, documented or not, and the token rule: on an operation that needs a
+token, a caller without a valid one is refused (401) and its request reaches no service. Each mode of each
+operation must have generated requests (only an operation with nothing to negate has no negative ones).
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import SkipTest
 
 import aiohttp
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, seed, settings
+import yaml
+from hypothesis import Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
@@ -33,6 +37,10 @@ SEED = 20300601
 # Examples per operation and mode: 18 operations x 2 modes take ~40 s on 2 cores.
 EXAMPLES = {GenerationMode.POSITIVE: 30, GenerationMode.NEGATIVE: 20}
 CALLERS = ("own", "own", "own", "other", "none", "garbage", "expired")
+UNAUTHENTICATED = ("none", "garbage", "expired")  # no token, a token that is no JWT, a signed one past exp
+# What the proxy refuses before it authenticates: a target it cannot decode (400), no rule for the path
+# (404), a method the path's rules do not take (405). A generated negative path parameter may do that.
+BEFORE_AUTH = (400, 404, 405)
 
 COMMON_CHECKS = [not_a_server_error, oc.status_code_conformance, oc.content_type_conformance,
                  oc.response_headers_conformance, oc.response_schema_conformance]
@@ -52,6 +60,29 @@ def load_schema() -> Any:
     return schemathesis.openapi.from_path(SPEC, config=config)
 
 
+@functools.cache
+def _document() -> dict[str, Any]:
+    return yaml.safe_load(SPEC.read_text())
+
+
+def _raw(op: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The operation's and its path item's objects in the document."""
+    item = _document()["paths"][op.path]
+    return item[op.method.lower()], item
+
+
+def needs_token(op: Any) -> bool:
+    """The document's security for the operation (its own, else the global one) has no `{}` alternative."""
+    raw, _ = _raw(op)
+    return not any(alternative == {} for alternative in raw.get("security", _document().get("security", [])))
+
+
+def nothing_to_negate(op: Any) -> bool:
+    """No parameter and no body: a negative case of this operation cannot exist."""
+    raw, item = _raw(op)
+    return not raw.get("parameters") and not item.get("parameters") and "requestBody" not in raw
+
+
 def operations(tag: str) -> list[Any]:
     found = [result.ok() for result in load_schema().get_all_operations()]
     return [op for op in found if tag in op.definition.raw.get("tags", ())]
@@ -66,6 +97,8 @@ class Findings:
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
     written: dict[str, int] = field(default_factory=dict)  # entity URL -> highest acknowledged version
     deleted: set[str] = field(default_factory=set)
+    generated: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, mode) -> requests
+    refused: Counter[str] = field(default_factory=Counter)  # caller -> requests held to the token rule
 
     def record(self, case: Any, response: Any, *, generated: bool = True) -> None:
         if generated:
@@ -81,6 +114,18 @@ class Findings:
             self.deleted.add(url)
         else:
             self.written[url] = max(self.written.get(url, 0), body["version"])
+
+    def unauthenticated(self, case: Any, response: Any, caller: str, reached: int,
+                        headers: dict[str, str]) -> None:
+        """A caller without a valid token on an operation that needs one: 401, and no service saw it."""
+        self.refused[caller] += 1
+        status = response.status_code
+        if reached or (status != 401 and status not in BEFORE_AUTH):
+            key = (case.operation.label, f"{caller} caller not refused", status)
+            if key not in self.seen:
+                curl = case.as_curl_command(headers=headers)
+                self.seen[key] = (f"{caller} caller not refused [{status}], {reached} request(s) reached a "
+                                  f"service: {response.text[:200]}\n    {curl}")
 
     def blocked(self, ops: list[Any]) -> list[str]:
         """Operations whose generated requests never got past authentication (all 401)."""
@@ -109,6 +154,7 @@ class Target:
     known_paths: set[int]
     credentials: dict[str, str]  # {"login", "password"} of a registered user
     logins: dict[str, str] = field(default_factory=dict)  # caller -> its login, for callers that are users
+    served: Callable[[], int] = lambda: 0  # requests the services have received so far (health probes aside)
 
     def renew_after_password_change(self, caller: str, case: Any, response: Any,
                                     session: requests.Session) -> None:
@@ -183,10 +229,11 @@ def fuzz_operation(op: Any, mode: GenerationMode, target: Target, findings: Find
     resource = op.path.strip("/").split("/")[0]
     known = target.ids.get(resource, [])
     positive = mode == GenerationMode.POSITIVE
+    guarded = needs_token(op)
 
     @seed(SEED)
     @settings(max_examples=EXAMPLES[mode], derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+              phases=[Phase.explicit, Phase.generate])  # every health check on: none is needed off
     @given(case=op.as_strategy(generation_mode=mode), caller=st.sampled_from(CALLERS),
            entity=st.sampled_from(known) if known else st.none(), aim=st.booleans())
     def run(case: Any, caller: str, entity: int | None, aim: bool) -> None:
@@ -200,8 +247,12 @@ def fuzz_operation(op: Any, mode: GenerationMode, target: Target, findings: Find
         if positive and aim and op.label == "POST /auth/token" and isinstance(case.body, dict):
             case.body = dict(target.credentials)
         headers = dict(target.callers[caller])
+        findings.generated[(op.label, mode.value)] += 1
+        before = target.served()
         response = case.call(base_url=target.base_url, headers=headers, session=session, timeout=10)
         findings.record(case, response)
+        if guarded and caller in UNAUTHENTICATED:
+            findings.unauthenticated(case, response, caller, target.served() - before, headers)
         target.renew_after_password_change(caller, case, response, session)
         checks = list(CHECKS[mode])
         if positive and breaks_a_prose_rule(case, target.known_paths):
@@ -210,9 +261,16 @@ def fuzz_operation(op: Any, mode: GenerationMode, target: Target, findings: Find
 
     try:
         run()
+    except SkipTest:
+        # Hypothesis told to run no case skips the test it runs in: this whole tag's test would pass as
+        # skipped with nothing sent. Nothing sent is a failure here.
+        raise AssertionError(f"{op.label}: Hypothesis ran no {mode.value} case") from None
     except Unsatisfiable:
-        # Nothing to negate (an operation without parameters or body): no negative case exists.
-        assert not positive, f"{op.label}: no positive case could be generated"
+        # Only an operation without parameters or body has no negative case; anything else is a
+        # generator that silently sends nothing.
+        assert not positive and nothing_to_negate(op), f"{op.label}: no {mode.value} case could be generated"
+        return
+    assert findings.generated[(op.label, mode.value)] > 0, f"{op.label}: no {mode.value} case was sent"
 
 
 def run_all(ops: list[Any], target: Target, findings: Findings, order: Callable[[Any], int]) -> None:

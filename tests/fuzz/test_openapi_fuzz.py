@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from cachegate.tokens import TokenIssuer
-from tests.fuzz.fuzz_helpers import SPEC, Findings, Target, operations, run_all, written_rows_match
+from tests.fuzz.fuzz_helpers import (SPEC, UNAUTHENTICATED, Findings, Target, needs_token, operations,
+                                     run_all, written_rows_match)
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +46,7 @@ async def test_fuzz_operations_through_the_proxy(seeded, tag):
         known_paths={seeded.path_id},
         credentials={"login": seeded.login, "password": seeded.password},
         logins={"own": seeded.login, "other": seeded.other_login},
+        served=lambda: sum(n for (_, path), n in seeded.world.backends.counts.items() if path != "/-/health"),
     )
     findings = Findings()
     ops = operations(tag)
@@ -53,6 +55,8 @@ async def test_fuzz_operations_through_the_proxy(seeded, tag):
     statuses = ", ".join(f"{label} {status}: {n}" for (label, status), n in sorted(findings.statuses.items()))
     assert not findings.seen, "\n" + findings.report() + "\n" + statuses
     assert not findings.blocked(ops), statuses
+    if any(needs_token(op) for op in ops):  # the token rule was put to each caller without a valid token
+        assert all(findings.refused[caller] > 0 for caller in UNAUTHENTICATED), findings.refused
     # Never lost or half-written: what the API acknowledged is in MariaDB, and the proxy serves it.
     assert findings.written or tag == "auth"
     # Read back as a user of its own: the seeded ones may have deleted themselves or changed their password.

@@ -9,7 +9,10 @@ import time
 import pytest
 
 from proxy.errors import UpstreamError
+from proxy.records import make_entry
 from strategies.read_through import ReadThrough
+from tests.support.polling import poll
+from tests.support.redisclients import admin_client
 from tests.support.strategy_world import Backend, StrategyWorld, body_of, context, header
 
 RT = "read-through"
@@ -24,6 +27,12 @@ async def _wait_until_stale(world: StrategyWorld, key: str) -> None:
     assert entry is not None
     while time.time() < entry.fresh_until:
         await asyncio.sleep(min(0.05, max(0.0, entry.fresh_until - time.time())))
+
+
+def _async(predicate):
+    async def condition() -> bool:
+        return predicate()
+    return condition
 
 
 async def _wait_for(predicate, limit: float = 5.0) -> None:
@@ -257,3 +266,26 @@ async def test_a_read_after_an_acknowledged_write_never_shares_a_fetch_that_read
     backend.gate.set()
     assert body_of(await early)["version"] == 1   # it started before the write: either version is right
     assert body_of(await late)["version"] == 2
+
+
+async def test_an_entry_past_its_stale_until_is_a_miss_though_redis_still_holds_it(
+        world: StrategyWorld, backend: Backend) -> None:
+    """Grace ends at the entry's `stale_until`, not when Redis drops the record: a proxy whose clock is
+    behind this one's (another host sharing the Redis) writes records that outlive their grace here."""
+    strategy = world.strategy(RT, jitter=0.0)
+    lag = 60.0  # the writer's clock is a minute behind: Redis keeps its record ~60 s past stale_until here
+    seen = await world.store.claim("item:1", await world.store.lookup("item:1"), lifetime=5.0)
+    old = make_entry(200, [("Content-Type", "application/json"), ("ETag", '"1"')],
+                     b'{"id": 1, "version": 1, "name": "item 1"}', version=1, now=time.time() - lag,
+                     ttl=lag + 0.3, grace=0.5)
+    assert await world.store.fill("item:1", old, seen=seen) == "stored"
+    fresh = await strategy.handle(get(ttl=60.0, grace=0.5))
+    assert fresh.cache_status.startswith("cachegate; hit; ttl=") and body_of(fresh)["version"] == 1
+    backend.versions[1] = 2
+    assert await poll(_async(lambda: time.time() >= old.stale_until + 0.05), 10), "grace never ended"
+    held = await world.store.inspect("item:1")
+    assert held.record is not None and held.record.kind == "entry" and held.expires_in > 30
+    reply = await strategy.handle(get(ttl=60.0, grace=0.5))
+    assert body_of(reply)["version"] == 2, reply.cache_status
+    assert reply.cache_status == "cachegate; fwd=miss; fwd-status=200; stored"
+    assert backend.served("GET", "/items/1") == 1

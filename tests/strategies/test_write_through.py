@@ -124,12 +124,25 @@ async def test_invalidates_drops_tags_and_keys(world: StrategyWorld, backend: Ba
     assert 4 in body_of(again)["ids"] and backend.served("GET", "/search") == 2
 
 
+@pytest.mark.parametrize("cached_before", [True, False], ids=["key-held-an-entry", "key-empty"])
 async def test_an_entity_without_a_version_is_dropped_not_stored(
-        world: StrategyWorld, backend: Backend) -> None:
-    await world.store.write("item:4", make_entry(200, [], b"{}", version=1, now=time.time(), ttl=60, grace=0))
-    reply = await world.strategy(WT).handle(write("POST", "/items", key="item:4"))  # a 201: not a read
-    assert reply.cache_status == "cachegate; fwd=method; fwd-status=201; detail=dropped"
-    assert (await world.store.lookup("item:4")).entry is None
+        world: StrategyWorld, backend: Backend, cached_before: bool) -> None:
+    """A 200 that would be stored but for its missing version (no ETag, none in the body): only the version
+    rule can refuse it. On an empty key nothing else (no floor of an earlier version) would."""
+    reader = world.strategy(RT)
+    if cached_before:
+        assert body_of(await reader.handle(read()))["version"] == 1
+    backend.unversioned = True
+    reply = await world.strategy(WT).handle(write("PUT"))
+    assert reply.status == 200 and "version" not in body_of(reply)
+    assert reply.cache_status == "cachegate; fwd=method; fwd-status=200; detail=dropped"
+    assert (await world.store.lookup("item:1")).entry is None
+    record = (await world.store.inspect("item:1")).record
+    assert record is None or record.kind != "entry"
+    backend.unversioned = False
+    after = await reader.handle(read())
+    assert body_of(after)["version"] == 2
+    assert backend.served("GET", "/items/1") == (2 if cached_before else 1)
 
 
 async def test_get_on_a_write_through_route_touches_nothing(world: StrategyWorld, backend: Backend) -> None:

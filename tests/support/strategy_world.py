@@ -29,7 +29,8 @@ class Backend:
     Counts every request by (method, path); `gate` holds GET answers back (computed before the wait, like a
     slow read that already has its rows), `write_gate` holds PUT/PATCH answers back after the version was
     bumped (a write committed, its answer slow), `fail_with` answers every request with that status,
-    `extra_headers` are added to entity and search answers.
+    `extra_headers` are added to entity and search answers, `unversioned` answers entities without a version
+    (no ETag, no "version" in the body).
     """
 
     def __init__(self) -> None:
@@ -40,6 +41,7 @@ class Backend:
         self.write_gate: asyncio.Event | None = None
         self.fail_with: int | None = None
         self.extra_headers: dict[str, str] = {}
+        self.unversioned = False
         self.stop = asyncio.Event()
 
     def app(self) -> web.Application:
@@ -66,6 +68,9 @@ class Backend:
 
     def _entity(self, item: int, status: int = 200) -> web.Response:
         version = self.versions.setdefault(item, 1)
+        if self.unversioned:
+            return web.json_response({"id": item, "name": f"item {item}"}, status=status,
+                                     headers=self.extra_headers)
         body = {"id": item, "version": version, "name": f"item {item}"}
         return web.json_response(body, status=status, headers={"ETag": f'"{version}"', **self.extra_headers})
 
