@@ -1,6 +1,7 @@
 """Read-your-writes and monotonic versions end to end, under concurrency that forces the races.
 
-The proxy, the three services, MariaDB and Redis are real (tests/support/world.py). Each trip has two
+The proxy and the three services (their apps, in this process, on real sockets: tests/support/world.py),
+MariaDB and Redis are real. Each trip has two
 writers (its owner's two sessions) and joiners, each user two writers (its two sessions), each key three
 readers; the reads of trips and public users live 300 ms with no grace, and a purger drops keys through the
 admin API, so fills race the writes all along; the services delay each request at random before their
@@ -312,4 +313,5 @@ async def test_the_checker_catches_a_store_without_its_version_checks(make_world
     found = check(outcome.ops, outcome.finals, outcome.database)
     # The out-of-order settle stores the older write over the newer one, every round: a read after the
     # newer write's acknowledgement shows the older version.
-    assert [v for v in found if v.rule == "read-your-writes" and v.key == outcome.racer], report(found)
+    caught = [v for v in found if v.rule == "read-your-writes" and v.key == outcome.racer]
+    assert len(caught) >= RACES, report(found)
