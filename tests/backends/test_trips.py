@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 
+from tests.support.dbrows import fetch_rows
 from tests.support.services import error_of
 
 
@@ -91,12 +92,59 @@ async def test_put_by_owner_with_if_match(trips, account, register, path_id):
     assert (await (await trips.get(url, headers=account.headers)).json())["version"] == 3
 
 
-async def test_concurrent_trip_puts_with_same_if_match(trips, account, path_id):
+async def stored_trip(db_config, trip_id: int) -> tuple[str, int, int, list[int]]:
+    """What the database holds for a trip, read directly: (name, version, member_count, member ids)."""
+    [(name, version, count)] = await fetch_rows(
+        db_config, "SELECT name, version, member_count FROM trips WHERE id = %s", (trip_id,))
+    members = await fetch_rows(
+        db_config, "SELECT user_id FROM trip_members WHERE trip_id = %s ORDER BY user_id", (trip_id,))
+    return name, int(version), int(count), [int(m) for (m,) in members]
+
+
+async def test_concurrent_trip_puts_with_same_if_match(trips, account, path_id, db_config):
+    """One of several PUTs with the same If-Match wins; the row holds exactly the winner's write."""
     made = await create(trips, account, path_id)
     url, headers = f"/trips/{made['id']}", {**account.headers, "If-Match": '"1"'}
     answers = await asyncio.gather(*(trips.put(url, json=trip_body(path_id, name=f"T{i}"), headers=headers)
-                                     for i in range(2)))
-    assert sorted(r.status for r in answers) == [200, 412]
+                                     for i in range(4)))
+    assert sorted(r.status for r in answers) == [200, 412, 412, 412]
+    [winner] = [await r.json() for r in answers if r.status == 200]
+    for lost in (r for r in answers if r.status == 412):
+        assert (await lost.json())["error"]["code"] == "precondition_failed"
+    name, version, _, _ = await stored_trip(db_config, made["id"])
+    assert (name, version) == (winner["name"], 2) and winner["version"] == 2
+
+
+async def test_concurrent_puts_and_joins_lose_no_update(trips, account, register, path_id, db_config):
+    """PUTs without If-Match, joins of distinct users and a user joining twice, all at once: every
+    acknowledged write has a version of its own, the row holds the last of them, each joiner is booked
+    once, and the member count is the number of members."""
+    made = await create(trips, account, path_id)
+    url = f"/trips/{made['id']}"
+    joiners = [await register() for _ in range(5)]
+    twice = joiners[0]
+    puts = [trips.put(url, json=trip_body(path_id, name=f"P{i}"), headers=account.headers) for i in range(5)]
+    joins = [trips.post(url + "/members", headers=j.headers) for j in [*joiners, twice]]
+    answers = await asyncio.gather(*puts, *joins)
+    put_answers, join_answers = answers[:len(puts)], answers[len(puts):]
+    assert [r.status for r in put_answers] == [200] * len(puts)
+    assert sorted(r.status for r in join_answers) == [201] * len(joiners) + [409]
+    assert [await error_of(r, 409) for r in join_answers if r.status == 409] == ["conflict"]
+    put_bodies = [await r.json() for r in put_answers]
+    join_bodies = [await r.json() for r in join_answers if r.status == 201]
+    acked = sorted(put_bodies + join_bodies, key=lambda body: body["version"])
+    # Each acknowledged write bumped the version once, none was lost, and each answer is the row as that
+    # write left it: the name of the last PUT up to its version, the joins up to it counted.
+    assert [body["version"] for body in acked] == list(range(2, 2 + len(acked)))
+    put_versions = {body["version"]: body["name"] for body in put_bodies}
+    join_versions = [body["version"] for body in join_bodies]
+    name = made["name"]
+    for body in acked:
+        name = put_versions.get(body["version"], name)
+        assert body["name"] == name, body
+        assert body["member_count"] == sum(v <= body["version"] for v in join_versions), body
+    stored = await stored_trip(db_config, made["id"])
+    assert stored == (name, 1 + len(acked), len(joiners), sorted(j.id for j in joiners))
 
 
 async def test_join_bumps_version_and_lists_members(trips, account, register, path_id):

@@ -11,8 +11,7 @@ import time
 import pytest
 
 from proxy.appkeys import METRICS
-from stack.net import free_port
-from stack.redis import RedisServer
+from tests.support.keptredis import current_entry_version, kill_keeping_data
 from tests.support.redisclients import admin_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
@@ -23,20 +22,12 @@ def version(resp) -> int:
     return int(resp.headers["ETag"].strip('"'))
 
 
-@pytest.fixture
-def persistent_redis(tmp_path, test_secrets):
-    """A Redis that writes every command to its append-only file: a SIGKILL loses nothing."""
-    server = RedisServer(tmp_path / "aof-redis", "127.0.0.1", free_port(), users=test_secrets.redis_users,
-                         appendonly=True)
-    server.start()
-    yield server
-    server.stop()
-
-
-async def test_a_redis_restart_moves_the_epoch_once_and_serves_nothing_stale(make_world, persistent_redis):
-    redis = persistent_redis
+async def test_a_redis_restart_moves_the_epoch_once_and_serves_nothing_stale(make_world, redis_factory):
+    redis = redis_factory()  # killed with its data kept (tests/support/keptredis.py)
+    # No readiness probe: the test's own calls are the first to reach Redis again after the restart.
     world = await make_world({"redis": {"url": redis.url, "timeout": "1s",
-                                        "breaker": {"failures": 2, "reset": "200ms"}}})
+                                        "breaker": {"failures": 2, "reset": "200ms"}},
+                              "proxy": {"readiness_interval": "1h"}})
     people = [await world.user(f"restart{i}") for i in range(USERS)]
 
     async def everyone(method: str) -> list:
@@ -64,11 +55,13 @@ async def test_a_redis_restart_moves_the_epoch_once_and_serves_nothing_stale(mak
     metrics = world.app[METRICS].registry
     moves = metrics.get_sample_value("cachegate_epoch_bumps_total") or 0.0
 
-    redis.kill()
+    await kill_keeping_data(redis)
     patched = await world.proxy.patch(f"/users/{victim_id}", json={"title": "while-down"},
                                       headers={"Authorization": victim_auth})
     assert patched.status == 200 and version(patched) == version(before) + 1  # a write Redis never saw
-    redis.start()  # with its data: the victim's old entry is back in it
+    redis.start()  # with its data: the victim's old entry is back in it, in the current epoch
+    prefix = world.config.cache.prefix
+    assert await current_entry_version(redis, prefix, f"user:{victim_id}") == version(before)
 
     async def hits_again() -> bool:
         resp = await world.proxy.get(f"/users/{people[1][0]}", headers={"Authorization": people[1][1]})

@@ -1,8 +1,9 @@
 """The whole request path on real sockets: three services over the test MariaDB, the proxy over its Redis.
 
 Each backend counts the requests it served, so a test can tell what the cache saved; a backend can also be
-given a random delay per request, to shuffle the order in which concurrent reads and writes finish, or hold
-its answers to writes after they committed (`hold_writes`).
+given a random delay per request, before its handler runs or after it (the row read or the write committed,
+the answer late), to shuffle the order in which concurrent reads and writes finish, hold its answers to writes
+after they committed (`hold_writes`), or hold the answer to one request of its choice (`hold`).
 """
 from __future__ import annotations
 
@@ -27,30 +28,58 @@ SERVICES = ("users", "paths", "trips")
 
 
 @dataclass
+class Hold:
+    """The next request of `method` and `path`: its handler runs (a read has read its row, a write has
+    committed), then `reached` is set and the answer waits until `release()`."""
+    method: str
+    path: str
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class Backends:
     counts: collections.Counter = field(default_factory=collections.Counter)
     targets: collections.Counter = field(default_factory=collections.Counter)  # (method, target as received)
-    max_delay: float = 0.0   # a random delay up to this, per request
+    max_delay: float = 0.0   # a random delay up to this, per request, before the handler
     delay: float = 0.0       # a fixed delay, per request
+    max_answer_delay: float = 0.0  # a random delay up to this after the handler: what it read is sent late
     hold_writes: asyncio.Event | None = None  # answers to writes wait for it, after the handler committed
     hold_reads: asyncio.Event | None = None   # the next `reads_to_hold` GETs wait for it, before the handler
     reads_to_hold: int = 0
     servers: dict[str, TestServer] = field(default_factory=dict)
+    holds: list[Hold] = field(default_factory=list)
 
     def served(self, method: str, path: str) -> int:
         return self.counts[(method, path)]
+
+    def hold(self, method: str, path: str) -> Hold:
+        found = Hold(method, path)
+        self.holds.append(found)
+        return found
 
     def middleware(self) -> Callable:
         @web.middleware
         async def count_and_delay(request: web.Request, handler):
             self.counts[(request.method, request.path)] += 1
             self.targets[(request.method, request.raw_path)] += 1
+            held = next((h for h in self.holds if (h.method, h.path) == (request.method, request.path)), None)
+            if held is not None:
+                self.holds.remove(held)
             if self.max_delay or self.delay:
                 await asyncio.sleep(self.delay + random.uniform(0, self.max_delay))
             if self.hold_reads is not None and self.reads_to_hold > 0 and request.method == "GET":
                 self.reads_to_hold -= 1
                 await asyncio.wait_for(self.hold_reads.wait(), 60)
             response = await handler(request)
+            if held is not None:
+                held.reached.set()
+                await asyncio.wait_for(held.released.wait(), 60)  # a hang guard, not a time limit
+            elif self.max_answer_delay:
+                await asyncio.sleep(random.uniform(0, self.max_answer_delay))
             if self.hold_writes is not None and request.method not in ("GET", "HEAD"):
                 await asyncio.wait_for(self.hold_writes.wait(), 60)
             return response
