@@ -137,3 +137,26 @@ async def test_cache_off_at_run_time_is_passthrough(world):
     assert (await world.admin.post("/-/admin/cache", json={"enabled": True})).status == 200
     on = await world.proxy.get(f"/users/{uid}", headers={"Authorization": auth})
     assert (await on.json())["title"] == "off-write"
+
+
+async def test_a_trip_replaced_is_never_served_old_in_its_members_view(world):
+    """The members list carries the trip's version (its validator): a PUT of the trip moves it, so the
+    cached list must go too, or it would answer a version the database no longer has."""
+    _, auth = await world.user("tess")
+    headers = {"Authorization": auth}
+    resp = await world.proxy.post("/paths", json={"start_point": "Here", "end_point": "There"}, headers=headers)
+    path_id = (await resp.json())["id"]
+    body = {"path_id": path_id, "name": "first", "starts_at": "2030-06-01T09:00:00Z",
+            "finishes_at": "2030-06-02T18:00:00Z"}
+    resp = await world.proxy.post("/trips", json=body, headers=headers)
+    assert resp.status == 201, await resp.text()
+    trip = await resp.json()
+    members = f"/trips/{trip['id']}/members"
+    assert (await world.proxy.get(members, headers=headers)).status == 200
+    cached = await world.proxy.get(members, headers=headers)
+    assert cached.headers["Cache-Status"].startswith("cachegate; hit")
+    resp = await world.proxy.put(f"/trips/{trip['id']}", json={**body, "name": "renamed"},
+                                 headers={**headers, "If-Match": resp.headers.get("ETag") or f'"{trip["version"]}"'})
+    assert resp.status == 200, await resp.text()
+    after = await world.proxy.get(members, headers=headers)
+    assert after.status == 200 and (await after.json())["version"] == (await resp.json())["version"]
