@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{m.key}\n{m.diff((ROOT / m.path).read_text())}\n")
         return 0
 
-    # SIGTERM ends a run like Ctrl-C: the mutant running is stopped, the rest is reported not run.
+    # SIGTERM ends a run like Ctrl-C: the mutant running is stopped, the rest is reported not run. SIGINT is
+    # set too: a shell's background job starts with it ignored, and so would the test runs it starts.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     equivalents = load_equivalents(args.equivalent)
     started = time.monotonic()
     deadline = started + args.budget * 60

@@ -28,6 +28,7 @@ KILLED, SURVIVED, TIMEOUT, NOT_RUN = "killed", "survived", "timeout", "not run"
 PLUGINS = ("pytest_asyncio.plugin", "pytest_timeout", "pytest_aiohttp.plugin")
 INTERRUPT_GRACE = 20.0  # seconds pytest gets after SIGINT to stop the servers its fixtures started
 _FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
+_ERROR_LINE = re.compile(r"^E +(\S.*)$", re.MULTILINE)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Copy:
     def pytest(self, tests: tuple[str, ...], timeout: float) -> Outcome:
         self.runs += 1
         basetemp = self.root / ".mutation-tmp" / f"run{self.runs}"
+        basetemp.parent.mkdir(exist_ok=True)
         command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                    *(arg for plugin in PLUGINS for arg in ("-p", plugin)),
                    "-x", "-q", "-rfE", "--no-header", f"--basetemp={basetemp}", *tests]
@@ -113,7 +115,11 @@ class Copy:
         if process.returncode == 0:
             return Outcome(SURVIVED, "", seconds, text)
         failed = _FAILED.search(text)
-        detail = failed.group(1) if failed else f"pytest exit {process.returncode}"
+        if failed:
+            detail = failed.group(1)
+        else:  # the tests never ran: the mutant broke an import (a conftest's), or pytest itself
+            error = _ERROR_LINE.search(text)
+            detail = f"pytest exit {process.returncode}" + (f": {error.group(1)[:100]}" if error else "")
         return Outcome(KILLED, detail, seconds, text)
 
 
