@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mutation.mutants import Mutant, enumerate_mutants, sample
 from mutation.report import load_equivalents, write_report
-from mutation.runner import NOT_RUN, SURVIVED, Copy, Outcome, Plan, run_module
+from mutation.runner import NOT_RUN, SURVIVED, Copy, Outcome, Plan, run_baseline, run_mutants
 from mutation.targets import TARGETS, Target, target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,8 @@ def _choose(row: Target, args: argparse.Namespace, previous: dict) -> tuple[int,
     if args.survivors:
         left = {k for k, v in previous.get("mutants", {}).items() if v["status"] == SURVIVED}
         return len(every), [m for m in every if m.key in left]
-    return len(every), sample(every, row.sample if args.sample is None else args.sample, args.seed)
+    count = row.sample if args.sample is None else args.sample
+    return len(every), sample(every, count, args.seed, (ROOT / row.path).read_text())
 
 
 def _record(mutant: Mutant, outcome: Outcome, source: str, before: dict | None) -> dict:
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     copy = Copy.make(ROOT)
     interrupted = False
     failed_baseline = []
+    later: list = []
+    ran: set[str] = set()
     try:
         for index, (row, enumerated, chosen) in enumerate(plans):
             previous = results["modules"].get(row.name, {})
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             def report(m: Mutant, outcome: Outcome, row=row, source=source, previous=previous,
                        mutants=mutants) -> None:
                 mutants[m.key] = _record(m, outcome, source, previous.get("mutants", {}).get(m.key))
+                ran.add(m.key)
                 _save(args.results, results)
                 shown = "equivalent" if outcome.status == SURVIVED and m.key in equivalents else outcome.status
                 print(f"mutate: {row.name}: {shown:9} {m.path}:{m.line} {m.operator.removeprefix('core/')}"
@@ -123,22 +127,38 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"mutate: {row.name}: {len(chosen)} of {enumerated} mutants of {row.path}, "
                   f"{share / 60:.1f} min", flush=True)
+            plan = Plan(row.name, row.tests, chosen)
             try:
-                baseline, timeout = run_module(copy, Plan(row.name, row.tests, chosen),
-                                               deadline=time.monotonic() + share, report=report)
+                baseline, timeout = run_baseline(copy, plan, deadline=time.monotonic() + share)
+                module["baseline_seconds"] = round(baseline.seconds, 1)
+                module["timeout"] = round(timeout)
+                if baseline.status != SURVIVED:
+                    failed_baseline.append(row.name)
+                    module["baseline_failure"] = baseline.output[-3000:]
+                    print(f"mutate: {row.name}: the unmutated tests did not pass:\n{baseline.output[-3000:]}",
+                          file=sys.stderr)
+                    for m in chosen:
+                        report(m, Outcome(NOT_RUN, "the unmutated tests did not pass"))
+                    continue
+                left = run_mutants(copy, plan, chosen, baseline=baseline, timeout=timeout,
+                                   deadline=time.monotonic() + share, report=report)
+                if left:
+                    later.append((plan, left, baseline, timeout, report))
             except KeyboardInterrupt:
                 interrupted = True
                 for m in chosen:
-                    if m.key not in mutants:
+                    if m.key not in ran:
                         report(m, Outcome(NOT_RUN, "run interrupted"))
-                continue
-            module["baseline_seconds"] = round(baseline.seconds, 1)
-            module["timeout"] = round(timeout)
-            if baseline.status != SURVIVED:
-                failed_baseline.append(row.name)
-                module["baseline_failure"] = baseline.output[-3000:]
-                print(f"mutate: {row.name}: the unmutated tests did not pass:\n{baseline.output[-3000:]}",
-                      file=sys.stderr)
+        # What a module could not run in its share gets the time the others left, in the table's order.
+        for plan, left, baseline, timeout, report in later:
+            try:
+                rest = [] if interrupted else run_mutants(copy, plan, left, baseline=baseline, timeout=timeout,
+                                                          deadline=deadline, report=report)
+            except KeyboardInterrupt:
+                interrupted = True
+                rest = [m for m in left if m.key not in ran]
+            for m in rest:
+                report(m, Outcome(NOT_RUN, "run interrupted" if interrupted else "budget spent"))
             _save(args.results, results)
     finally:
         copy.remove()

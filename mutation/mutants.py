@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,13 +94,30 @@ def _rank(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def sample(mutants: list[Mutant], count: int, seed: int) -> list[Mutant]:
-    """A deterministic sample: one variant per mutation site (the lowest hash of seed and key), then the
-    `count` sites of lowest hash; the same seed draws the same mutants while their lines stay as they are."""
-    sites: dict[tuple[int, int], Mutant] = {}
+def sample(mutants: list[Mutant], count: int, seed: int, source: str) -> list[Mutant]:
+    """A deterministic sample: the mutation sites in the order of the lowest hash of seed and key among their
+    variants, the first `count` of them, each with its lowest-hash variant that still compiles (a `*` in a
+    signature made a `+` does not); the same seed draws the same mutants while their lines stay as they are."""
+    sites: dict[tuple[int, int], list[Mutant]] = {}
     for mutant in mutants:
-        held = sites.get(mutant.site)
-        if held is None or _rank(seed, mutant.key) < _rank(seed, held.key):
-            sites[mutant.site] = mutant
-    chosen = sorted(sites.values(), key=lambda m: _rank(seed, m.key))[:count]
+        sites.setdefault(mutant.site, []).append(mutant)
+    ranked = sorted((sorted(variants, key=lambda m: _rank(seed, m.key)) for variants in sites.values()),
+                    key=lambda variants: _rank(seed, variants[0].key))
+    chosen = []
+    for variants in ranked:
+        if len(chosen) == count:
+            break
+        valid = next((m for m in variants if compiles(m, source)), None)
+        if valid is not None:
+            chosen.append(valid)
     return sorted(chosen, key=lambda m: (m.line, m.key))
+
+
+def compiles(mutant: Mutant, source: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # `x is 300` compiles, with a warning: the tests judge it
+            compile(mutant.mutated(source), mutant.path, "exec")
+    except SyntaxError:
+        return False
+    return True

@@ -171,22 +171,22 @@ class Plan:
     mutants: list[Mutant]
 
 
-def run_module(copy: Copy, plan: Plan, *, deadline: float,
-               report: Callable[[Mutant, Outcome], None]) -> tuple[Outcome, float]:
-    """The module's baseline (unmutated: it must pass), then each mutant while time is left; mutants past
-    `deadline` are reported not run. Returns the baseline's outcome and the time-out each mutant had: twice
-    the baseline's time and 15 s more (a mutant that makes a test wait for what never comes)."""
+def run_baseline(copy: Copy, plan: Plan, *, deadline: float) -> tuple[Outcome, float]:
+    """The module's tests on the unmutated copy (they must pass), and the time-out each mutant gets from it:
+    twice the baseline's time and 15 s more (a mutant that makes a test wait for what never comes)."""
     if plan.mutants:
         copy.check_imports(plan.mutants[0].path)
     baseline = copy.pytest(plan.tests, timeout=max(120.0, deadline - time.monotonic()))
-    timeout = 2 * baseline.seconds + 15
-    if baseline.status != SURVIVED:
-        for mutant in plan.mutants:
-            report(mutant, Outcome(NOT_RUN, "the unmutated tests did not pass"))
-        return baseline, timeout
-    for mutant in plan.mutants:
-        if time.monotonic() + baseline.seconds > deadline:
-            report(mutant, Outcome(NOT_RUN, "budget spent"))
+    return baseline, 2 * baseline.seconds + 15
+
+
+def run_mutants(copy: Copy, plan: Plan, mutants: list[Mutant], *, baseline: Outcome, timeout: float,
+                deadline: float, report: Callable[[Mutant, Outcome], None]) -> list[Mutant]:
+    """Each mutant while a run as long as the baseline still fits before `deadline`; returns those left."""
+    left = []
+    for mutant in mutants:
+        if left or time.monotonic() + baseline.seconds > deadline:
+            left.append(mutant)
             continue
         copy.apply(mutant)
         try:
@@ -194,4 +194,4 @@ def run_module(copy: Copy, plan: Plan, *, deadline: float,
         finally:
             copy.restore(mutant.path)
         report(mutant, outcome)
-    return baseline, timeout
+    return left
