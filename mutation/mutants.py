@@ -62,6 +62,13 @@ def _in_annotation(node) -> bool:
     return False
 
 
+def _in_signature(node) -> bool:
+    # cosmic-ray takes the bare `*` of a signature (and `*args`) for a multiplication: its `/` compiles and
+    # changes nothing a caller by keyword could see.
+    return node.type == "operator" and node.parent is not None and (
+        node.parent.type in ("parameters", "lambdef") or isinstance(node.parent, parso.python.tree.Param))
+
+
 def _left_out(text: str) -> bool:
     # A log line's wording and level are no guarantee of the cache, and a dataclass's options (frozen,
     # slots) guard against misuse rather than change what the code computes: mutating them is noise.
@@ -79,7 +86,7 @@ def enumerate_mutants(root: Path, path: str) -> list[Mutant]:
         positions = ((node, start) for node in ast_nodes(tree) for start, _ in operator.mutation_positions(node))
         for occurrence, (node, start) in enumerate(positions):
             text = lines[start[0] - 1].strip()
-            if _left_out(text) or _in_annotation(node):
+            if _left_out(text) or _in_annotation(node) or _in_signature(node):
                 continue
             definition = _definition(node)
             base = f"{path}::{definition}::{name.removeprefix('core/')}::{text}"
