@@ -1,4 +1,4 @@
-"""`./run mutate`: draw each target's mutants, run them within the budget, merge the results, write the report."""
+"""`./run mutate`: draw each target's mutants, run them within a budget, merge results, write mutation.md."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +32,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="run just this mutant (its key, as the report shows it); again for more")
     parser.add_argument("--survivors", action="store_true",
                         help="run again only the mutants the results list as survived (after a new test)")
-    parser.add_argument("--list", action="store_true", help="print the drawn mutants and their diffs, run none")
+    parser.add_argument("--list", action="store_true",
+                        help="print the drawn mutants and their diffs, run none")
     parser.add_argument("--results", type=Path, default=ROOT / "mutation" / "results.json")
     parser.add_argument("--report", type=Path, default=ROOT / "mutation.md")
     parser.add_argument("--equivalent", type=Path, default=ROOT / "mutation" / "equivalent.yaml")
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     deadline = started + args.budget * 60
     copy = Copy.make(ROOT)
+    print(f"mutate: tests run in a copy of the tree: {copy.root}", flush=True)
     interrupted = False
     failed_baseline = []
     later: list = []
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                 mutants[m.key] = _record(m, outcome, source, previous.get("mutants", {}).get(m.key))
                 ran.add(m.key)
                 _save(args.results, results)
-                shown = "equivalent" if outcome.status == SURVIVED and m.key in equivalents else outcome.status
+                shown = outcome.status
+                if outcome.status == SURVIVED and m.key in equivalents:
+                    shown = "equivalent"
                 print(f"mutate: {row.name}: {shown:9} {m.path}:{m.line} {m.operator.removeprefix('core/')}"
                       f" {outcome.killed_by}", flush=True)
 
@@ -152,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         # What a module could not run in its share gets the time the others left, in the table's order.
         for plan, left, baseline, timeout, report in later:
             try:
-                rest = [] if interrupted else run_mutants(copy, plan, left, baseline=baseline, timeout=timeout,
-                                                          deadline=deadline, report=report)
+                rest = [] if interrupted else run_mutants(copy, plan, left, baseline=baseline,
+                                                          timeout=timeout, deadline=deadline, report=report)
             except KeyboardInterrupt:
                 interrupted = True
                 rest = [m for m in left if m.key not in ran]

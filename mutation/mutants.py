@@ -83,7 +83,8 @@ def enumerate_mutants(root: Path, path: str) -> list[Mutant]:
     seen: dict[str, int] = {}
     for name in OPERATORS:
         operator = get_operator(name)()
-        positions = ((node, start) for node in ast_nodes(tree) for start, _ in operator.mutation_positions(node))
+        positions = ((node, start) for node in ast_nodes(tree)
+                     for start, _ in operator.mutation_positions(node))
         for occurrence, (node, start) in enumerate(positions):
             text = lines[start[0] - 1].strip()
             if _left_out(text) or _in_annotation(node) or _in_signature(node):
@@ -103,8 +104,8 @@ def _rank(seed: int, key: str) -> str:
 
 def sample(mutants: list[Mutant], count: int, seed: int, source: str) -> list[Mutant]:
     """A deterministic sample: the mutation sites in the order of the lowest hash of seed and key among their
-    variants, the first `count` of them, each with its lowest-hash variant that still compiles (a `*` in a
-    signature made a `+` does not); the same seed draws the same mutants while their lines stay as they are."""
+    variants, the first `count` of them, each with its lowest-hash variant that still compiles (`x *= 2` made
+    `x @= 2` may not); the same seed draws the same mutants while their lines stay as they are."""
     sites: dict[tuple[int, int], list[Mutant]] = {}
     for mutant in mutants:
         sites.setdefault(mutant.site, []).append(mutant)

@@ -47,9 +47,11 @@ def render(results: dict, equivalents: dict[str, str], *, wall: float | None = N
         counts = dict.fromkeys((KILLED, TIMEOUT, "equivalent", SURVIVED, NOT_RUN), 0)
         for key, record in module["mutants"].items():
             counts[_status(record, key, equivalents)] += 1
-        minutes = (module.get("baseline_seconds", 0) + sum(r["seconds"] for r in module["mutants"].values())) / 60
+        spent = module.get("baseline_seconds", 0) + sum(r["seconds"] for r in module["mutants"].values())
+        minutes = spent / 60
         tests = "<br>".join(f"`{t.removeprefix('tests/')}`" for t in module["tests"])
-        out.append(f"| {name} | `{module['path']}` | {tests} | {len(module['mutants'])} / {module['enumerated']} "
+        out.append(f"| {name} | `{module['path']}` | {tests} "
+                   f"| {len(module['mutants'])} / {module['enumerated']} "
                    f"| {counts[KILLED]} | {counts[TIMEOUT]} | {counts['equivalent']} | {counts[SURVIVED]} "
                    f"| {counts[NOT_RUN]} | {minutes:.1f} | {module.get('ran_at', '')} |")
         totals["sampled"] += len(module["mutants"])
@@ -83,7 +85,8 @@ def render(results: dict, equivalents: dict[str, str], *, wall: float | None = N
                if r["status"] == NOT_RUN]
     out += ["## Not run", ""]
     out += [f"- {name}: `{key}` ({r['killed_by']})" for name, key, r in not_run] or ["None."]
-    out += ["", "## Killed", "", "<details><summary>Each killed mutant and the first test that failed</summary>",
+    out += ["", "## Killed", "",
+            "<details><summary>Each killed mutant and the first test that failed</summary>",
             "", "| module | line | key | killed by |", "|---|---|---|---|"]
     for name, module in modules.items():
         for key, r in module["mutants"].items():

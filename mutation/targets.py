@@ -54,6 +54,7 @@ TARGETS: tuple[Target, ...] = (
                                              "tests/backends/test_service_tokens.py"), 12),
     Target("canonical", "proxy/canonical.py", ("tests/proxy/test_canonical.py",), 12),
     Target("key_templates", "cachegate/templates.py", ("tests/proxy/test_router.py",
+                                                      "tests/cachegate/test_template_covers.py",
                                                       "tests/cachegate/test_config.py"), 12),
     Target("cdc_changes", "invalidator/changes.py", INVALIDATOR_TESTS, 10),
     Target("cdc_positions", "invalidator/positions.py", INVALIDATOR_TESTS, 8),

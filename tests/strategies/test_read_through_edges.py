@@ -88,3 +88,13 @@ async def test_a_miss_whose_upstream_fails_is_counted_as_the_miss_it_was(world: 
     with pytest.raises(UpstreamError):
         await world.strategy(RT).handle(get(upstream="dead"))
     assert world.outcomes("miss") == 1 and world.outcomes("coalesced", "failed") == 0
+
+
+async def test_a_miss_that_finds_a_write_in_flight_sends_no_fill(world: StrategyWorld) -> None:
+    """The reopen said "fenced": the fill would be refused, so it is not sent, and the refusal counts once."""
+    await world.store.fence(b"other-wr", ["item:1"], [], lifetime=5.0, linger=1.0)  # a PUT in flight
+    reply = await world.strategy(RT).handle(get())
+    assert reply.status == 200 and reply.cache_status.endswith("detail=fenced")
+    samples = world.metrics.registry.get_sample_value
+    assert samples("cachegate_store_rejected_total", {"reason": "fenced"}) == 1
+    assert not samples("cachegate_redis_command_duration_seconds_count", {"command": "fill"})
