@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         for index, (row, enumerated, chosen) in enumerate(plans):
             previous = results["modules"].get(row.name, {})
             partial = bool(args.only or args.survivors)
+            if partial and not chosen:
+                continue  # nothing of this module asked for: its results stay as they are
             module = {**previous} if partial else {}
             module.update({"path": row.path, "tests": list(row.tests), "enumerated": enumerated,
                            "seed": args.seed, "ran_at": datetime.datetime.now(datetime.timezone.utc)
