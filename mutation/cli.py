@@ -31,9 +31,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", action="append", default=[], metavar="KEY",
                         help="run just this mutant (its key, as the report shows it); again for more")
     parser.add_argument("--survivors", action="store_true",
-                        help="run again only the mutants the results list as survived (after a new test)")
+                        help="run again only the mutants the results list as survived, or as not run "
+                             "after they survived (after a new test)")
     parser.add_argument("--list", action="store_true",
                         help="print the drawn mutants and their diffs, run none")
+    parser.add_argument("--render", action="store_true",
+                        help="write the report from the results and equivalent.yaml as they are, run none")
     parser.add_argument("--results", type=Path, default=ROOT / "mutation" / "results.json")
     parser.add_argument("--report", type=Path, default=ROOT / "mutation.md")
     parser.add_argument("--equivalent", type=Path, default=ROOT / "mutation" / "equivalent.yaml")
@@ -51,7 +54,9 @@ def _choose(row: Target, args: argparse.Namespace, previous: dict) -> tuple[int,
     if args.only:
         return len(every), [m for m in every if m.key in args.only]
     if args.survivors:
-        left = {k for k, v in previous.get("mutants", {}).items() if v["status"] == SURVIVED}
+        # Survived, or survived once and then not run (a run cut short): what a new test has to answer.
+        left = {k for k, v in previous.get("mutants", {}).items()
+                if v["status"] == SURVIVED or (v["status"] == NOT_RUN and v.get("first_survived"))}
         return len(every), [m for m in every if m.key in left]
     count = row.sample if args.sample is None else args.sample
     return len(every), sample(every, count, args.seed, (ROOT / row.path).read_text())
@@ -78,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and not any(chosen for _, _, chosen in plans):
         print(f"mutate: no mutant has the key(s) {args.only}", file=sys.stderr)
         return 2
+    if args.render:
+        write_report(args.report, results, load_equivalents(args.equivalent))
+        print(f"mutate: report {args.report}")
+        return 0
     if args.list:
         for row, enumerated, chosen in plans:
             print(f"## {row.name}: {len(chosen)} of {enumerated} mutants of {row.path}")
@@ -168,8 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             _save(args.results, results)
     finally:
         copy.remove()
+        results.setdefault("runs", []).append({
+            "at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "modules": [row.name for row, _, chosen in plans if chosen or not (args.only or args.survivors)],
+            "what": "only " + ", ".join(args.only) if args.only else "survivors" if args.survivors
+            else f"sample (seed {args.seed})", "budget": args.budget,
+            "minutes": round((time.monotonic() - started) / 60, 1), "interrupted": interrupted})
         _save(args.results, results)
-        write_report(args.report, results, equivalents, wall=time.monotonic() - started, budget=args.budget)
+        write_report(args.report, results, equivalents)
     print(f"mutate: report {args.report}, results {args.results}")
     if interrupted:
         return 130
