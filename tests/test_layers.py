@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cachegate", "proxy", "strategies", "backends", "stack", "loadtest", "invalidator")
+PACKAGES = ("cachegate", "proxy", "strategies", "backends", "stack", "loadtest", "invalidator", "mutation")
 Graph = dict[str, dict[str, int]]  # module -> imported module -> line of the first such import
 
 

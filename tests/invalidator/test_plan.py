@@ -27,6 +27,13 @@ def test_positions_parse_advance_and_cover():
         Position.parse("0-1")
 
 
+def test_positions_are_equal_by_their_transactions_only():
+    assert Position.parse("0-1-15,1-1-3") == Position.parse("1-1-3,0-1-15")
+    assert Position.parse("0-1-15") != Position.parse("0-1-16")
+    assert Position.parse("0-1-15") != Position.parse("0-1-15,1-1-3")
+    assert Position.parse("0-1-15") != "0-1-15"
+
+
 def test_a_start_on_another_node_keeps_the_shared_domain_only():
     mine = Position.parse("1-1-90,101-1-4")       # read on node 1: the cluster's domain and node 1's own
     node2 = Position.parse("1-1-95,102-2-7")      # node 2 never wrote domain 101
