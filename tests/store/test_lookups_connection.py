@@ -13,6 +13,8 @@ from stack.net import free_port
 from stack.redis import RedisServer
 from tests.support.polling import poll
 
+pytestmark = pytest.mark.single_redis  # one lean connection to one server (a cluster has one per node)
+
 
 def lookups_for(server: RedisServer) -> PipelinedLookups:
     users = server.users

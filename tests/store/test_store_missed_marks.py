@@ -30,7 +30,7 @@ async def test_a_mark_that_missed_redis_moves_the_epoch(redis_factory: Callable[
             await mark(store)
         server.resume()
         after = await store.lookup("user:1")
-        assert (after.entry, after.epoch) == (None, 1)
+        assert after.entry is None and after.epoch > 0  # moved from 0 (to Redis's clock: a first move)
     finally:
         server.resume()
         await client.aclose()
