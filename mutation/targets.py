@@ -7,10 +7,12 @@ STORE_TESTS = ("tests/store/test_store_entries.py", "tests/store/test_store_vers
                "tests/store/test_store_fences.py", "tests/store/test_store_retire.py",
                "tests/store/test_store_inspect.py", "tests/store/test_store_accounting.py",
                "tests/store/test_store_faults.py", "tests/store/test_store_missed_marks.py",
-               "tests/store/test_store_upstream_tags.py", "tests/store/test_store_memory.py")
+               "tests/store/test_store_upstream_tags.py", "tests/store/test_store_memory.py",
+               "tests/store/test_store_claims.py")
 STRATEGY_TESTS = ("tests/strategies/test_contract.py", "tests/strategies/test_read_through.py",
                   "tests/strategies/test_read_through_edges.py", "tests/strategies/test_write_through.py",
-                  "tests/strategies/test_write_through_edges.py", "tests/strategies/test_strategy_faults.py")
+                  "tests/strategies/test_write_through_edges.py", "tests/strategies/test_strategy_faults.py",
+                  "tests/strategies/test_fill_lease.py")
 INVALIDATOR_TESTS = ("tests/invalidator/test_plan.py",)
 # The write fence's Python side: the store's calls that mark keys and tags before and after a write.
 FENCE = ("CacheStore.fence", "CacheStore._fence_key", "CacheStore.write", "CacheStore.tombstone",
@@ -43,6 +45,7 @@ TARGETS: tuple[Target, ...] = (
                                            "tests/store/test_lookups_connection.py",
                                            "tests/store/test_store_entries.py"), 8),
     Target("cluster_client", "proxy/clusterclient.py", ("tests/store/test_cluster_client.py",
+                                                        "tests/store/test_store_claims.py",
                                                         "tests/store/test_store_entries.py",
                                                         "tests/store/test_store_versions.py"), 10),
     Target("read_through", "strategies/read_through.py", STRATEGY_TESTS, 16),
