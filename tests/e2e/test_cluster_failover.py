@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from typing import Iterator
 
 import aiohttp
@@ -24,6 +23,7 @@ from stack.net import free_port
 from stack.redis_cluster import RedisCluster
 from stack.redis_cluster_status import NodeStatus
 from tests.support.configs import on_cluster
+from tests.support.polling import poll
 from tests.support.gateways import start_gateways, stop_gateways
 from tests.support.redisclients import cluster_gateway_client
 
@@ -45,10 +45,8 @@ def port_of(node: NodeStatus) -> int:
 
 
 async def wait_for(predicate, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
+    """`predicate()` polled until true; `within` is a hang guard, not a speed."""
+    assert await poll(predicate, within), what
 
 
 @pytest.fixture

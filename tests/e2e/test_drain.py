@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 
 import aiohttp
 import pytest
+
+from tests.support.polling import poll
 
 pytestmark = pytest.mark.slow
 IN_FLIGHT = 20
@@ -33,20 +34,19 @@ async def test_sigterm_drains_then_finishes_what_is_in_flight(proxy_process):
                     return answer.status
 
         in_flight = [asyncio.create_task(slow(i)) for i in range(IN_FLIGHT)]
-        deadline = time.monotonic() + 10
-        while backends.served("GET", "/users/search") < IN_FLIGHT:
-            assert time.monotonic() < deadline, "the requests did not reach the service"
-            await asyncio.sleep(0.02)
+        async def all_arrived() -> bool:
+            return backends.served("GET", "/users/search") >= IN_FLIGHT
+        assert await poll(all_arrived, 30, interval=0.02), "the requests did not reach the service"
         proc.popen.send_signal(signal.SIGTERM)
 
-        draining = None
-        deadline = time.monotonic() + 10
-        while draining is None:
-            assert time.monotonic() < deadline, "/-/ready never answered 503"
+        draining: dict = {}
+
+        async def not_ready() -> bool:
             async with http.get("/-/ready") as resp:
                 if resp.status == 503:
-                    draining = await resp.json()
-            await asyncio.sleep(0.02)
+                    draining.update(await resp.json())
+                return resp.status == 503
+        assert await poll(not_ready, 30, interval=0.02), "/-/ready never answered 503"
         assert draining["status"] == "draining", draining
         async with http.get(f"/users/{uid}", headers={"Authorization": auth}) as resp:
             assert resp.status == 200  # still serving while balancers take it out
