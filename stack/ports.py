@@ -5,6 +5,7 @@ import errno
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from stack.process import pid_cmdline
 
@@ -88,6 +89,18 @@ def taken(host: str, port: int) -> str | None:
 def _sockets(port: int) -> list[tuple[int, int]]:
     """(inode, uid) of the sockets bound to `port`: listeners, else sockets bound but not listening."""
     by_state: dict[str, list[tuple[int, int]]] = {_LISTEN: [], _CLOSE: []}
+    for fields in tcp_entries():
+        if fields[3] not in by_state:
+            continue
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        inode = int(fields[9])
+        if local_port == port and inode:
+            by_state[fields[3]].append((inode, int(fields[7])))
+    return by_state[_LISTEN] or by_state[_CLOSE]
+
+
+def tcp_entries() -> Iterator[list[str]]:
+    """The fields of each socket line of /proc/net/tcp and tcp6 (a table that cannot be read is left out)."""
     for table in _TABLES:
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -95,10 +108,5 @@ def _sockets(port: int) -> list[tuple[int, int]]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) < 10 or fields[3] not in by_state:
-                continue
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            inode = int(fields[9])
-            if local_port == port and inode:
-                by_state[fields[3]].append((inode, int(fields[7])))
-    return by_state[_LISTEN] or by_state[_CLOSE]
+            if len(fields) >= 10:
+                yield fields

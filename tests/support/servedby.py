@@ -11,7 +11,8 @@ import json as jsonlib
 from pathlib import Path
 from typing import Iterable
 
-_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+from stack.ports import tcp_entries
+
 _ESTABLISHED = "01"
 
 
@@ -21,16 +22,10 @@ def _port(address: str) -> int:
 
 def _server_socket(server_port: int, client_port: int) -> int | None:
     """The inode of the accepted socket of the connection from `client_port` to `server_port`."""
-    for table in _TABLES:
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if (len(fields) >= 10 and fields[3] == _ESTABLISHED and _port(fields[1]) == server_port
-                    and _port(fields[2]) == client_port and int(fields[9])):
-                return int(fields[9])
+    for fields in tcp_entries():
+        if (fields[3] == _ESTABLISHED and _port(fields[1]) == server_port and _port(fields[2]) == client_port
+                and int(fields[9])):
+            return int(fields[9])
     return None
 
 
