@@ -104,28 +104,27 @@ async def invalidator_process(tmp_path) -> AsyncIterator[Callable[[Config], Inva
         proc.stop()
 
 
-def sql(config: Config, statement: str, params: tuple = ()) -> int:
-    """One statement as the application's user, committed; returns the rows it changed."""
+def _run(config: Config, statement: str, params: tuple) -> tuple[int, Any]:
+    """One statement as the application's user, committed: (the rows it changed, its first row)."""
     db = config.mariadb
     conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password(),
                            database=db.database, autocommit=True, ssl_disabled=True)
     try:
         with conn.cursor() as cur:
-            return cur.execute(statement, params)
+            changed = cur.execute(statement, params)
+            return changed, cur.fetchone()
     finally:
         conn.close()
+
+
+def sql(config: Config, statement: str, params: tuple = ()) -> int:
+    """One statement, committed; returns the rows it changed."""
+    return _run(config, statement, params)[0]
 
 
 def sql_one(config: Config, statement: str, params: tuple = ()) -> Any:
-    db = config.mariadb
-    conn = pymysql.connect(host=db.host, port=db.port, user=db.user, password=db.password(),
-                           database=db.database, autocommit=True, ssl_disabled=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, params)
-            return cur.fetchone()
-    finally:
-        conn.close()
+    """One query, committed; returns its first row."""
+    return _run(config, statement, params)[1]
 
 
 def store_for(config: Config, server: RedisServer) -> CacheStore:
