@@ -2,22 +2,11 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from jose import jwt
 
-from cachegate.settings import AuthConfig
 from cachegate.tokens import TokenRefused, TokenRules
-from stack.keys import ensure_jwt_keys
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[AuthConfig, str]:
-    folder: Path = tmp_path_factory.mktemp("keys")
-    ensure_jwt_keys(folder / "a.pem", folder / "a.pub")
-    cfg = AuthConfig("ES256", "cachegate", folder / "a.pub", folder / "a.pem", 900, 5, "users", "/auth/token")
-    return cfg, (folder / "a.pem").read_text()
 
 
 def _signed(key: str, **claims: object) -> str:
